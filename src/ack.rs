@@ -1,0 +1,158 @@
+//! End-to-end acknowledgement of batches.
+//!
+//! Every batch a source emits carries a [`Tracker`]. The pipeline hands one
+//! [`Delivery`] to each sink the batch (or part of it) was routed to, and to the
+//! dead-letter sink. The batch is finished when the tracker and every delivery are
+//! gone; the source then receives an [`AckNotice`] saying whether every sink
+//! acknowledged. A delivery dropped without [`Delivery::ack`] (a sink that gave up,
+//! a task that died) marks the batch failed, so nothing is reported done by accident.
+//!
+//! The source's in-flight permit lives inside the tracker: it is released exactly
+//! when the batch is finished, which is what bounds memory under any input rate.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every sink acknowledged (or the events were dropped on purpose).
+    Done,
+    /// At least one delivery was not acknowledged: the batch must not be committed.
+    Failed,
+}
+
+/// Sent to the source when a batch is finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckNotice {
+    pub batch_id: u64,
+    pub events: usize,
+    pub outcome: Outcome,
+}
+
+struct Inner {
+    batch_id: u64,
+    events: usize,
+    failed: AtomicBool,
+    notify: mpsc::UnboundedSender<AckNotice>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let outcome = if self.failed.load(Ordering::Acquire) { Outcome::Failed } else { Outcome::Done };
+        // The source may already be gone at shutdown; then nobody needs the notice.
+        let _ = self.notify.send(AckNotice { batch_id: self.batch_id, events: self.events, outcome });
+    }
+}
+
+/// The pipeline's share of a batch; dropped once the batch has been dispatched.
+pub struct Tracker(Arc<Inner>);
+
+impl Tracker {
+    pub fn new(
+        batch_id: u64,
+        events: usize,
+        notify: mpsc::UnboundedSender<AckNotice>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Self {
+        Tracker(Arc::new(Inner { batch_id, events, failed: AtomicBool::new(false), notify, _permit: permit }))
+    }
+
+    pub fn batch_id(&self) -> u64 {
+        self.0.batch_id
+    }
+
+    /// One sink's share of the batch.
+    pub fn delivery(&self) -> Delivery {
+        Delivery { inner: Some(self.0.clone()) }
+    }
+}
+
+/// One sink's duty to acknowledge its part of a batch.
+pub struct Delivery {
+    inner: Option<Arc<Inner>>,
+}
+
+impl Delivery {
+    pub fn ack(mut self) {
+        self.inner = None;
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            inner.failed.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Running totals of finished batches, for sources without commits (file, generator)
+/// and for the run summary.
+#[derive(Debug, Default)]
+pub struct AckLedger {
+    pub done_events: AtomicU64,
+    pub failed_events: AtomicU64,
+}
+
+impl AckLedger {
+    pub fn record(&self, notice: &AckNotice) {
+        let counter = match notice.outcome {
+            Outcome::Done => &self.done_events,
+            Outcome::Failed => &self.failed_events,
+        };
+        counter.fetch_add(notice.events as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_is_done_only_when_every_delivery_acked() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let tracker = Tracker::new(7, 3, tx, None);
+        let a = tracker.delivery();
+        let b = tracker.delivery();
+        drop(tracker);
+        a.ack();
+        assert!(rx.try_recv().is_err(), "b has not acknowledged yet");
+        b.ack();
+        assert_eq!(rx.try_recv().ok(), Some(AckNotice { batch_id: 7, events: 3, outcome: Outcome::Done }));
+    }
+
+    #[test]
+    fn a_dropped_delivery_fails_the_batch() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let tracker = Tracker::new(1, 2, tx, None);
+        let a = tracker.delivery();
+        let b = tracker.delivery();
+        drop(tracker);
+        a.ack();
+        drop(b);
+        assert_eq!(rx.try_recv().map(|n| n.outcome).ok(), Some(Outcome::Failed));
+    }
+
+    #[test]
+    fn a_batch_with_no_deliveries_is_done_when_dispatched() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        drop(Tracker::new(2, 5, tx, None));
+        assert_eq!(rx.try_recv().map(|n| n.outcome).ok(), Some(Outcome::Done));
+    }
+
+    #[test]
+    fn permit_is_released_when_the_batch_finishes() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let sem = Arc::new(tokio::sync::Semaphore::new(1));
+        let permit = sem.clone().try_acquire_owned().ok();
+        let tracker = Tracker::new(3, 1, tx, permit);
+        let d = tracker.delivery();
+        drop(tracker);
+        assert_eq!(sem.available_permits(), 0);
+        d.ack();
+        assert_eq!(sem.available_permits(), 1);
+    }
+}

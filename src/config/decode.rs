@@ -1,0 +1,349 @@
+//! Decoding the position-marked YAML tree into config structs, collecting every
+//! error with its position instead of stopping at the first.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::yaml::{Key, Node, NodeKind, Pos};
+
+/// One config problem, printed as `file:line:col: message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{col}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+/// Collects errors for one file.
+pub struct Diagnostics {
+    file: String,
+    errors: Vec<ConfigError>,
+}
+
+impl Diagnostics {
+    pub fn new(file: impl Into<String>) -> Self {
+        Diagnostics { file: file.into(), errors: Vec::new() }
+    }
+
+    pub fn error(&mut self, pos: Pos, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line: pos.line,
+            col: pos.col,
+            message: message.into(),
+        });
+    }
+
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    pub fn into_errors(mut self) -> Vec<ConfigError> {
+        self.errors.sort_by_key(|e| (e.line, e.col));
+        self.errors
+    }
+}
+
+/// A value that can be read from a YAML node. `None` means an error was recorded.
+pub trait Decode: Sized {
+    fn decode(node: &Node, cx: &mut Diagnostics) -> Option<Self>;
+}
+
+/// Reads a mapping's keys one by one; `finish` reports every key nobody asked for.
+pub struct MapReader<'a> {
+    what: &'a str,
+    pos: Pos,
+    entries: &'a [(Key, Node)],
+    asked: Vec<&'static str>,
+}
+
+impl<'a> MapReader<'a> {
+    /// `what` names the section in messages ("source", "sink `archive`").
+    pub fn new(node: &'a Node, what: &'a str, cx: &mut Diagnostics) -> Option<Self> {
+        match &node.kind {
+            NodeKind::Map(entries) => {
+                let mut seen: Vec<&str> = Vec::new();
+                for (key, _) in entries {
+                    if seen.contains(&key.name.as_str()) {
+                        cx.error(key.pos, format!("duplicate key `{}` in {what}", key.name));
+                    }
+                    seen.push(&key.name);
+                }
+                Some(MapReader { what, pos: node.pos, entries, asked: Vec::new() })
+            }
+            _ if node.is_null() => Some(MapReader { what, pos: node.pos, entries: &[], asked: Vec::new() }),
+            _ => {
+                cx.error(node.pos, format!("{what} must be a mapping, got {}", node.describe()));
+                None
+            }
+        }
+    }
+
+    pub fn pos(&self) -> Pos {
+        self.pos
+    }
+
+    /// The node under `key`, if present and not null.
+    pub fn node(&mut self, key: &'static str) -> Option<&'a Node> {
+        self.asked.push(key);
+        self.entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v).filter(|v| !v.is_null())
+    }
+
+    pub fn key_pos(&self, key: &str) -> Pos {
+        self.entries.iter().find(|(k, _)| k.name == key).map_or(self.pos, |(k, _)| k.pos)
+    }
+
+    pub fn optional<T: Decode>(&mut self, key: &'static str, cx: &mut Diagnostics) -> Option<T> {
+        self.node(key).and_then(|n| T::decode(n, cx))
+    }
+
+    /// Like `optional`, with a default when the key is absent (or invalid; the error
+    /// is already recorded then, so the default never hides it).
+    pub fn or<T: Decode>(&mut self, key: &'static str, default: T, cx: &mut Diagnostics) -> T {
+        self.optional(key, cx).unwrap_or(default)
+    }
+
+    pub fn required<T: Decode>(&mut self, key: &'static str, cx: &mut Diagnostics) -> Option<T> {
+        match self.node(key) {
+            Some(n) => T::decode(n, cx),
+            None => {
+                cx.error(self.pos, format!("{} is missing required key `{key}`", self.what));
+                None
+            }
+        }
+    }
+
+    /// Reports keys that were never asked for.
+    pub fn finish(self, cx: &mut Diagnostics) {
+        for (key, _) in self.entries {
+            if !self.asked.contains(&key.name.as_str()) {
+                cx.error(
+                    key.pos,
+                    format!(
+                        "unknown key `{}` in {} (known keys: {})",
+                        key.name,
+                        self.what,
+                        self.asked.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn scalar<'n>(node: &'n Node, expected: &str, cx: &mut Diagnostics) -> Option<(&'n str, bool)> {
+    match &node.kind {
+        NodeKind::Scalar { text, quoted } => Some((text.as_str(), *quoted)),
+        _ => {
+            cx.error(node.pos, format!("expected {expected}, got {}", node.describe()));
+            None
+        }
+    }
+}
+
+impl Decode for String {
+    fn decode(node: &Node, cx: &mut Diagnostics) -> Option<Self> {
+        scalar(node, "a string", cx).map(|(s, _)| s.to_string())
+    }
+}
+
+impl Decode for bool {
+    fn decode(node: &Node, cx: &mut Diagnostics) -> Option<Self> {
+        match scalar(node, "true or false", cx)? {
+            ("true", false) => Some(true),
+            ("false", false) => Some(false),
+            (other, _) => {
+                cx.error(node.pos, format!("expected true or false, got `{other}`"));
+                None
+            }
+        }
+    }
+}
+
+macro_rules! decode_unsigned {
+    ($($t:ty),*) => {$(
+        impl Decode for $t {
+            fn decode(node: &Node, cx: &mut Diagnostics) -> Option<Self> {
+                let (text, _) = scalar(node, "a whole number", cx)?;
+                match text.replace('_', "").parse::<$t>() {
+                    Ok(v) => Some(v),
+                    Err(_) => {
+                        cx.error(node.pos, format!(
+                            "expected a whole number from 0 to {}, got `{text}`", <$t>::MAX));
+                        None
+                    }
+                }
+            }
+        }
+    )*};
+}
+decode_unsigned!(u16, u32, u64, usize);
+
+impl Decode for f64 {
+    fn decode(node: &Node, cx: &mut Diagnostics) -> Option<Self> {
+        let (text, _) = scalar(node, "a number", cx)?;
+        match text.replace('_', "").parse::<f64>() {
+            Ok(v) if v.is_finite() => Some(v),
+            _ => {
+                cx.error(node.pos, format!("expected a number, got `{text}`"));
+                None
+            }
+        }
+    }
+}
+
+impl Decode for Duration {
+    fn decode(node: &Node, cx: &mut Diagnostics) -> Option<Self> {
+        let (text, _) = scalar(node, "a duration such as 500ms, 30s or 1h", cx)?;
+        match humantime::parse_duration(text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                cx.error(
+                    node.pos,
+                    format!("expected a duration such as 500ms, 30s or 1h, got `{text}` ({e})"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// A size in bytes, written `1048576`, `64KiB`, `100MiB`, `1GiB` (also kB/MB/GB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(text: &str) -> Option<u64> {
+        let text = text.trim().replace('_', "");
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let n: u64 = digits.parse().ok()?;
+        let mult: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "kB" | "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            _ => return None,
+        };
+        n.checked_mul(mult)
+    }
+}
+
+impl Decode for ByteSize {
+    fn decode(node: &Node, cx: &mut Diagnostics) -> Option<Self> {
+        let (text, _) = scalar(node, "a size such as 64KiB or 100MiB", cx)?;
+        match ByteSize::parse(text) {
+            Some(n) => Some(ByteSize(n)),
+            None => {
+                cx.error(node.pos, format!("expected a size such as 64KiB or 100MiB, got `{text}`"));
+                None
+            }
+        }
+    }
+}
+
+impl<T: Decode> Decode for Vec<T> {
+    fn decode(node: &Node, cx: &mut Diagnostics) -> Option<Self> {
+        match &node.kind {
+            NodeKind::Seq(items) => {
+                let decoded: Vec<Option<T>> = items.iter().map(|n| T::decode(n, cx)).collect();
+                decoded.into_iter().collect()
+            }
+            _ => {
+                cx.error(node.pos, format!("expected a list, got {}", node.describe()));
+                None
+            }
+        }
+    }
+}
+
+/// A list that may also be written as a single item (`event_type: "task.*"`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<T: Decode> Decode for OneOrMany<T> {
+    fn decode(node: &Node, cx: &mut Diagnostics) -> Option<Self> {
+        match &node.kind {
+            NodeKind::Seq(_) => Vec::<T>::decode(node, cx).map(OneOrMany),
+            _ => T::decode(node, cx).map(|v| OneOrMany(vec![v])),
+        }
+    }
+}
+
+impl Decode for BTreeMap<String, String> {
+    fn decode(node: &Node, cx: &mut Diagnostics) -> Option<Self> {
+        match &node.kind {
+            NodeKind::Map(entries) => {
+                let mut out = BTreeMap::new();
+                let mut ok = true;
+                for (key, value) in entries {
+                    match String::decode(value, cx) {
+                        Some(v) => {
+                            out.insert(key.name.clone(), v);
+                        }
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(out)
+            }
+            _ => {
+                cx.error(node.pos, format!("expected a mapping, got {}", node.describe()));
+                None
+            }
+        }
+    }
+}
+
+/// Decodes a string that must be one of `choices`; the error lists them.
+pub fn one_of<T: Copy>(node: &Node, choices: &[(&str, T)], cx: &mut Diagnostics) -> Option<T> {
+    let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+    let (text, _) = scalar(node, &format!("one of {}", names.join(", ")), cx)?;
+    match choices.iter().find(|(n, _)| *n == text) {
+        Some((_, v)) => Some(*v),
+        None => {
+            cx.error(node.pos, format!("expected one of {}, got `{text}`", names.join(", ")));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::yaml::parse;
+    use super::*;
+
+    #[test]
+    fn collects_every_error_with_positions() {
+        let doc = parse("rate: fast\nseed: 7\ncolour: red\nlinger: soon\n").expect("yaml");
+        let mut cx = Diagnostics::new("t.yaml");
+        let mut map = MapReader::new(&doc, "source", &mut cx).expect("map");
+        let _rate: Option<u64> = map.optional("rate", &mut cx);
+        let _seed: Option<u64> = map.optional("seed", &mut cx);
+        let _linger: Option<Duration> = map.optional("linger", &mut cx);
+        let _name: Option<String> = map.required("name", &mut cx);
+        map.finish(&mut cx);
+        let errors: Vec<String> = cx.into_errors().iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 4, "{errors:#?}");
+        assert!(errors[0].starts_with("t.yaml:1:1: source is missing required key `name`"));
+        assert!(errors[1].starts_with("t.yaml:1:7: expected a whole number"));
+        assert!(errors[2].starts_with("t.yaml:3:1: unknown key `colour`"));
+        assert!(errors[3].starts_with("t.yaml:4:9: expected a duration"));
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(ByteSize::parse("64KiB"), Some(65536));
+        assert_eq!(ByteSize::parse("100MiB"), Some(100 << 20));
+        assert_eq!(ByteSize::parse("12"), Some(12));
+        assert_eq!(ByteSize::parse("12 parsecs"), None);
+    }
+}

@@ -1,0 +1,438 @@
+//! The event envelope of schema v1.0, its validation, and the batch that flows
+//! through the pipeline.
+//!
+//! An event keeps the bytes it arrived as. As long as no step changes it, those bytes
+//! are what the sinks write: no re-serialization on the common path, and the output is
+//! byte-for-byte what the emitter sent.
+
+mod dead_letter;
+mod scan;
+pub mod schema;
+
+use std::cell::OnceCell;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+pub use dead_letter::{DeadLetter, Stage};
+use scan::{Header, Text};
+
+/// TRACE < DEBUG < INFO < WARN < ERROR < FATAL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 6] =
+        [Severity::Trace, Severity::Debug, Severity::Info, Severity::Warn, Severity::Error, Severity::Fatal];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Trace => "TRACE",
+            Severity::Debug => "DEBUG",
+            Severity::Info => "INFO",
+            Severity::Warn => "WARN",
+            Severity::Error => "ERROR",
+            Severity::Fatal => "FATAL",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The event types of both revisions of the spec, by canonical name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    AgentLifecycle,
+    SwarmIteration,
+    ConsensusProposal,
+    ConsensusVote,
+    ConsensusDecision,
+    MemoryBridgeSync,
+    MeshTopologyChange,
+    SecurityPolicyViolation,
+    SecurityViolation,
+    TaskExecution,
+    TaskAssigned,
+    TaskCompleted,
+    BridgeMessage,
+    /// Passed on and counted: a newer emitter must not lose data.
+    Unknown,
+}
+
+impl EventKind {
+    pub const KNOWN: [EventKind; 13] = [
+        EventKind::AgentLifecycle,
+        EventKind::SwarmIteration,
+        EventKind::ConsensusProposal,
+        EventKind::ConsensusVote,
+        EventKind::ConsensusDecision,
+        EventKind::MemoryBridgeSync,
+        EventKind::MeshTopologyChange,
+        EventKind::SecurityPolicyViolation,
+        EventKind::SecurityViolation,
+        EventKind::TaskExecution,
+        EventKind::TaskAssigned,
+        EventKind::TaskCompleted,
+        EventKind::BridgeMessage,
+    ];
+
+    pub fn canonical_name(self) -> Option<&'static str> {
+        Some(match self {
+            EventKind::AgentLifecycle => "agent.lifecycle",
+            EventKind::SwarmIteration => "swarm.iteration",
+            EventKind::ConsensusProposal => "consensus.proposal",
+            EventKind::ConsensusVote => "consensus.vote",
+            EventKind::ConsensusDecision => "consensus.decision",
+            EventKind::MemoryBridgeSync => "memory.bridge.sync",
+            EventKind::MeshTopologyChange => "mesh.topology.change",
+            EventKind::SecurityPolicyViolation => "security.policy.violation",
+            EventKind::SecurityViolation => "security.violation",
+            EventKind::TaskExecution => "task.execution",
+            EventKind::TaskAssigned => "task.assigned",
+            EventKind::TaskCompleted => "task.completed",
+            EventKind::BridgeMessage => "bridge.message",
+            EventKind::Unknown => return None,
+        })
+    }
+
+    /// The kind for an `event_type` as emitted, and whether it was an alias.
+    pub fn from_event_type(name: &str) -> (EventKind, bool) {
+        if name == "mesh.topology_change" {
+            return (EventKind::MeshTopologyChange, true);
+        }
+        let kind = EventKind::KNOWN
+            .into_iter()
+            .find(|k| k.canonical_name() == Some(name))
+            .unwrap_or(EventKind::Unknown);
+        (kind, false)
+    }
+}
+
+/// Where an event came from, so dead letters and commits can point back at it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Position {
+    Generator { seq: u64 },
+    File { path: Arc<str>, line: u64 },
+    Kafka { topic: Arc<str>, partition: i32, offset: i64 },
+}
+
+/// `schema: strict` dead-letters a known event type with a bad `data`; `lenient`
+/// passes it on with a `schema_warning` tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchemaMode {
+    #[default]
+    Strict,
+    Lenient,
+}
+
+/// Tag that keeps an alias's original event_type after canonicalization.
+pub const ORIGINAL_TYPE_TAG: &str = "original_event_type";
+/// Tag that carries schema problems of an event passed in lenient mode.
+pub const SCHEMA_WARNING_TAG: &str = "schema_warning";
+
+/// Why an input could not become an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("event must be a JSON object, got {0}")]
+    NotAnObject(String),
+    #[error("{0}")]
+    Schema(String),
+    #[error("event is {size} bytes, over the limit of {limit} bytes (limits.max_event_bytes)")]
+    TooLarge { size: usize, limit: usize },
+}
+
+/// One valid event. Its JSON document is built only when a step asks for it:
+/// validation does not need it, and an unchanged event is written as its raw bytes.
+#[derive(Debug, Clone)]
+pub struct Event {
+    raw: Bytes,
+    header: Header,
+    doc: OnceCell<Map<String, Value>>,
+    position: Position,
+    /// Changed by a step (or not writable as one line as received): re-encode it.
+    dirty: bool,
+    /// Passed in lenient mode despite schema problems (listed in its tags).
+    schema_warning: bool,
+}
+
+impl Event {
+    /// Parses and validates one input record.
+    pub fn decode(raw: Bytes, position: Position, mode: SchemaMode) -> Result<Event, Rejection> {
+        match scan::scan(&raw) {
+            Some(header) => {
+                let alias = header.alias;
+                // A raw line with a newline inside (pretty-printed JSON) cannot be
+                // written to a JSONL sink as it is.
+                let multiline = memchr::memchr(b'\n', &raw).is_some();
+                let mut event = Event {
+                    raw,
+                    header,
+                    doc: OnceCell::new(),
+                    position,
+                    dirty: multiline,
+                    schema_warning: false,
+                };
+                if alias {
+                    event.canonicalize();
+                }
+                Ok(event)
+            }
+            None => Event::decode_slow(raw, position, mode),
+        }
+    }
+
+    /// The precise path: builds the document and names every problem.
+    fn decode_slow(raw: Bytes, position: Position, mode: SchemaMode) -> Result<Event, Rejection> {
+        let value: Value = serde_json::from_slice(&raw).map_err(|e| Rejection::Json(e.to_string()))?;
+        let Value::Object(doc) = value else {
+            return Err(Rejection::NotAnObject(schema::describe(&value)));
+        };
+        let mut problems = Vec::new();
+        let envelope = check_envelope(&doc, &mut problems);
+        let text = |key: &str| Text::Owned(doc.get(key).and_then(Value::as_str).unwrap_or("").into());
+        let (kind, alias) = doc
+            .get("event_type")
+            .and_then(Value::as_str)
+            .map_or((EventKind::Unknown, false), EventKind::from_event_type);
+        let Some((severity, timestamp_ms)) = envelope else {
+            return Err(Rejection::Schema(problems.join("; ")));
+        };
+
+        if kind != EventKind::Unknown {
+            match doc.get("data") {
+                Some(Value::Object(data)) => {
+                    schema::check_object("data", data, schema::fields(kind), &mut problems)
+                }
+                Some(other) => {
+                    problems.push(format!("data: expected an object, got {}", schema::describe(other)))
+                }
+                None => problems.push("data: required field is missing".into()),
+            }
+        }
+        if !problems.is_empty() && mode == SchemaMode::Strict {
+            return Err(Rejection::Schema(problems.join("; ")));
+        }
+        let header = Header {
+            event_id: text("event_id"),
+            component: text("component"),
+            event_type: match (alias, kind.canonical_name()) {
+                (true, Some(name)) => Text::Static(name),
+                _ => text("event_type"),
+            },
+            kind,
+            alias,
+            severity,
+            timestamp_ms,
+        };
+        let multiline = memchr::memchr(b'\n', &raw).is_some();
+        let schema_warning = !problems.is_empty();
+        let mut event =
+            Event { raw, header, doc: OnceCell::from(doc), position, dirty: multiline, schema_warning };
+        if alias {
+            event.canonicalize();
+        }
+        if !problems.is_empty() {
+            event.set_tag(SCHEMA_WARNING_TAG, Value::String(problems.join("; ")));
+        }
+        Ok(event)
+    }
+
+    /// Maps an alias event_type to its canonical name, keeping the original in a tag.
+    fn canonicalize(&mut self) {
+        let Some(name) = self.header.kind.canonical_name() else { return };
+        let doc = self.doc_mut();
+        let original = doc.insert("event_type".into(), Value::String(name.into()));
+        if let Some(original) = original {
+            self.set_tag(ORIGINAL_TYPE_TAG, original);
+        }
+    }
+
+    pub fn kind(&self) -> EventKind {
+        self.header.kind
+    }
+
+    pub fn severity(&self) -> Severity {
+        self.header.severity
+    }
+
+    pub fn timestamp_ms(&self) -> i64 {
+        self.header.timestamp_ms
+    }
+
+    pub fn position(&self) -> &Position {
+        &self.position
+    }
+
+    /// Whether it was passed in lenient mode despite schema problems.
+    pub fn has_schema_warning(&self) -> bool {
+        self.schema_warning
+    }
+
+    /// The bytes as received.
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    pub fn event_id(&self) -> &str {
+        self.header.event_id.resolve(&self.raw)
+    }
+
+    /// The canonical event type (aliases already mapped).
+    pub fn event_type(&self) -> &str {
+        self.header.event_type.resolve(&self.raw)
+    }
+
+    pub fn component(&self) -> &str {
+        self.header.component.resolve(&self.raw)
+    }
+
+    /// The whole document, parsed on first use.
+    pub fn doc(&self) -> &Map<String, Value> {
+        self.doc.get_or_init(|| parse_object(&self.raw))
+    }
+
+    /// A value by dotted path: `data.agent_id`, `tags.environment`, `severity`.
+    pub fn get(&self, path: &str) -> Option<&Value> {
+        let mut parts = path.split('.');
+        let first = self.doc().get(parts.next()?)?;
+        parts.try_fold(first, |value, key| value.as_object()?.get(key))
+    }
+
+    /// Mutable access to the whole document; marks the event as changed, so it is
+    /// re-encoded for the sinks. The envelope fields the header caches (event_id,
+    /// timestamp, component, event_type, severity) must not be changed through it.
+    pub fn doc_mut(&mut self) -> &mut Map<String, Value> {
+        self.dirty = true;
+        self.doc();
+        // Initialized just above; `get_or_init` cannot hand out a mutable reference.
+        self.doc.get_mut().unwrap_or_else(|| unreachable!("document initialized"))
+    }
+
+    pub fn set_tag(&mut self, key: &str, value: Value) {
+        let tags = self.doc_mut().entry("tags").or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(tags) = tags {
+            tags.insert(key.to_string(), value);
+        }
+    }
+
+    /// The bytes a sink writes, consuming the event: the original bytes unless a
+    /// step changed it, else its re-encoding. Called after the last step, so the
+    /// document is freed while still in cache rather than when the slowest sink is
+    /// done.
+    pub fn into_wire(self) -> Bytes {
+        if !self.dirty {
+            return self.raw;
+        }
+        let doc = match self.doc.into_inner() {
+            Some(doc) => doc,
+            None => parse_object(&self.raw),
+        };
+        // Serializing a Map of JSON values cannot fail: keys are strings and numbers
+        // are finite by construction.
+        Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
+    }
+}
+
+/// The document of bytes already validated as a JSON object.
+fn parse_object(raw: &[u8]) -> Map<String, Value> {
+    serde_json::from_slice(raw).unwrap_or_default()
+}
+
+/// Checks the envelope; returns severity and timestamp when they are usable.
+fn check_envelope(doc: &Map<String, Value>, problems: &mut Vec<String>) -> Option<(Severity, i64)> {
+    let before = problems.len();
+    for key in ["event_id", "component", "event_type"] {
+        match doc.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => {}
+            Some(Value::String(_)) => problems.push(format!("{key}: must not be empty")),
+            Some(other) => {
+                problems.push(format!("{key}: expected a string, got {}", schema::describe(other)))
+            }
+            None => problems.push(format!("{key}: required field is missing")),
+        }
+    }
+    let timestamp = match doc.get("timestamp") {
+        Some(Value::Number(n)) => match n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)) {
+            Some(ms) if ms >= 0 => Some(ms),
+            _ => {
+                problems.push(format!("timestamp: expected Unix milliseconds >= 0, got {n}"));
+                None
+            }
+        },
+        Some(other) => {
+            problems.push(format!(
+                "timestamp: expected a number (Unix milliseconds), got {}",
+                schema::describe(other)
+            ));
+            None
+        }
+        None => {
+            problems.push("timestamp: required field is missing".into());
+            None
+        }
+    };
+    let severity = match doc.get("severity") {
+        Some(Value::String(s)) => match Severity::parse(s) {
+            Some(sev) => Some(sev),
+            None => {
+                problems.push(format!(
+                    "severity: expected one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL, got {s:?}"
+                ));
+                None
+            }
+        },
+        Some(other) => {
+            problems.push(format!("severity: expected a string, got {}", schema::describe(other)));
+            None
+        }
+        None => {
+            problems.push("severity: required field is missing".into());
+            None
+        }
+    };
+    for key in ["tags", "context"] {
+        match doc.get(key) {
+            None | Some(Value::Object(_)) => {}
+            Some(other) => {
+                problems.push(format!("{key}: expected an object, got {}", schema::describe(other)))
+            }
+        }
+    }
+    if problems.len() > before {
+        return None;
+    }
+    Some((severity?, timestamp?))
+}
+
+/// One batch through the steps: the events still alive, plus those a step sent to
+/// dead letter, plus how many a step dropped on purpose.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub events: Vec<Event>,
+    pub dead_letters: Vec<DeadLetter>,
+    pub dropped: usize,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,175 @@
+use super::*;
+
+fn pos() -> Position {
+    Position::Generator { seq: 1 }
+}
+
+fn decode(json: &str, mode: SchemaMode) -> Result<Event, Rejection> {
+    Event::decode(Bytes::from(json.to_string()), pos(), mode)
+}
+
+const GOOD_TASK: &str = r#"{"event_id":"e1","timestamp":1640995200000,"component":"scheduler","event_type":"task.completed","severity":"INFO","tags":{"env":"prod"},"data":{"task_id":"t1","agent_id":"a1","duration_ms":120,"success":true}}"#;
+
+#[test]
+fn valid_event_passes_through_byte_for_byte() {
+    let event = decode(GOOD_TASK, SchemaMode::Strict).expect("valid");
+    assert_eq!(event.kind(), EventKind::TaskCompleted);
+    assert_eq!(event.severity(), Severity::Info);
+    assert_eq!(event.timestamp_ms(), 1640995200000);
+    assert_eq!(event.get("data.agent_id").and_then(Value::as_str), Some("a1"));
+    assert_eq!(event.into_wire(), GOOD_TASK.as_bytes());
+}
+
+#[test]
+fn missing_and_mistyped_fields_are_named() {
+    let json = r#"{"event_id":"e1","timestamp":1,"component":"scheduler","event_type":"task.completed","severity":"INFO","data":{"task_id":"t1","duration_ms":"slow","success":true}}"#;
+    let err = decode(json, SchemaMode::Strict).expect_err("invalid");
+    let text = err.to_string();
+    assert!(text.contains("data.agent_id: required field is missing"), "{text}");
+    assert!(text.contains("data.duration_ms: expected a number >= 0, got string \"slow\""), "{text}");
+}
+
+#[test]
+fn nested_fields_and_enums_are_checked() {
+    let json = r#"{"event_id":"e","timestamp":1,"component":"agent","event_type":"agent.lifecycle","severity":"INFO","data":{"agent_id":"a","agent_type":"code_worker","state_from":"idle","state_to":"dancing","resource_usage":{"cpu_percent":"high"}}}"#;
+    let text = decode(json, SchemaMode::Strict).expect_err("invalid").to_string();
+    assert!(text.contains("data.state_to: expected one of initializing"), "{text}");
+    assert!(text.contains("data.resource_usage.cpu_percent: expected a number >= 0"), "{text}");
+}
+
+#[test]
+fn lenient_mode_passes_with_a_warning_tag() {
+    let json = r#"{"event_id":"e1","timestamp":1,"component":"swarm","event_type":"swarm.iteration","severity":"INFO","data":{"swarm_id":"s","algorithm":"pso","iteration":3,"convergence_score":1.5,"best_fitness":0.2}}"#;
+    assert!(decode(json, SchemaMode::Strict).is_err());
+    let event = decode(json, SchemaMode::Lenient).expect("lenient passes");
+    let warning = event.get("tags.schema_warning").and_then(Value::as_str).unwrap_or("").to_string();
+    assert!(warning.contains("data.convergence_score: expected a number from 0 to 1"), "{warning}");
+    let out: Value = serde_json::from_slice(&event.into_wire()).expect("re-encoded JSON");
+    assert_eq!(out["tags"]["schema_warning"], Value::String(warning));
+}
+
+#[test]
+fn envelope_errors_always_reject_even_when_lenient() {
+    let json = r#"{"event_id":"e1","timestamp":"yesterday","component":"swarm","event_type":"x.y","severity":"LOUD"}"#;
+    let text = decode(json, SchemaMode::Lenient).expect_err("bad envelope").to_string();
+    assert!(text.contains("timestamp: expected a number"), "{text}");
+    assert!(text.contains("severity: expected one of TRACE"), "{text}");
+}
+
+#[test]
+fn alias_is_canonicalized_and_original_kept() {
+    let json = r#"{"event_id":"e","timestamp":1,"component":"mesh","event_type":"mesh.topology_change","severity":"INFO","data":{"change_type":"NODE_ADDED","node_id":"n1","node_count":4}}"#;
+    let event = decode(json, SchemaMode::Strict).expect("valid alias");
+    assert_eq!(event.kind(), EventKind::MeshTopologyChange);
+    assert_eq!(event.event_type(), "mesh.topology.change");
+    let out: Value = serde_json::from_slice(&event.into_wire()).expect("json");
+    assert_eq!(out["tags"][ORIGINAL_TYPE_TAG], "mesh.topology_change");
+    assert_eq!(out["event_type"], "mesh.topology.change");
+}
+
+#[test]
+fn unknown_types_pass_without_data() {
+    let json = r#"{"event_id":"e","timestamp":1,"component":"planner","event_type":"planner.replan","severity":"DEBUG"}"#;
+    let event = decode(json, SchemaMode::Strict).expect("unknown passes");
+    assert_eq!(event.kind(), EventKind::Unknown);
+    assert_eq!(event.event_type(), "planner.replan");
+}
+
+#[test]
+fn not_json_and_not_objects_are_rejected_with_reason() {
+    assert!(matches!(decode("{\"event_id\":", SchemaMode::Strict), Err(Rejection::Json(_))));
+    let err = decode("[1,2]", SchemaMode::Strict).expect_err("array");
+    assert_eq!(err.to_string(), "event must be a JSON object, got an array");
+}
+
+#[test]
+fn every_known_type_has_a_schema_and_a_name() {
+    for kind in EventKind::KNOWN {
+        let name = kind.canonical_name().expect("known kinds have names");
+        assert_eq!(EventKind::from_event_type(name), (kind, false));
+        assert!(!schema::fields(kind).is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn pretty_printed_input_is_reencoded_on_one_line() {
+    let pretty = GOOD_TASK.replace(",\"", ",\n\"");
+    let event = decode(&pretty, SchemaMode::Strict).expect("valid");
+    assert!(!event.into_wire().contains(&b'\n'));
+}
+
+#[test]
+fn dead_letter_keeps_non_utf8_bytes_exactly() {
+    let raw = Bytes::from_static(b"\xff\xfe not json");
+    let dl = DeadLetter::new(Stage::Decode, "invalid JSON".into(), pos(), raw);
+    let mut out = Vec::new();
+    dl.encode(&mut out);
+    let record: Value = serde_json::from_slice(&out).expect("record is JSON");
+    assert_eq!(record["raw_base64"], "//4gbm90IGpzb24=");
+    assert_eq!(record["source"]["kind"], "generator");
+    assert_eq!(record["stage"], "decode");
+}
+
+/// The fast path may only say "valid" when the precise path agrees, and must then
+/// report the same header.
+fn assert_paths_agree(raw: &[u8]) {
+    let bytes = Bytes::copy_from_slice(raw);
+    let slow = Event::decode_slow(bytes.clone(), pos(), SchemaMode::Strict);
+    if let Some(header) = scan::scan(raw) {
+        let slow = slow.unwrap_or_else(|e| {
+            panic!("fast path accepted what the precise path rejects ({e}): {}", String::from_utf8_lossy(raw))
+        });
+        assert_eq!(header.event_id.resolve(raw), slow.event_id());
+        assert_eq!(header.component.resolve(raw), slow.component());
+        assert_eq!(header.event_type.resolve(raw), slow.event_type());
+        assert_eq!(
+            (header.kind, header.severity, header.timestamp_ms),
+            (slow.kind(), slow.severity(), slow.timestamp_ms())
+        );
+    }
+}
+
+#[test]
+fn fast_and_precise_paths_agree_on_generated_traffic() {
+    use crate::config::GeneratorConfig;
+    use crate::source::traffic::Traffic;
+    let config = GeneratorConfig { rate: 0.0, total: 0, seed: 3, malformed_ratio: 0.1, start_ms: Some(1) };
+    let mut traffic = Traffic::new(&config, 0);
+    let mut fast = 0;
+    for _ in 0..20_000 {
+        let line = traffic.next_event();
+        fast += usize::from(scan::scan(&line).is_some());
+        assert_paths_agree(&line);
+    }
+    assert!(fast > 17_000, "the fast path takes the valid events: {fast}");
+}
+
+#[test]
+fn fast_and_precise_paths_agree_on_edge_cases() {
+    let cases: &[&str] = &[
+        GOOD_TASK,
+        r#"{"event_id":"e","timestamp":1,"component":"c","event_type":"x","severity":"INFO","tags":null}"#,
+        r#"{"event_id":"e","timestamp":1,"component":"c","event_type":"x","severity":"INFO","context":[1]}"#,
+        r#"{"event_id":"e\"q\u00e9","timestamp":1.5,"component":"c\\d","event_type":"x","severity":"INFO"}"#,
+        r#"{"event_id":"e","timestamp":-1,"component":"c","event_type":"x","severity":"INFO"}"#,
+        r#"{"event_id":"","timestamp":1,"component":"c","event_type":"x","severity":"INFO"}"#,
+        r#"{"event_id":"e","timestamp":1,"component":"c","event_type":"task.completed","severity":"INFO","data":{"task_id":"t","agent_id":"a","duration_ms":5,"success":true,"error_message":null}}"#,
+        r#"{"event_id":"e","timestamp":1,"component":"c","event_type":"task.completed","severity":"INFO","data":{"task_id":"t","agent_id":null,"duration_ms":5,"success":true}}"#,
+        r#"{"event_id":"e","timestamp":1,"component":"c","event_type":"task.completed","severity":"INFO","data":{"task_id":"t","agent_id":"a","duration_ms":5,"success":true,"success":1}}"#,
+        r#"{"event_id":"e","timestamp":1,"component":"c","event_type":"task.assigned","severity":"INFO","data":{"task_id":"t","agent_id":"a","task_type":"x","priority":2.5}}"#,
+        r#"{"event_id":"e","timestamp":1,"component":"c","event_type":"agent.lifecycle","severity":"INFO","data":{"agent_id":"a","agent_type":"w","state_from":"idle","state_to":"busy","resource_usage":{"cpu_percent":-1}}}"#,
+        r#"{"event_id":"e","event_id":"f","timestamp":1,"component":"c","event_type":"x","severity":"INFO"}"#,
+        r#"{"event_id":"e","timestamp":1,"component":"c","event_type":"x","severity":"INFO"} trailing"#,
+    ];
+    for case in cases {
+        assert_paths_agree(case.as_bytes());
+    }
+}
+
+#[test]
+fn a_valid_event_needs_no_document_until_asked() {
+    let event = decode(GOOD_TASK, SchemaMode::Strict).expect("valid");
+    assert!(event.doc.get().is_none(), "validation built no document");
+    assert_eq!(event.event_id(), "e1");
+    assert_eq!(event.get("data.duration_ms").and_then(Value::as_u64), Some(120));
+}

@@ -1,0 +1,46 @@
+//! synaptic-telemetry: the telemetry pipeline of the codex-synaptic agent platform.
+//!
+//! Agents, the neural mesh, swarms, consensus, the memory bridge, the scheduler and
+//! the security layer publish JSON events. This crate reads them, validates them
+//! against schema v1.0, runs them through ordered steps, and forwards them to sinks
+//! with end-to-end acknowledgement: an input counts as done only when every sink it
+//! was routed to has acknowledged it, a step dropped it on purpose, or it was written
+//! to the dead-letter sink with the reason.
+//!
+//! # Layout
+//!
+//! - `main.rs` — the CLI: `run`, `demo`, `validate`, `generate`.
+//! - [`app`] — wires source → pipeline → sinks and the HTTP server; orderly shutdown.
+//! - [`config`] — the strict YAML config: a position-marked YAML tree (`yaml`), a
+//!   decoder that reports every error with `file:line:col` (`decode`), the sections.
+//! - [`event`] — the envelope and the batch; schema v1.0 as a field table (`schema`),
+//!   checked by a zero-copy pass over the bytes (`scan`) with a precise fallback that
+//!   names every problem; the dead-letter record (`dead_letter`).
+//! - [`source`] — `generator` (synthetic traffic from `traffic`, seeded by `rng`) and
+//!   `file` (JSONL or stdin); the `Emitter` that batches records and bounds in-flight
+//!   batches.
+//! - [`ack`] — the per-batch tracker and per-sink deliveries behind at-least-once.
+//! - [`pipeline`] — decode + validate → steps → route, then hand-over to the sinks.
+//! - [`step`] — the `Step` trait and the built-in steps `tag` and `drop`.
+//! - [`route`] — `match` clauses and per-sink selections; [`glob`] — their globs.
+//! - [`sink`] — sink tasks with retry, and the outputs `stdout` and `file` (rotation).
+//! - [`telemetry`] — the pipeline's own Prometheus metrics.
+//! - [`server`] — `/metrics`, `/health`, `/ready`.
+//! - [`clock`] — Unix-millisecond wall clock.
+
+pub mod ack;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod event;
+pub mod glob;
+pub mod pipeline;
+pub mod route;
+pub mod server;
+pub mod sink;
+pub mod source;
+pub mod step;
+pub mod telemetry;
+
+/// The demo pipeline, embedded so that `synaptic-telemetry demo` needs no files.
+pub const DEMO_CONFIG: &str = include_str!("../config/demo.yaml");

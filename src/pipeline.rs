@@ -1,0 +1,164 @@
+//! The pipeline core: one batch at a time, decode + validate → steps → route →
+//! hand to the sinks, each with its share of the batch's acknowledgement.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use prometheus::IntCounter;
+use tokio::sync::mpsc;
+
+use crate::event::{Batch, DeadLetter, Event, EventKind, Rejection, SchemaMode, Stage};
+use crate::route::{route, Matcher, Selection};
+use crate::sink::{SinkInput, SinkMessage};
+use crate::source::{RawBatch, RawRecord};
+use crate::step::RunningStep;
+use crate::telemetry::Telemetry;
+
+/// A sink as the router sees it.
+pub struct SinkRoute {
+    pub name: String,
+    pub matcher: Option<Matcher>,
+    pub tx: mpsc::Sender<SinkMessage>,
+}
+
+pub struct Pipeline {
+    schema: SchemaMode,
+    max_event_bytes: usize,
+    steps: Vec<RunningStep>,
+    sinks: Vec<SinkRoute>,
+    matchers: Vec<Option<Matcher>>,
+    dead_letter: mpsc::Sender<SinkMessage>,
+    telemetry: Arc<Telemetry>,
+    /// Indexed by `EventKind as usize`.
+    type_counters: Vec<IntCounter>,
+    dead_decode: IntCounter,
+    dead_schema: IntCounter,
+    dead_step: IntCounter,
+}
+
+/// The result of processing one batch, ready for the sinks: each surviving event as
+/// the JSON line a sink writes.
+pub struct Processed {
+    pub lines: Arc<Vec<Bytes>>,
+    pub selections: Vec<Selection>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+impl Pipeline {
+    pub fn new(
+        schema: SchemaMode,
+        max_event_bytes: usize,
+        steps: Vec<RunningStep>,
+        sinks: Vec<SinkRoute>,
+        dead_letter: mpsc::Sender<SinkMessage>,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
+        let matchers = sinks.iter().map(|s| s.matcher.clone()).collect();
+        let mut kinds: Vec<EventKind> = EventKind::KNOWN.to_vec();
+        kinds.push(EventKind::Unknown);
+        kinds.sort_by_key(|k| *k as usize);
+        let type_counters = kinds.into_iter().map(|k| telemetry.event_type_counter(k)).collect();
+        let dead = |stage: &str| telemetry.dead_lettered.with_label_values(&[stage]);
+        Pipeline {
+            schema,
+            max_event_bytes,
+            steps,
+            sinks,
+            matchers,
+            dead_letter,
+            type_counters,
+            dead_decode: dead("decode"),
+            dead_schema: dead("schema"),
+            dead_step: dead("step"),
+            telemetry,
+        }
+    }
+
+    /// Processes batches until the source closes its channel.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<RawBatch>) {
+        while let Some(RawBatch { records, tracker }) = rx.recv().await {
+            let started = Instant::now();
+            let processed = self.process(records);
+            self.telemetry.batch_seconds.observe(started.elapsed().as_secs_f64());
+
+            for (sink, selection) in self.sinks.iter().zip(processed.selections) {
+                if selection.is_empty(processed.lines.len()) {
+                    continue;
+                }
+                let input = SinkInput::Events { lines: processed.lines.clone(), selection };
+                if sink.tx.send(SinkMessage { input, delivery: tracker.delivery() }).await.is_err() {
+                    tracing::error!(sink = %sink.name, "sink task is gone; its events are not acknowledged");
+                }
+            }
+            if !processed.dead_letters.is_empty() {
+                let input = SinkInput::DeadLetters(Arc::new(processed.dead_letters));
+                if self.dead_letter.send(SinkMessage { input, delivery: tracker.delivery() }).await.is_err() {
+                    tracing::error!("dead-letter sink task is gone; its records are not acknowledged");
+                }
+            }
+            // The pipeline's own share; the batch completes when the sinks ack.
+            drop(tracker);
+        }
+    }
+
+    /// Decode, validate, run the steps and route one batch. No I/O.
+    pub fn process(&mut self, records: Vec<RawRecord>) -> Processed {
+        let mut batch = Batch { events: Vec::with_capacity(records.len()), ..Batch::default() };
+        let mut per_kind = [0u64; EventKind::KNOWN.len() + 1];
+        let (mut decode_errors, mut schema_errors, mut warnings) = (0u64, 0u64, 0u64);
+        for record in records {
+            match self.decode(record) {
+                Ok(event) => {
+                    per_kind[event.kind() as usize] += 1;
+                    warnings += u64::from(event.has_schema_warning());
+                    batch.events.push(event);
+                }
+                Err(letter) => {
+                    match letter.stage {
+                        Stage::Schema => schema_errors += 1,
+                        _ => decode_errors += 1,
+                    }
+                    batch.dead_letters.push(letter);
+                }
+            }
+        }
+        for (counter, n) in self.type_counters.iter().zip(per_kind) {
+            if n > 0 {
+                counter.inc_by(n);
+            }
+        }
+        self.dead_decode.inc_by(decode_errors);
+        self.dead_schema.inc_by(schema_errors);
+        self.telemetry.schema_warnings.inc_by(warnings);
+
+        let before_steps = batch.dead_letters.len();
+        for step in &mut self.steps {
+            step.process(&mut batch);
+        }
+        let step_letters = batch.dead_letters.len() - before_steps;
+        self.dead_step.inc_by(step_letters as u64);
+
+        let (selections, unrouted) = route(&batch.events, &self.matchers);
+        self.telemetry.unrouted.inc_by(unrouted as u64);
+        let lines = batch.events.into_iter().map(Event::into_wire).collect();
+        Processed { lines: Arc::new(lines), selections, dead_letters: batch.dead_letters }
+    }
+
+    fn decode(&self, record: RawRecord) -> Result<Event, DeadLetter> {
+        let RawRecord { bytes, position, oversize } = record;
+        if let Some(size) = oversize {
+            let reason = Rejection::TooLarge { size, limit: self.max_event_bytes }.to_string();
+            let kept = bytes.slice(..bytes.len().min(self.max_event_bytes));
+            return Err(DeadLetter::new(Stage::Decode, reason, position, kept));
+        }
+        let raw: Bytes = bytes.clone();
+        Event::decode(bytes, position.clone(), self.schema).map_err(|rejection| {
+            let stage = match rejection {
+                Rejection::Schema(_) => Stage::Schema,
+                _ => Stage::Decode,
+            };
+            DeadLetter::new(stage, rejection.to_string(), position, raw)
+        })
+    }
+}

@@ -1,0 +1,109 @@
+//! Routing: which sinks each event goes to, by each sink's `match`.
+
+use crate::config::MatchConfig;
+use crate::event::{Event, Severity};
+use crate::glob::Glob;
+
+/// A compiled `match` clause: every given condition must hold; an empty list
+/// means "any".
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    event_type: Vec<Glob>,
+    component: Vec<Glob>,
+    min_severity: Option<Severity>,
+}
+
+impl Matcher {
+    pub fn new(config: &MatchConfig) -> Self {
+        Matcher {
+            event_type: config.event_type.iter().map(|g| Glob::new(g)).collect(),
+            component: config.component.iter().map(|g| Glob::new(g)).collect(),
+            min_severity: config.min_severity,
+        }
+    }
+
+    pub fn matches(&self, event: &Event) -> bool {
+        self.min_severity.is_none_or(|min| event.severity() >= min)
+            && (self.event_type.is_empty() || self.event_type.iter().any(|g| g.matches(event.event_type())))
+            && (self.component.is_empty() || self.component.iter().any(|g| g.matches(event.component())))
+    }
+}
+
+/// The events of a batch that go to one sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    Indices(Vec<u32>),
+}
+
+impl Selection {
+    pub fn len(&self, batch_len: usize) -> usize {
+        match self {
+            Selection::All => batch_len,
+            Selection::Indices(i) => i.len(),
+        }
+    }
+
+    pub fn is_empty(&self, batch_len: usize) -> bool {
+        self.len(batch_len) == 0
+    }
+}
+
+/// Computes each sink's selection, and how many events no sink took.
+pub fn route(events: &[Event], matchers: &[Option<Matcher>]) -> (Vec<Selection>, usize) {
+    let mut taken = vec![false; events.len()];
+    let selections = matchers
+        .iter()
+        .map(|matcher| match matcher {
+            None => {
+                taken.iter_mut().for_each(|t| *t = true);
+                Selection::All
+            }
+            Some(m) => {
+                let indices: Vec<u32> = events
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| m.matches(e))
+                    .map(|(i, _)| {
+                        taken[i] = true;
+                        i as u32
+                    })
+                    .collect();
+                if indices.len() == events.len() {
+                    Selection::All
+                } else {
+                    Selection::Indices(indices)
+                }
+            }
+        })
+        .collect();
+    let unrouted = taken.iter().filter(|t| !**t).count();
+    (selections, unrouted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Position, SchemaMode};
+    use bytes::Bytes;
+
+    fn event(event_type: &str, severity: &str) -> Event {
+        let json = format!(
+            r#"{{"event_id":"e","timestamp":1,"component":"c","event_type":"{event_type}","severity":"{severity}"}}"#
+        );
+        Event::decode(Bytes::from(json), Position::Generator { seq: 0 }, SchemaMode::Strict).expect("valid")
+    }
+
+    #[test]
+    fn sinks_get_what_they_match_and_the_rest_is_counted() {
+        let events = vec![event("x.a", "INFO"), event("y.b", "ERROR"), event("z.c", "DEBUG")];
+        let errors = Matcher::new(&MatchConfig { min_severity: Some(Severity::Warn), ..Default::default() });
+        let xs = Matcher::new(&MatchConfig { event_type: vec!["x.*".into()], ..Default::default() });
+        let (selections, unrouted) = route(&events, &[Some(errors), Some(xs)]);
+        assert_eq!(selections, vec![Selection::Indices(vec![1]), Selection::Indices(vec![0])]);
+        assert_eq!(unrouted, 1);
+        let (selections, unrouted) = route(&events, &[None]);
+        assert_eq!(selections, vec![Selection::All]);
+        assert_eq!(unrouted, 0);
+    }
+}

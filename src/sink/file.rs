@@ -1,0 +1,151 @@
+//! `file`: JSON Lines appended to a file, rotated by size and by age.
+//!
+//! A rotated file is renamed `<stem>-<UTC time>.<ext>` beside the live one, so the
+//! live path is stable for `tail -F`. A write that fails is cut back to the length
+//! before it, so a retry does not leave half a batch behind.
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use tokio::fs::{File, OpenOptions};
+use tokio::io::AsyncWriteExt;
+
+use super::SinkError;
+use crate::config::FileSinkConfig;
+
+pub struct FileOutput {
+    config: FileSinkConfig,
+    file: File,
+    size: u64,
+    opened: Instant,
+}
+
+impl FileOutput {
+    pub async fn open(config: &FileSinkConfig) -> Result<Self, SinkError> {
+        let (file, size) = open_append(&config.path).await?;
+        Ok(FileOutput { config: config.clone(), file, size, opened: Instant::now() })
+    }
+
+    fn path_str(&self) -> String {
+        self.config.path.display().to_string()
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+        if self.due_for_rotation(bytes.len() as u64) {
+            self.rotate().await?;
+        }
+        let before = self.size;
+        let result = async {
+            self.file.write_all(bytes).await?;
+            self.file.flush().await?;
+            if self.config.fsync {
+                self.file.sync_data().await?;
+            }
+            Ok::<(), std::io::Error>(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                self.size += bytes.len() as u64;
+                Ok(())
+            }
+            Err(source) => {
+                // Best effort: if even this fails, the retry appends after a partial
+                // batch, which at-least-once delivery allows.
+                let _ = self.file.set_len(before).await;
+                Err(SinkError::Write { path: self.path_str(), source })
+            }
+        }
+    }
+
+    fn due_for_rotation(&self, incoming: u64) -> bool {
+        if self.size == 0 {
+            return false;
+        }
+        let too_big = self.config.rotate_bytes.is_some_and(|max| self.size + incoming > max);
+        let too_old = self.config.rotate_interval.is_some_and(|age| self.opened.elapsed() >= age);
+        too_big || too_old
+    }
+
+    async fn rotate(&mut self) -> Result<(), SinkError> {
+        self.file.flush().await.map_err(|source| SinkError::Write { path: self.path_str(), source })?;
+        let target = rotated_name(&self.config.path);
+        tokio::fs::rename(&self.config.path, &target)
+            .await
+            .map_err(|source| SinkError::Write { path: target.display().to_string(), source })?;
+        let (file, size) = open_append(&self.config.path).await?;
+        tracing::info!(from = %self.config.path.display(), to = %target.display(), "rotated file sink");
+        self.file = file;
+        self.size = size;
+        self.opened = Instant::now();
+        Ok(())
+    }
+
+    pub async fn close(&mut self) -> Result<(), SinkError> {
+        let path = self.path_str();
+        self.file.flush().await.map_err(|source| SinkError::Write { path: path.clone(), source })?;
+        self.file.sync_all().await.map_err(|source| SinkError::Write { path, source })
+    }
+}
+
+async fn open_append(path: &Path) -> Result<(File, u64), SinkError> {
+    let err = |source| SinkError::Open { path: path.display().to_string(), source };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(dir).await.map_err(err)?;
+    }
+    let file = OpenOptions::new().create(true).append(true).open(path).await.map_err(err)?;
+    let size = file.metadata().await.map_err(err)?.len();
+    Ok((file, size))
+}
+
+/// `out/events.jsonl` → `out/events-20261125T224331.123Z.jsonl` (with `-N` if taken).
+fn rotated_name(path: &Path) -> PathBuf {
+    let stamp: String = humantime::format_rfc3339_millis(SystemTime::now())
+        .to_string()
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect();
+    let stem = path.file_stem().map_or_else(|| "events".into(), |s| s.to_string_lossy().into_owned());
+    let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let mut candidate = dir.join(format!("{stem}-{stamp}{ext}"));
+    let mut n = 1;
+    while candidate.exists() {
+        candidate = dir.join(format!("{stem}-{stamp}-{n}{ext}"));
+        n += 1;
+    }
+    candidate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rotates_by_size_and_keeps_every_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out/events.jsonl");
+        let config = FileSinkConfig {
+            path: path.clone(),
+            rotate_bytes: Some(100),
+            rotate_interval: None,
+            fsync: false,
+        };
+        let mut out = FileOutput::open(&config).await.expect("open");
+        let line = b"0123456789012345678901234567890123456789\n"; // 41 bytes
+        for _ in 0..5 {
+            out.write(line).await.expect("write");
+        }
+        out.close().await.expect("close");
+        let mut total = 0;
+        let mut files = 0;
+        for entry in std::fs::read_dir(path.parent().expect("dir")).expect("read dir") {
+            let content = std::fs::read(entry.expect("entry").path()).expect("read");
+            assert!(content.len() <= 100);
+            total += content.len();
+            files += 1;
+        }
+        assert_eq!(total, 5 * line.len());
+        assert_eq!(files, 3, "2 + 2 + 1 lines");
+    }
+}

@@ -1,0 +1,161 @@
+//! Sources: where raw records come from. Each record carries its position, and each
+//! batch carries the acknowledgement tracker that tells the source when every sink
+//! has taken it (see `ack.rs`); a Kafka source commits from those notices.
+
+mod file;
+mod generator;
+pub mod rng;
+pub mod traffic;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::ack::{AckNotice, Tracker};
+use crate::config::{BatchConfig, LimitsConfig, SourceConfig};
+use crate::event::Position;
+use crate::telemetry::Telemetry;
+
+/// One input record, as received.
+#[derive(Debug)]
+pub struct RawRecord {
+    pub bytes: Bytes,
+    pub position: Position,
+    /// Set when the input was larger than `limits.max_event_bytes`: its full size
+    /// (`bytes` then holds only the first bytes).
+    pub oversize: Option<usize>,
+}
+
+pub struct RawBatch {
+    pub records: Vec<RawRecord>,
+    pub tracker: Tracker,
+}
+
+/// What a source reports when it stops.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SourceReport {
+    pub records: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot open input `{path}`: {source}")]
+    Open { path: String, source: std::io::Error },
+    #[error("cannot read input `{path}`: {source}")]
+    Read { path: String, source: std::io::Error },
+}
+
+pub enum Source {
+    Generator(generator::GeneratorSource),
+    File(file::FileSource),
+}
+
+impl Source {
+    pub fn build(config: &SourceConfig, max_event_bytes: usize) -> Self {
+        match config {
+            SourceConfig::Generator(c) => Source::Generator(generator::GeneratorSource::new(c)),
+            SourceConfig::File(c) => Source::File(file::FileSource::new(&c.path, max_event_bytes)),
+        }
+    }
+
+    /// Reads until the input ends or `shutdown` fires; records already read are
+    /// always emitted before returning.
+    pub async fn run(
+        self,
+        mut emitter: Emitter,
+        shutdown: CancellationToken,
+    ) -> Result<SourceReport, SourceError> {
+        match self {
+            Source::Generator(s) => s.run(&mut emitter, shutdown).await,
+            Source::File(s) => s.run(&mut emitter, shutdown).await,
+        }
+    }
+}
+
+/// Groups records into batches (size or linger, whichever first) and sends them to
+/// the pipeline, holding an in-flight permit per batch.
+pub struct Emitter {
+    out: mpsc::Sender<RawBatch>,
+    acks: mpsc::UnboundedSender<AckNotice>,
+    permits: Arc<Semaphore>,
+    max_events: usize,
+    linger: Duration,
+    records: Vec<RawRecord>,
+    deadline: Option<Instant>,
+    next_batch_id: u64,
+    emitted: u64,
+    telemetry: Arc<Telemetry>,
+}
+
+/// The pipeline is gone; nothing more can be emitted.
+#[derive(Debug)]
+pub struct Closed;
+
+impl Emitter {
+    pub fn new(
+        out: mpsc::Sender<RawBatch>,
+        acks: mpsc::UnboundedSender<AckNotice>,
+        batch: &BatchConfig,
+        limits: &LimitsConfig,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
+        Emitter {
+            out,
+            acks,
+            permits: Arc::new(Semaphore::new(limits.max_in_flight_batches)),
+            max_events: batch.max_events,
+            linger: batch.linger,
+            records: Vec::with_capacity(batch.max_events),
+            deadline: None,
+            next_batch_id: 0,
+            emitted: 0,
+            telemetry,
+        }
+    }
+
+    /// Adds a record; sends the batch when it is full.
+    pub async fn push(&mut self, record: RawRecord) -> Result<(), Closed> {
+        if self.records.is_empty() {
+            self.deadline = Some(Instant::now() + self.linger);
+        }
+        self.records.push(record);
+        if self.records.len() >= self.max_events {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// When the open batch must be sent even if not full.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Records emitted so far.
+    pub fn emitted(&self) -> u64 {
+        self.emitted
+    }
+
+    /// Sends the open batch, if any. Waits for an in-flight permit first: this is
+    /// where a slow sink slows the source down.
+    pub async fn flush(&mut self) -> Result<(), Closed> {
+        self.deadline = None;
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| Closed)?;
+        let records = std::mem::replace(&mut self.records, Vec::with_capacity(self.max_events));
+        let count = records.len();
+        let tracker = Tracker::new(self.next_batch_id, count, self.acks.clone(), Some(permit));
+        self.next_batch_id += 1;
+        self.out.send(RawBatch { records, tracker }).await.map_err(|_| Closed)?;
+        self.emitted += count as u64;
+        self.telemetry.source_events.inc_by(count as u64);
+        self.telemetry.source_batches.inc();
+        self.telemetry.in_flight_batches.inc();
+        Ok(())
+    }
+}

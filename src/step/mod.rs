@@ -1,0 +1,46 @@
+//! Steps: what runs on every batch, in config order. A step receives the batch and
+//! may change, drop or dead-letter events; it never blocks on I/O.
+
+mod drop;
+mod tag;
+
+use crate::config::{StepConfig, StepKind};
+use crate::event::Batch;
+use crate::route::Matcher;
+use crate::telemetry::{StepCounters, Telemetry};
+
+pub use drop::DropStep;
+pub use tag::TagStep;
+
+/// One pipeline stage. Built-in steps and (hot-swappable) plugins implement it.
+pub trait Step: Send {
+    fn name(&self) -> &str;
+    /// Processes the batch in place: change events, remove them (counting
+    /// `batch.dropped`), or move them to `batch.dead_letters`.
+    fn process(&mut self, batch: &mut Batch);
+}
+
+/// A step plus its metric handles.
+pub struct RunningStep {
+    step: Box<dyn Step>,
+    counters: StepCounters,
+}
+
+impl RunningStep {
+    pub fn build(config: &StepConfig, telemetry: &Telemetry) -> Self {
+        let step: Box<dyn Step> = match &config.kind {
+            StepKind::Tag { tags } => Box::new(TagStep::new(&config.name, tags)),
+            StepKind::Drop { matcher } => Box::new(DropStep::new(&config.name, Matcher::new(matcher))),
+        };
+        RunningStep { counters: telemetry.step_counters(step.name()), step }
+    }
+
+    pub fn process(&mut self, batch: &mut Batch) {
+        let (events_in, dropped, dead) = (batch.events.len(), batch.dropped, batch.dead_letters.len());
+        self.step.process(batch);
+        self.counters.events_in.inc_by(events_in as u64);
+        self.counters.events_out.inc_by(batch.events.len() as u64);
+        self.counters.dropped.inc_by(batch.dropped.saturating_sub(dropped) as u64);
+        self.counters.dead_lettered.inc_by(batch.dead_letters.len().saturating_sub(dead) as u64);
+    }
+}

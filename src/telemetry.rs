@@ -1,0 +1,179 @@
+//! The pipeline's own metrics: one struct, registered once at start. Handles for
+//! per-step and per-sink series are resolved when the step or sink is built, never
+//! per event.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::event::EventKind;
+
+const PREFIX: &str = "synaptic_telemetry";
+
+pub struct Telemetry {
+    registry: Registry,
+    pub source_events: IntCounter,
+    pub source_batches: IntCounter,
+    events_by_type: IntCounterVec,
+    pub dead_lettered: IntCounterVec,
+    pub schema_warnings: IntCounter,
+    pub unrouted: IntCounter,
+    step_events: IntCounterVec,
+    sink_events: IntCounterVec,
+    sink_errors: IntCounterVec,
+    pub batch_seconds: Histogram,
+    pub acked_events: IntCounter,
+    pub failed_events: IntCounter,
+    pub in_flight_batches: IntGauge,
+}
+
+/// Per-step handles.
+#[derive(Clone)]
+pub struct StepCounters {
+    pub events_in: IntCounter,
+    pub events_out: IntCounter,
+    pub dropped: IntCounter,
+    pub dead_lettered: IntCounter,
+}
+
+/// Per-sink handles.
+#[derive(Clone)]
+pub struct SinkCounters {
+    pub sent: IntCounter,
+    pub failed: IntCounter,
+    pub write_errors: IntCounter,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::with_opts(Opts::new(format!("{PREFIX}_{name}"), help))
+        .unwrap_or_else(|e| unreachable!("static metric definition {name}: {e}"));
+    register(registry, Box::new(c.clone()));
+    c
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(format!("{PREFIX}_{name}"), help), labels)
+        .unwrap_or_else(|e| unreachable!("static metric definition {name}: {e}"));
+    register(registry, Box::new(c.clone()));
+    c
+}
+
+fn register(registry: &Registry, collector: Box<dyn prometheus::core::Collector>) {
+    // Names are static and distinct: registration can only fail on a programming error.
+    if let Err(e) = registry.register(collector) {
+        unreachable!("metric registration: {e}");
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let batch_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                format!("{PREFIX}_batch_duration_seconds"),
+                "Time to decode, validate, run the steps and route one batch",
+            )
+            .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+        )
+        .unwrap_or_else(|e| unreachable!("static histogram: {e}"));
+        register(&registry, Box::new(batch_seconds.clone()));
+        let in_flight_batches = IntGauge::with_opts(Opts::new(
+            format!("{PREFIX}_in_flight_batches"),
+            "Batches read but not yet acknowledged by every sink",
+        ))
+        .unwrap_or_else(|e| unreachable!("static gauge: {e}"));
+        register(&registry, Box::new(in_flight_batches.clone()));
+        let t = Telemetry {
+            source_events: counter(&registry, "source_events_total", "Records read from the source"),
+            source_batches: counter(&registry, "source_batches_total", "Batches read from the source"),
+            events_by_type: counter_vec(
+                &registry,
+                "events_total",
+                "Valid events by canonical event type (unknown types as `unknown`)",
+                &["event_type"],
+            ),
+            dead_lettered: counter_vec(
+                &registry,
+                "dead_lettered_total",
+                "Inputs sent to the dead-letter sink, by stage (decode, schema, step)",
+                &["stage"],
+            ),
+            schema_warnings: counter(
+                &registry,
+                "schema_warnings_total",
+                "Events with schema problems passed on in lenient mode",
+            ),
+            unrouted: counter(&registry, "unrouted_events_total", "Events that matched no sink"),
+            step_events: counter_vec(
+                &registry,
+                "step_events_total",
+                "Events through each step: in, out, dropped, dead_lettered",
+                &["step", "outcome"],
+            ),
+            sink_events: counter_vec(
+                &registry,
+                "sink_events_total",
+                "Events by sink: sent (acknowledged) or failed (not acknowledged)",
+                &["sink", "outcome"],
+            ),
+            sink_errors: counter_vec(
+                &registry,
+                "sink_write_errors_total",
+                "Failed write attempts by sink (retried)",
+                &["sink"],
+            ),
+            batch_seconds,
+            acked_events: counter(
+                &registry,
+                "acknowledged_events_total",
+                "Input records whose batch every sink acknowledged",
+            ),
+            failed_events: counter(
+                &registry,
+                "unacknowledged_events_total",
+                "Input records whose batch was not acknowledged by every sink",
+            ),
+            in_flight_batches,
+            registry,
+        };
+        for kind in EventKind::KNOWN {
+            t.event_type_counter(kind);
+        }
+        t
+    }
+
+    pub fn event_type_counter(&self, kind: EventKind) -> IntCounter {
+        self.events_by_type.with_label_values(&[kind.canonical_name().unwrap_or("unknown")])
+    }
+
+    pub fn step_counters(&self, step: &str) -> StepCounters {
+        StepCounters {
+            events_in: self.step_events.with_label_values(&[step, "in"]),
+            events_out: self.step_events.with_label_values(&[step, "out"]),
+            dropped: self.step_events.with_label_values(&[step, "dropped"]),
+            dead_lettered: self.step_events.with_label_values(&[step, "dead_lettered"]),
+        }
+    }
+
+    pub fn sink_counters(&self, sink: &str) -> SinkCounters {
+        SinkCounters {
+            sent: self.sink_events.with_label_values(&[sink, "sent"]),
+            failed: self.sink_events.with_label_values(&[sink, "failed"]),
+            write_errors: self.sink_errors.with_label_values(&[sink]),
+        }
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,151 @@
+//! Helpers for the integration tests: the built binary, its HTTP endpoints, and
+//! bounded waits (every wait here ends by itself).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_synaptic-telemetry");
+
+pub fn command() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("RUST_LOG", "info");
+    cmd
+}
+
+/// A running pipeline whose stderr is collected line by line.
+pub struct Running {
+    pub child: Child,
+    pub stderr: mpsc::Receiver<String>,
+    pub log: Vec<String>,
+}
+
+impl Running {
+    pub fn spawn(mut cmd: Command) -> Running {
+        cmd.stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("binary starts");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, stderr: rx, log: Vec::new() }
+    }
+
+    /// Waits (bounded) for the log line announcing the HTTP address.
+    pub fn wait_for_address(&mut self, timeout: Duration) -> SocketAddr {
+        let line = self.wait_for_line("serving /metrics", timeout);
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("address="))
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        addr.parse().unwrap_or_else(|e| panic!("bad address {addr:?}: {e}"))
+    }
+
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => {
+                    panic!("no line with {needle:?} within {timeout:?}; log so far:\n{}", self.log.join("\n"))
+                }
+            }
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{sig} failed");
+    }
+
+    /// Waits (bounded) for exit; returns the exit code and the summary JSON.
+    pub fn finish(mut self, timeout: Duration) -> (i32, serde_json::Value) {
+        let deadline = Instant::now() + timeout;
+        let code = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("process did not exit within {timeout:?}; log:\n{}", self.log.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(2)) {
+            self.log.push(line);
+        }
+        let summary = self
+            .log
+            .iter()
+            .find_map(|l| l.strip_prefix("synaptic-telemetry summary "))
+            .map(|json| serde_json::from_str(json).expect("summary is JSON"))
+            .unwrap_or(serde_json::Value::Null);
+        (code, summary)
+    }
+}
+
+/// A plain HTTP/1.0 GET: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one sample in Prometheus text format, by its exact series text.
+pub fn metric(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// Lines of a file; bytes that are not UTF-8 are replaced (malformed input has some).
+pub fn read_lines(path: &Path) -> Vec<String> {
+    match std::fs::read(path) {
+        Ok(bytes) => bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A line in comparable form: JSON objects re-serialized (keys sorted), with the one
+/// change the pipeline makes to a valid event by itself undone: an alias event_type
+/// is canonicalized and the original kept in a tag. Anything else stays as it is.
+pub fn comparable(line: &str) -> String {
+    let Ok(serde_json::Value::Object(mut doc)) = serde_json::from_str::<serde_json::Value>(line) else {
+        return line.to_string();
+    };
+    let original =
+        doc.get_mut("tags").and_then(|t| t.as_object_mut()).and_then(|t| t.remove("original_event_type"));
+    if let Some(original) = original {
+        doc.insert("event_type".into(), original);
+    }
+    serde_json::to_string(&doc).unwrap_or_default()
+}
+
+pub fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("pipeline.yaml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need on a fresh machine, then runs
+# every test, and a short run of the benchmark to prove it still works.
+#
+#   tests/run.sh
+#
+# Builds go to $CARGO_TARGET_DIR (default ~/.cache/synaptic-telemetry/target), so a
+# fresh clone reuses earlier builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/synaptic-telemetry/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "checking the toolchain"
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo is not installed: install Rust 1.95 with rustup first" >&2
+    exit 1
+fi
+cargo --version
+# The C parts of dependencies (the allocator) need a C compiler and make.
+if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
+    step "installing a C toolchain"
+    apt-get update -qq && apt-get install -y -qq build-essential
+fi
+
+step "unit and integration tests"
+cargo test --workspace --locked
+
+step "benchmark smoke run (20,000 events; the full run is: cargo bench --bench spine)"
+SPINE_BENCH_EVENTS=20000 cargo bench --locked --bench spine
