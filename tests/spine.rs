@@ -51,9 +51,17 @@ fn generated_traffic_piped_into_run_lands_each_line_in_exactly_one_place() {
             dlq = dir.path().join("out/dead.jsonl").display(),
         ),
     );
+    // The same events again, piped from `generate` straight into `run`.
+    let mut generate = command()
+        .args(["generate", "--count", "100000", "--malformed-ratio", "0.01", "--seed", "11"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("generate runs");
+    let pipe = generate.stdout.take().expect("generate stdout");
     let mut cmd = command();
-    cmd.args(["run", "--config"]).arg(&config).stdin(std::fs::File::open(&input).expect("input"));
+    cmd.args(["run", "--config"]).arg(&config).stdin(Stdio::from(pipe));
     let (code, summary) = Running::spawn(cmd).finish(Duration::from_secs(300));
+    assert!(generate.wait().expect("generate exits").success());
     assert_eq!(code, 0, "summary: {summary}");
 
     let inputs = read_lines(&input);
