@@ -8,7 +8,7 @@ use bytes::Bytes;
 use prometheus::IntCounter;
 use tokio::sync::mpsc;
 
-use crate::event::{Batch, DeadLetter, Event, EventKind, Rejection, SchemaMode, Stage};
+use crate::event::{Batch, DeadLetter, Event, EventKind, Rejected, Rejection, SchemaMode, Stage};
 use crate::route::{route, Matcher, Selection};
 use crate::sink::{SinkInput, SinkMessage};
 use crate::source::{RawBatch, RawRecord};
@@ -92,7 +92,7 @@ impl Pipeline {
                 }
             }
             if !processed.dead_letters.is_empty() {
-                let input = SinkInput::DeadLetters(Arc::new(processed.dead_letters));
+                let input = SinkInput::DeadLetters(processed.dead_letters);
                 if self.dead_letter.send(SinkMessage { input, delivery: tracker.delivery() }).await.is_err() {
                     tracing::error!("dead-letter sink task is gone; its records are not acknowledged");
                 }
@@ -152,8 +152,7 @@ impl Pipeline {
             let kept = bytes.slice(..bytes.len().min(self.max_event_bytes));
             return Err(DeadLetter::new(Stage::Decode, reason, position, kept));
         }
-        let raw: Bytes = bytes.clone();
-        Event::decode(bytes, position.clone(), self.schema).map_err(|rejection| {
+        Event::decode(bytes, position, self.schema).map_err(|Rejected { rejection, raw, position }| {
             let stage = match rejection {
                 Rejection::Schema(_) => Stage::Schema,
                 _ => Stage::Decode,

@@ -164,6 +164,16 @@ pub enum Rejection {
 
 /// One valid event. Its JSON document is built only when a step asks for it:
 /// validation does not need it, and an unchanged event is written as its raw bytes.
+/// An input that did not become an event: why, with the input handed back so it can
+/// be dead-lettered without having been copied in advance.
+#[derive(Debug, thiserror::Error)]
+#[error("{rejection}")]
+pub struct Rejected {
+    pub rejection: Rejection,
+    pub raw: Bytes,
+    pub position: Position,
+}
+
 #[derive(Debug, Clone)]
 pub struct Event {
     raw: Bytes,
@@ -178,7 +188,7 @@ pub struct Event {
 
 impl Event {
     /// Parses and validates one input record.
-    pub fn decode(raw: Bytes, position: Position, mode: SchemaMode) -> Result<Event, Rejection> {
+    pub fn decode(raw: Bytes, position: Position, mode: SchemaMode) -> Result<Event, Rejected> {
         match scan::scan(&raw) {
             Some(header) => {
                 let alias = header.alias;
@@ -203,10 +213,14 @@ impl Event {
     }
 
     /// The precise path: builds the document and names every problem.
-    fn decode_slow(raw: Bytes, position: Position, mode: SchemaMode) -> Result<Event, Rejection> {
-        let value: Value = serde_json::from_slice(&raw).map_err(|e| Rejection::Json(e.to_string()))?;
+    fn decode_slow(raw: Bytes, position: Position, mode: SchemaMode) -> Result<Event, Rejected> {
+        let reject = |rejection, raw, position| Err(Rejected { rejection, raw, position });
+        let value: Value = match serde_json::from_slice(&raw) {
+            Ok(value) => value,
+            Err(e) => return reject(Rejection::Json(e.to_string()), raw, position),
+        };
         let Value::Object(doc) = value else {
-            return Err(Rejection::NotAnObject(schema::describe(&value)));
+            return reject(Rejection::NotAnObject(schema::describe(&value)), raw, position);
         };
         let mut problems = Vec::new();
         let envelope = check_envelope(&doc, &mut problems);
@@ -216,7 +230,7 @@ impl Event {
             .and_then(Value::as_str)
             .map_or((EventKind::Unknown, false), EventKind::from_event_type);
         let Some((severity, timestamp_ms)) = envelope else {
-            return Err(Rejection::Schema(problems.join("; ")));
+            return reject(Rejection::Schema(problems.join("; ")), raw, position);
         };
 
         if kind != EventKind::Unknown {
@@ -231,7 +245,7 @@ impl Event {
             }
         }
         if !problems.is_empty() && mode == SchemaMode::Strict {
-            return Err(Rejection::Schema(problems.join("; ")));
+            return reject(Rejection::Schema(problems.join("; ")), raw, position);
         }
         let header = Header {
             event_id: text("event_id"),

@@ -5,7 +5,7 @@ fn pos() -> Position {
 }
 
 fn decode(json: &str, mode: SchemaMode) -> Result<Event, Rejection> {
-    Event::decode(Bytes::from(json.to_string()), pos(), mode)
+    Event::decode(Bytes::from(json.to_string()), pos(), mode).map_err(|r| r.rejection)
 }
 
 const GOOD_TASK: &str = r#"{"event_id":"e1","timestamp":1640995200000,"component":"scheduler","event_type":"task.completed","severity":"INFO","tags":{"env":"prod"},"data":{"task_id":"t1","agent_id":"a1","duration_ms":120,"success":true}}"#;

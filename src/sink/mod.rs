@@ -36,7 +36,7 @@ pub enum SinkError {
 /// every sink of the batch, or dead-letter records.
 pub enum SinkInput {
     Events { lines: Arc<Vec<Bytes>>, selection: Selection },
-    DeadLetters(Arc<Vec<DeadLetter>>),
+    DeadLetters(Vec<DeadLetter>),
 }
 
 pub struct SinkMessage {
@@ -65,7 +65,7 @@ impl SinkInput {
                 indices.len()
             }
             SinkInput::DeadLetters(letters) => {
-                for letter in letters.iter() {
+                for letter in letters {
                     letter.encode(out);
                     out.push(b'\n');
                 }
