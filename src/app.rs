@@ -17,6 +17,7 @@ use crate::pipeline::{Pipeline, SinkRoute};
 use crate::route::Matcher;
 use crate::server::{self, ServerState};
 use crate::sink::{Output, SinkTask, QUEUE_BATCHES};
+use crate::source::kafka::KafkaOffsets;
 use crate::source::{Emitter, Source};
 use crate::step::RunningStep;
 use crate::telemetry::Telemetry;
@@ -99,11 +100,11 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
     let (batch_tx, batch_rx) = mpsc::channel(1);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let ledger = Arc::new(AckLedger::default());
-    let ledger_task = tokio::spawn(follow_acks(ack_rx, ledger.clone(), telemetry.clone()));
-
     let emitter = Emitter::new(batch_tx, ack_tx, &config.batch, &config.limits, telemetry.clone());
     let source = Source::build(&config.source, config.limits.max_event_bytes);
-    let source_task = tokio::spawn(source.run(emitter, options.shutdown.clone()));
+    let ledger_task = tokio::spawn(follow_acks(ack_rx, ledger.clone(), telemetry.clone(), source.offsets()));
+    let source_task =
+        tokio::spawn(source.run(emitter, options.shutdown.clone(), config.limits.drain_timeout));
     let pipeline_task = tokio::spawn(pipeline.run(batch_rx));
     let sink_handles: Vec<_> = sink_tasks.into_iter().map(|t| tokio::spawn(t.run())).collect();
     state.ready.store(true, Ordering::Release);
@@ -160,9 +161,13 @@ async fn follow_acks(
     mut rx: mpsc::UnboundedReceiver<AckNotice>,
     ledger: Arc<AckLedger>,
     telemetry: Arc<Telemetry>,
+    offsets: Option<Arc<KafkaOffsets>>,
 ) {
     while let Some(notice) = rx.recv().await {
         ledger.record(&notice);
+        if let Some(offsets) = &offsets {
+            offsets.batch_finished(&notice);
+        }
         telemetry.in_flight_batches.dec();
         match notice.outcome {
             crate::ack::Outcome::Done => telemetry.acked_events.inc_by(notice.events as u64),

@@ -135,6 +135,7 @@ fn run_pipeline(config: Config, listen: Option<SocketAddr>, demo: bool) -> anyho
             .chain(std::iter::once(("dead letter", &config.dead_letter)))
             .map(|(name, output)| match output {
                 OutputConfig::File(f) => format!("  {name}: {}", f.path.display()),
+                OutputConfig::Kafka(k) => format!("  {name}: kafka topic {} at {}", k.topic, k.brokers),
                 OutputConfig::Stdout => format!("  {name}: this terminal"),
             })
             .collect();

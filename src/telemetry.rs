@@ -3,7 +3,8 @@
 //! per event.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::event::EventKind;
@@ -25,6 +26,12 @@ pub struct Telemetry {
     pub acked_events: IntCounter,
     pub failed_events: IntCounter,
     pub in_flight_batches: IntGauge,
+    pub kafka_commits: IntCounter,
+    pub kafka_rebalances: IntCounter,
+    pub kafka_assigned_partitions: IntGauge,
+    pub kafka_paused_partitions: IntGauge,
+    /// High watermark minus committed offset, per assigned partition.
+    pub kafka_lag: IntGaugeVec,
 }
 
 /// Per-step handles.
@@ -56,6 +63,13 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
         .unwrap_or_else(|e| unreachable!("static metric definition {name}: {e}"));
     register(registry, Box::new(c.clone()));
     c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::with_opts(Opts::new(format!("{PREFIX}_{name}"), help))
+        .unwrap_or_else(|e| unreachable!("static metric definition {name}: {e}"));
+    register(registry, Box::new(g.clone()));
+    g
 }
 
 fn register(registry: &Registry, collector: Box<dyn prometheus::core::Collector>) {
@@ -134,6 +148,34 @@ impl Telemetry {
                 "Input records whose batch was not acknowledged by every sink",
             ),
             in_flight_batches,
+            kafka_commits: counter(
+                &registry,
+                "kafka_commits_total",
+                "Offset commits sent to the group coordinator",
+            ),
+            kafka_rebalances: counter(&registry, "kafka_rebalances_total", "Partition revocations seen"),
+            kafka_assigned_partitions: gauge(
+                &registry,
+                "kafka_assigned_partitions",
+                "Partitions assigned to this member",
+            ),
+            kafka_paused_partitions: gauge(
+                &registry,
+                "kafka_paused_partitions",
+                "Partitions paused because the pipeline is full",
+            ),
+            kafka_lag: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        format!("{PREFIX}_kafka_consumer_lag"),
+                        "High watermark minus committed offset, per assigned partition",
+                    ),
+                    &["topic", "partition"],
+                )
+                .unwrap_or_else(|e| unreachable!("static gauge vec: {e}"));
+                register(&registry, Box::new(g.clone()));
+                g
+            },
             registry,
         };
         for kind in EventKind::KNOWN {

@@ -26,6 +26,14 @@ if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq build-essential
 fi
 
+# A Kafka-protocol broker for the Kafka tests: tansu, pinned, from crates.io.
+export PATH="$HOME/.cargo/bin:$PATH"
+TANSU_VERSION=0.6.0
+if ! command -v tansu >/dev/null 2>&1 || ! tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+    step "installing tansu $TANSU_VERSION (Kafka-protocol broker; takes several minutes once)"
+    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore
+fi
+
 step "unit and integration tests"
 cargo test --workspace --locked
 

@@ -37,6 +37,24 @@ pub struct Config {
 pub enum SourceConfig {
     Generator(GeneratorConfig),
     File(FileSourceConfig),
+    Kafka(KafkaSourceConfig),
+}
+
+/// A Kafka consumer-group member. More instances with the same `group_id` share the
+/// partitions.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceConfig {
+    /// `bootstrap.servers`: `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Topic names; a name starting with `^` is a regular expression.
+    pub topics: Vec<String>,
+    pub group_id: String,
+    /// How often acknowledged offsets are committed.
+    pub commit_interval: Duration,
+    /// On a partition revoke, how long to wait for its in-flight events.
+    pub revoke_timeout: Duration,
+    /// Passed to librdkafka as they are (TLS, SASL, tuning).
+    pub properties: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +136,19 @@ pub struct SinkConfig {
 pub enum OutputConfig {
     Stdout,
     File(FileSinkConfig),
+    Kafka(KafkaSinkConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaSinkConfig {
+    pub brokers: String,
+    pub topic: String,
+    /// Dotted path of the message key (default `data.agent_id`); events without it
+    /// are keyed by `event_id`.
+    pub key_field: String,
+    /// none | gzip | snappy | lz4 (default lz4).
+    pub compression: String,
+    pub properties: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -240,9 +271,15 @@ fn decode_source(node: &Node, cx: &mut Diagnostics) -> Option<SourceConfig> {
     enum Kind {
         Generator,
         File,
+        Kafka,
     }
     let mut map = MapReader::new(node, "source", cx)?;
-    let kind = section_type(&mut map, "source", &[("generator", Kind::Generator), ("file", Kind::File)], cx);
+    let kind = section_type(
+        &mut map,
+        "source",
+        &[("generator", Kind::Generator), ("file", Kind::File), ("kafka", Kind::Kafka)],
+        cx,
+    );
     let source = match kind? {
         Kind::Generator => {
             let d = GeneratorConfig::default();
@@ -274,6 +311,18 @@ fn decode_source(node: &Node, cx: &mut Diagnostics) -> Option<SourceConfig> {
                 }
             }
             SourceConfig::File(FileSourceConfig { path: path.unwrap_or_default() })
+        }
+        Kind::Kafka => {
+            let brokers: Option<String> = map.required("brokers", cx);
+            let topics = map.required::<OneOrMany<String>>("topics", cx).map(|t| t.0);
+            SourceConfig::Kafka(KafkaSourceConfig {
+                brokers: brokers.unwrap_or_default(),
+                topics: topics.unwrap_or_default(),
+                group_id: map.or("group_id", "synaptic-telemetry".to_string(), cx),
+                commit_interval: map.or("commit_interval", Duration::from_secs(1), cx),
+                revoke_timeout: map.or("revoke_timeout", Duration::from_secs(10), cx),
+                properties: map.or("properties", BTreeMap::new(), cx),
+            })
         }
     };
     map.finish(cx);
@@ -424,9 +473,26 @@ fn decode_output_fields(map: &mut MapReader<'_>, what: &str, cx: &mut Diagnostic
     enum Kind {
         Stdout,
         File,
+        Kafka,
     }
-    match section_type(map, what, &[("stdout", Kind::Stdout), ("file", Kind::File)], cx)? {
+    let kinds = [("stdout", Kind::Stdout), ("file", Kind::File), ("kafka", Kind::Kafka)];
+    match section_type(map, what, &kinds, cx)? {
         Kind::Stdout => Some(OutputConfig::Stdout),
+        Kind::Kafka => {
+            let brokers: Option<String> = map.required("brokers", cx);
+            let topic: Option<String> = map.required("topic", cx);
+            let compression = map.node("compression").and_then(|n| {
+                let choices = [("none", "none"), ("gzip", "gzip"), ("snappy", "snappy"), ("lz4", "lz4")];
+                one_of(n, &choices, cx)
+            });
+            Some(OutputConfig::Kafka(KafkaSinkConfig {
+                brokers: brokers?,
+                topic: topic?,
+                key_field: map.or("key_field", "data.agent_id".to_string(), cx),
+                compression: compression.unwrap_or("lz4").to_string(),
+                properties: map.or("properties", BTreeMap::new(), cx),
+            }))
+        }
         Kind::File => {
             let path: Option<String> = map.required("path", cx);
             let rotate_bytes = map.optional::<ByteSize>("rotate_bytes", cx).map(|b| b.0);

@@ -6,6 +6,7 @@
 //! byte-for-byte what the emitter sent.
 
 mod dead_letter;
+pub mod field;
 mod scan;
 pub mod schema;
 

@@ -5,6 +5,7 @@
 //! acknowledgement and the batch is reported failed.
 
 mod file;
+mod kafka;
 mod stdout;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::route::Selection;
 use crate::telemetry::SinkCounters;
 
 pub use file::FileOutput;
+pub use kafka::KafkaOutput;
 pub use stdout::StdoutOutput;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,8 @@ pub enum SinkError {
     Open { path: String, source: std::io::Error },
     #[error("write to `{path}` failed: {source}")]
     Write { path: String, source: std::io::Error },
+    #[error("kafka topic `{topic}`: {message}")]
+    Kafka { topic: String, message: String },
 }
 
 /// What a sink is asked to write: events as JSON lines (without newline), shared by
@@ -45,31 +49,30 @@ pub struct SinkMessage {
 }
 
 impl SinkInput {
-    /// Appends one JSON line per item; returns how many.
-    fn encode_lines(&self, out: &mut Vec<u8>) -> usize {
-        let mut push = |bytes: &[u8]| {
-            out.extend_from_slice(bytes);
+    /// Appends one JSON line per item to `out`, and each line's range (without the
+    /// newline) to `ranges`.
+    fn encode_lines(&self, out: &mut Vec<u8>, ranges: &mut Vec<std::ops::Range<usize>>) {
+        let mut push = |out: &mut Vec<u8>, write: &dyn Fn(&mut Vec<u8>)| {
+            let start = out.len();
+            write(out);
+            ranges.push(start..out.len());
             out.push(b'\n');
         };
         match self {
             SinkInput::Events { lines, selection: Selection::All } => {
-                lines.iter().for_each(|l| push(l));
-                lines.len()
+                for line in lines.iter() {
+                    push(out, &|o| o.extend_from_slice(line));
+                }
             }
             SinkInput::Events { lines, selection: Selection::Indices(indices) } => {
-                for &i in indices {
-                    if let Some(l) = lines.get(i as usize) {
-                        push(l);
-                    }
+                for line in indices.iter().filter_map(|&i| lines.get(i as usize)) {
+                    push(out, &|o| o.extend_from_slice(line));
                 }
-                indices.len()
             }
             SinkInput::DeadLetters(letters) => {
                 for letter in letters {
-                    letter.encode(out);
-                    out.push(b'\n');
+                    push(out, &|o| letter.encode(o));
                 }
-                letters.len()
             }
         }
     }
@@ -79,6 +82,7 @@ impl SinkInput {
 pub enum Output {
     Stdout(StdoutOutput),
     File(FileOutput),
+    Kafka(KafkaOutput),
 }
 
 impl Output {
@@ -86,13 +90,20 @@ impl Output {
         Ok(match config {
             OutputConfig::Stdout => Output::Stdout(StdoutOutput::new()),
             OutputConfig::File(c) => Output::File(FileOutput::open(c).await?),
+            OutputConfig::Kafka(c) => Output::Kafka(KafkaOutput::open(c)?),
         })
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+    /// Writes the encoded lines: streams take the buffer whole, message outputs one
+    /// message per range.
+    async fn write(&mut self, buf: &[u8], ranges: &[std::ops::Range<usize>]) -> Result<(), SinkError> {
         match self {
-            Output::Stdout(o) => o.write(bytes).await,
-            Output::File(o) => o.write(bytes).await,
+            Output::Stdout(o) => o.write(buf).await,
+            Output::File(o) => o.write(buf).await,
+            Output::Kafka(o) => {
+                let lines: Vec<&[u8]> = ranges.iter().map(|r| &buf[r.clone()]).collect();
+                o.write(&lines).await
+            }
         }
     }
 
@@ -100,6 +111,7 @@ impl Output {
         match self {
             Output::Stdout(o) => o.flush().await,
             Output::File(o) => o.close().await,
+            Output::Kafka(o) => o.close().await,
         }
     }
 }
@@ -124,12 +136,15 @@ impl SinkTask {
     /// Runs until the pipeline closes the queue, then flushes and closes the output.
     pub async fn run(mut self) {
         let mut buf = Vec::with_capacity(256 * 1024);
+        let mut ranges = Vec::new();
         while let Some(message) = self.rx.recv().await {
             buf.clear();
-            let count = message.input.encode_lines(&mut buf) as u64;
+            ranges.clear();
+            message.input.encode_lines(&mut buf, &mut ranges);
+            let count = ranges.len() as u64;
             let mut backoff = FIRST_BACKOFF;
             loop {
-                match self.output.write(&buf).await {
+                match self.output.write(&buf, &ranges).await {
                     Ok(()) => {
                         self.counters.sent.inc_by(count);
                         message.delivery.ack();

@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 
-use super::{Emitter, RawRecord, SourceError, SourceReport};
+use super::{linger, Emitter, RawRecord, SourceError, SourceReport};
 use crate::event::Position;
 
 const CHUNK: usize = 256 * 1024;
@@ -84,14 +84,6 @@ impl FileSource {
                 return Ok(());
             }
         }
-    }
-}
-
-/// Waits for the batch deadline, or forever when no batch is open.
-async fn linger(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 

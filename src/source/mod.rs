@@ -4,6 +4,7 @@
 
 mod file;
 mod generator;
+pub mod kafka;
 pub mod rng;
 pub mod traffic;
 
@@ -47,11 +48,14 @@ pub enum SourceError {
     Open { path: String, source: std::io::Error },
     #[error("cannot read input `{path}`: {source}")]
     Read { path: String, source: std::io::Error },
+    #[error("kafka source ({brokers}): {message}")]
+    Kafka { brokers: String, message: String },
 }
 
 pub enum Source {
     Generator(generator::GeneratorSource),
     File(file::FileSource),
+    Kafka(kafka::KafkaSource),
 }
 
 impl Source {
@@ -59,20 +63,40 @@ impl Source {
         match config {
             SourceConfig::Generator(c) => Source::Generator(generator::GeneratorSource::new(c)),
             SourceConfig::File(c) => Source::File(file::FileSource::new(&c.path, max_event_bytes)),
+            SourceConfig::Kafka(c) => Source::Kafka(kafka::KafkaSource::new(c)),
+        }
+    }
+
+    /// For sources that commit: where finished batches must be reported.
+    pub fn offsets(&self) -> Option<Arc<kafka::KafkaOffsets>> {
+        match self {
+            Source::Kafka(s) => Some(s.offsets()),
+            _ => None,
         }
     }
 
     /// Reads until the input ends or `shutdown` fires; records already read are
-    /// always emitted before returning.
+    /// always emitted before returning. A committing source also waits (up to
+    /// `drain_timeout`) for what it emitted to be acknowledged, and commits it.
     pub async fn run(
         self,
         mut emitter: Emitter,
         shutdown: CancellationToken,
+        drain_timeout: Duration,
     ) -> Result<SourceReport, SourceError> {
         match self {
             Source::Generator(s) => s.run(&mut emitter, shutdown).await,
             Source::File(s) => s.run(&mut emitter, shutdown).await,
+            Source::Kafka(s) => s.run(emitter, shutdown, drain_timeout).await,
         }
+    }
+}
+
+/// Waits for the batch deadline, or forever when no batch is open.
+pub(crate) async fn linger(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -88,6 +112,7 @@ pub struct Emitter {
     deadline: Option<Instant>,
     next_batch_id: u64,
     emitted: u64,
+    max_event_bytes: usize,
     telemetry: Arc<Telemetry>,
 }
 
@@ -113,6 +138,7 @@ impl Emitter {
             deadline: None,
             next_batch_id: 0,
             emitted: 0,
+            max_event_bytes: limits.max_event_bytes,
             telemetry,
         }
     }
@@ -137,6 +163,32 @@ impl Emitter {
     /// Records emitted so far.
     pub fn emitted(&self) -> u64 {
         self.emitted
+    }
+
+    /// The id the open batch will be sent with.
+    pub fn open_batch_id(&self) -> u64 {
+        self.next_batch_id
+    }
+
+    pub fn max_event_bytes(&self) -> usize {
+        self.max_event_bytes
+    }
+
+    pub fn telemetry(&self) -> Arc<Telemetry> {
+        self.telemetry.clone()
+    }
+
+    /// Whether the next push would wait for an in-flight permit.
+    pub fn would_block(&self) -> bool {
+        self.records.len() + 1 >= self.max_events && self.permits.available_permits() == 0
+    }
+
+    /// Keeps only the open batch's records for which `keep` holds.
+    pub fn retain_open(&mut self, keep: impl FnMut(&RawRecord) -> bool) {
+        self.records.retain(keep);
+        if self.records.is_empty() {
+            self.deadline = None;
+        }
     }
 
     /// Sends the open batch, if any. Waits for an in-flight permit first: this is

@@ -1,0 +1,86 @@
+//! `kafka`: each event is one message on a topic. The producer is idempotent
+//! (no duplicates or reordering from its own retries), a batch is acknowledged only
+//! when every message's delivery report came back successful.
+
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+use super::SinkError;
+use crate::config::KafkaSinkConfig;
+use crate::event::field::find_text;
+
+pub struct KafkaOutput {
+    producer: FutureProducer,
+    topic: String,
+    key_path: Vec<String>,
+}
+
+impl KafkaOutput {
+    pub fn open(config: &KafkaSinkConfig) -> Result<Self, SinkError> {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("enable.idempotence", "true")
+            .set("compression.type", &config.compression)
+            .set("linger.ms", "5");
+        for (key, value) in &config.properties {
+            client.set(key, value);
+        }
+        let producer: FutureProducer = client
+            .create()
+            .map_err(|e| SinkError::Kafka { topic: config.topic.clone(), message: e.to_string() })?;
+        Ok(KafkaOutput {
+            producer,
+            topic: config.topic.clone(),
+            key_path: config.key_field.split('.').map(str::to_string).collect(),
+        })
+    }
+
+    /// Sends every line and waits for all delivery reports.
+    pub async fn write(&mut self, lines: &[&[u8]]) -> Result<(), SinkError> {
+        let path: Vec<&str> = self.key_path.iter().map(String::as_str).collect();
+        let mut deliveries = Vec::with_capacity(lines.len());
+        for line in lines {
+            let key = find_text(line, &path).or_else(|| find_text(line, &["event_id"])).unwrap_or_default();
+            let mut record = FutureRecord::to(&self.topic).payload(*line).key(key.as_bytes());
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    // The local queue is full: wait for deliveries to drain it.
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                        record = returned;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => return Err(self.error(e.to_string())),
+                }
+            }
+        }
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(self.error(e.to_string())),
+                Err(_) => return Err(self.error("producer dropped the delivery report".into())),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn close(&mut self) -> Result<(), SinkError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(Timeout::After(Duration::from_secs(10))))
+            .await
+            .map_err(|e| self.error(e.to_string()))?
+            .map_err(|e| self.error(e.to_string()))
+    }
+
+    fn error(&self, message: String) -> SinkError {
+        SinkError::Kafka { topic: self.topic.clone(), message }
+    }
+}

@@ -1,0 +1,269 @@
+//! The `kafka` source: a consumer-group member with at-least-once delivery.
+//!
+//! Offsets are never committed automatically. The commit point of each partition is
+//! the contiguous watermark of events fully done (see `offsets.rs`), committed every
+//! `commit_interval`, synchronously on revoke and at shutdown. On revoke, the source
+//! waits (bounded) for the partition's batches in flight, commits, and drops the
+//! partition's records it had read but not yet sent: the new owner starts from the
+//! commit point and reads them, and nothing was processed twice.
+
+pub mod offsets;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use prometheus::IntGaugeVec;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use tokio_util::sync::CancellationToken;
+
+use super::{Emitter, RawRecord, SourceError, SourceReport};
+use crate::config::KafkaSourceConfig;
+use crate::event::Position;
+use crate::telemetry::Telemetry;
+use offsets::{OffsetTracker, TopicPartition};
+
+pub use offsets::OffsetTracker as KafkaOffsets;
+
+pub struct KafkaSource {
+    config: KafkaSourceConfig,
+    offsets: Arc<OffsetTracker>,
+}
+
+/// Shared with librdkafka's callbacks.
+struct Context {
+    offsets: Arc<OffsetTracker>,
+    telemetry: Arc<Telemetry>,
+    revoke_timeout: Duration,
+    /// The batch the source is filling (not yet sent): not waited for on revoke.
+    open_batch: Arc<std::sync::atomic::AtomicU64>,
+    /// Partitions revoked since the source last looked: their unsent records go.
+    revoked: Arc<Mutex<Vec<TopicPartition>>>,
+    lag: IntGaugeVec,
+}
+
+fn tps_of(list: &TopicPartitionList) -> Vec<TopicPartition> {
+    list.elements().iter().map(|e| (Arc::from(e.topic()), e.partition())).collect()
+}
+
+fn to_list(points: &[(TopicPartition, i64)]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in points {
+        // Only fails for an invalid offset value, which a read offset + 1 is not.
+        let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+    }
+    list
+}
+
+impl ClientContext for Context {
+    /// Consumer lag per assigned partition, from librdkafka's statistics.
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // -1 is librdkafka's internal "unassigned" partition.
+                if *partition < 0 || p.fetch_state == "none" || p.fetch_state == "stopped" {
+                    continue;
+                }
+                let lag =
+                    if p.committed_offset >= 0 { p.hi_offset - p.committed_offset } else { p.consumer_lag };
+                if lag >= 0 {
+                    self.lag.with_label_values(&[topic.as_str(), &partition.to_string()]).set(lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(list) = rebalance else { return };
+        let tps = tps_of(list);
+        self.telemetry.kafka_rebalances.inc();
+        let open = self.open_batch.load(std::sync::atomic::Ordering::Acquire);
+        if !self.offsets.wait_drained(&tps, open, self.revoke_timeout) {
+            tracing::warn!(partitions = tps.len(), timeout = ?self.revoke_timeout,
+                "revoked partitions still had events in flight; they may be delivered twice");
+        }
+        let points = self.offsets.commit_points(&tps);
+        if !points.is_empty() {
+            match consumer.commit(&to_list(&points), CommitMode::Sync) {
+                Ok(()) => self.telemetry.kafka_commits.inc(),
+                Err(e) => tracing::warn!(error = %e, "commit on revoke failed"),
+            }
+        }
+        self.offsets.forget(&tps);
+        for (topic, partition) in &tps {
+            // Lag of a partition this member no longer owns is not ours to report.
+            let _ = self.lag.remove_label_values(&[topic.as_ref(), partition.to_string().as_str()]);
+        }
+        if let Ok(mut revoked) = self.revoked.lock() {
+            revoked.extend(tps);
+        }
+        tracing::info!(partitions = list.count(), "partitions revoked");
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                tracing::info!(partitions = list.count(), "partitions assigned");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+        let assigned = consumer.assignment().map_or(0, |a| a.count());
+        self.telemetry.kafka_assigned_partitions.set(assigned as i64);
+    }
+}
+
+impl KafkaSource {
+    pub fn new(config: &KafkaSourceConfig) -> Self {
+        KafkaSource { config: config.clone(), offsets: Arc::new(OffsetTracker::default()) }
+    }
+
+    /// The tracker the acknowledgement follower reports finished batches to.
+    pub fn offsets(&self) -> Arc<OffsetTracker> {
+        self.offsets.clone()
+    }
+
+    pub async fn run(
+        self,
+        mut emitter: Emitter,
+        shutdown: CancellationToken,
+        drain_timeout: Duration,
+    ) -> Result<SourceReport, SourceError> {
+        let telemetry = emitter.telemetry();
+        let open_batch = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let revoked = Arc::new(Mutex::new(Vec::new()));
+        let context = Context {
+            offsets: self.offsets.clone(),
+            telemetry: telemetry.clone(),
+            revoke_timeout: self.config.revoke_timeout,
+            open_batch: open_batch.clone(),
+            revoked: revoked.clone(),
+            lag: telemetry.kafka_lag.clone(),
+        };
+        let consumer = self.consumer(context)?;
+        let topics: Vec<&str> = self.config.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(|e| self.error(e))?;
+        tracing::info!(topics = ?self.config.topics, group = %self.config.group_id, "subscribed");
+
+        let mut tick = tokio::time::interval(self.config.commit_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            open_batch.store(emitter.open_batch_id(), std::sync::atomic::Ordering::Release);
+            let message = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = super::linger(emitter.deadline()) => {
+                    if emitter.flush().await.is_err() { break }
+                    continue;
+                }
+                _ = tick.tick() => {
+                    self.commit(&consumer, CommitMode::Async, &telemetry);
+                    continue;
+                }
+                message = consumer.recv() => message,
+            };
+            self.drop_revoked(&revoked, &mut emitter);
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "kafka consumer error");
+                    continue;
+                }
+            };
+            let topic: Arc<str> = Arc::from(message.topic());
+            let tp = (topic.clone(), message.partition());
+            let bytes = Bytes::copy_from_slice(message.payload().unwrap_or_default());
+            self.offsets.read(&tp, message.offset(), emitter.open_batch_id());
+            let position =
+                Position::Kafka { topic, partition: message.partition(), offset: message.offset() };
+            let oversize = (bytes.len() > emitter.max_event_bytes()).then_some(bytes.len());
+            // Backpressure: rather than let librdkafka keep fetching while the
+            // pipeline is full, pause the assignment until the batch is taken.
+            let paused = emitter.would_block().then(|| consumer.assignment().ok()).flatten();
+            if let Some(list) = &paused {
+                if consumer.pause(list).is_ok() {
+                    telemetry.kafka_paused_partitions.set(list.count() as i64);
+                }
+            }
+            let sent = emitter.push(RawRecord { bytes, position, oversize }).await;
+            if let Some(list) = &paused {
+                let _ = consumer.resume(list);
+                telemetry.kafka_paused_partitions.set(0);
+            }
+            if sent.is_err() {
+                break;
+            }
+        }
+        // Graceful stop: send what was read, let the pipeline drain it, commit the
+        // final watermark, then leave the group so the partitions move at once.
+        let _ = emitter.flush().await;
+        let read = emitter.emitted();
+        drop(emitter);
+        let offsets = self.offsets.clone();
+        let drained =
+            tokio::task::spawn_blocking(move || offsets.wait_all_done(drain_timeout)).await.unwrap_or(false);
+        if !drained {
+            tracing::warn!(
+                pending = self.offsets.pending(),
+                "stopping with events not acknowledged; they will be read again"
+            );
+        }
+        self.commit(&consumer, CommitMode::Sync, &telemetry);
+        consumer.unsubscribe();
+        Ok(SourceReport { records: read })
+    }
+
+    fn consumer(&self, context: Context) -> Result<StreamConsumer<Context>, SourceError> {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &self.config.brokers)
+            .set("group.id", &self.config.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("statistics.interval.ms", "5000")
+            // Bounds what librdkafka prefetches while the pipeline applies backpressure.
+            .set("queued.max.messages.kbytes", "16384");
+        for (key, value) in &self.config.properties {
+            client.set(key, value);
+        }
+        client.create_with_context(context).map_err(|e| self.error(e))
+    }
+
+    fn commit(&self, consumer: &StreamConsumer<Context>, mode: CommitMode, telemetry: &Telemetry) {
+        let points = self.offsets.take_commits();
+        if points.is_empty() {
+            return;
+        }
+        match consumer.commit(&to_list(&points), mode) {
+            Ok(()) => telemetry.kafka_commits.inc(),
+            Err(e) => tracing::warn!(error = %e, "offset commit failed; will retry"),
+        }
+    }
+
+    /// Drops the unsent records of partitions revoked during the last poll.
+    fn drop_revoked(&self, revoked: &Mutex<Vec<TopicPartition>>, emitter: &mut Emitter) {
+        let tps = match revoked.lock() {
+            Ok(mut r) if !r.is_empty() => std::mem::take(&mut *r),
+            _ => return,
+        };
+        emitter.retain_open(|record| match &record.position {
+            Position::Kafka { topic, partition, .. } => {
+                !tps.iter().any(|(t, p)| t == topic && p == partition)
+            }
+            _ => true,
+        });
+    }
+
+    fn error(&self, e: KafkaError) -> SourceError {
+        SourceError::Kafka { brokers: self.config.brokers.clone(), message: e.to_string() }
+    }
+}
