@@ -159,3 +159,284 @@ fn tansu_every_event_accounted_for() {
     eprintln!("tansu: outputs checked at {:?}", started.elapsed());
     assert_nothing_left(&config);
 }
+
+/// The identity of an output line: the event itself, or a dead letter's raw bytes.
+fn identity(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    if let Ok(record) = serde_json::from_str::<serde_json::Value>(&text) {
+        if record.get("stage").is_some() && record.get("reason").is_some() {
+            if let Some(raw) = record["raw"].as_str() {
+                return comparable(raw);
+            }
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(record["raw_base64"].as_str().unwrap_or_default())
+                .unwrap_or_default();
+            return comparable(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    comparable(&text)
+}
+
+const SCALE_EVENTS: usize = 200_000;
+/// librdkafka's mock cluster keeps only about 5 MB per partition (some 12,000 of
+/// these events) and deletes older messages even when no consumer has read them; its
+/// rebalances take about 5 s a round. The rate keeps the backlog a rebalance builds
+/// (about 15 s of one partition's traffic) well inside what the mock retains, so a
+/// loss here is the pipeline's and not the mock's retention.
+const SCALE_RATE: usize = 3_000;
+const IN_FLIGHT_BATCHES: usize = 4;
+const BATCH_EVENTS: usize = 250;
+const COMMIT_INTERVAL_MS: usize = 200;
+
+/// Starts following `out` and `dlq` now: the mock cluster deletes old messages, so
+/// the outputs must be read as they are written, not afterwards.
+/// Deliveries beyond what was produced, input line by input line (some generated
+/// lines are identical on purpose, so "seen twice" alone is not a duplicate).
+fn surplus(counts: &HashMap<String, usize>, produced: &[Vec<u8>]) -> usize {
+    let expected = multiset(produced.iter().map(|l| comparable(&String::from_utf8_lossy(l))));
+    counts.iter().map(|(k, n)| n.saturating_sub(expected.get(k).copied().unwrap_or(0))).sum()
+}
+
+fn follow_outputs(
+    bootstrap: &str,
+    expected: &std::collections::HashSet<String>,
+) -> std::thread::JoinHandle<std::collections::HashMap<String, usize>> {
+    let (bootstrap, expected) = (bootstrap.to_string(), expected.clone());
+    let follower = std::thread::spawn(move || {
+        kafka::follow_until_complete(
+            &bootstrap,
+            &["out", "dlq"],
+            &expected,
+            identity,
+            Duration::from_secs(300),
+        )
+    });
+    // Let the follower join its group before anything is written.
+    std::thread::sleep(Duration::from_secs(5));
+    follower
+}
+
+fn member_config(dir: &std::path::Path, name: &str, bootstrap: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "source: {{type: kafka, brokers: \"{bootstrap}\", topics: [in], group_id: g-scale, \
+             commit_interval: {COMMIT_INTERVAL_MS}ms, revoke_timeout: 5s, \
+             properties: {{session.timeout.ms: \"6000\", heartbeat.interval.ms: \"500\"}}}}\n\
+             batch: {{max_events: {BATCH_EVENTS}, linger: 20ms}}\n\
+             limits: {{max_in_flight_batches: {IN_FLIGHT_BATCHES}, drain_timeout: 20s}}\n\
+             sinks: [{{name: out, type: kafka, brokers: \"{bootstrap}\", topic: out}}]\n\
+             dead_letter: {{type: kafka, brokers: \"{bootstrap}\", topic: dlq}}\n\
+             server: {{listen: \"127.0.0.1:0\"}}\n"
+        ),
+    )
+    .expect("write config");
+    path
+}
+
+fn start_member(config: &std::path::Path) -> Running {
+    let mut cmd = command();
+    cmd.args(["run", "--config"]).arg(config);
+    let mut running = Running::spawn(cmd);
+    running.wait_for_address(Duration::from_secs(30));
+    running
+}
+
+/// Produces `events` at a steady rate in the background.
+fn produce_steadily(bootstrap: String, events: Vec<Vec<u8>>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        for (i, chunk) in events.chunks(SCALE_RATE / 10).enumerate() {
+            let due = started + Duration::from_millis(100 * i as u64);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            kafka::produce(&bootstrap, "in", chunk);
+        }
+    })
+}
+
+/// 3 members, one SIGKILLed mid-stream and restarted: nothing lost, duplicates
+/// bounded by what the killed member had read but not committed.
+fn scale_and_failover(broker: &Broker) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let produced = traffic(SCALE_EVENTS, 0.005, 23);
+    let input = produced.clone();
+    let expected: std::collections::HashSet<String> =
+        produced.iter().map(|l| comparable(&String::from_utf8_lossy(l))).collect();
+    let follower = follow_outputs(&broker.bootstrap, &expected);
+    let configs: Vec<_> =
+        (0..3).map(|i| member_config(dir.path(), &format!("m{i}"), &broker.bootstrap)).collect();
+    let mut members: Vec<Running> = configs.iter().map(|c| start_member(c)).collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let producer = produce_steadily(broker.bootstrap.clone(), produced);
+
+    std::thread::sleep(Duration::from_secs(7));
+    let victim = members.remove(1);
+    victim.child_kill();
+    eprintln!("failover: member 1 killed with SIGKILL");
+    std::thread::sleep(Duration::from_secs(6));
+    members.push(start_member(&configs[1]));
+    eprintln!("failover: member 1 restarted");
+    producer.join().expect("producer thread");
+
+    let counts = follower.join().expect("follower thread");
+    for member in &members {
+        member.signal("TERM");
+    }
+    for member in members {
+        let (code, summary) = member.finish(Duration::from_secs(60));
+        assert_eq!(code, 0, "a surviving member did not drain cleanly: {summary}");
+    }
+    let missing = expected.iter().filter(|k| !counts.contains_key(*k)).count();
+    let delivered: usize = counts.values().sum();
+    let duplicates = surplus(&counts, &input);
+    // What the killed member could have read without its offsets committed: its
+    // in-flight batches plus the open one, plus one commit interval of its share of
+    // the traffic (it owned about a third of the partitions).
+    let window = (IN_FLIGHT_BATCHES + 1) * BATCH_EVENTS + SCALE_RATE / 3 * (COMMIT_INTERVAL_MS + 1000) / 1000;
+    eprintln!(
+        "failover: produced {SCALE_EVENTS}, delivered {delivered}, missing {missing}, duplicates {duplicates}, window {window}"
+    );
+    assert_eq!(missing, 0, "events lost across SIGKILL");
+    assert!(
+        duplicates <= window,
+        "duplicates {duplicates} exceed the killed member's in-flight window {window}"
+    );
+}
+
+#[test]
+fn mock_cluster_scale_out_and_sigkill_failover_lose_nothing() {
+    let broker = kafka::mock_cluster(&[("in", 6), ("out", 6), ("dlq", 1)]);
+    scale_and_failover(&broker);
+}
+
+#[test]
+#[ignore = "fails on tansu 0.6.0 only: after a SIGKILL the survivor is assigned the dead member's partitions but never fetches them (a tansu defect); run with --ignored to see it"]
+fn tansu_scale_out_and_sigkill_failover_lose_nothing() {
+    let broker =
+        kafka::tansu(&[("in", 6), ("out", 6), ("dlq", 1)]).expect("tansu is installed by tests/run.sh");
+    scale_and_failover(&broker);
+}
+
+/// A member stopped with SIGTERM drains, commits and leaves: nothing twice.
+#[test]
+fn mock_cluster_graceful_scale_in_repeats_nothing() {
+    let broker = kafka::mock_cluster(&[("in", 6), ("out", 6), ("dlq", 1)]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let produced = traffic(60_000, 0.005, 24);
+    let input = produced.clone();
+    let expected: std::collections::HashSet<String> =
+        produced.iter().map(|l| comparable(&String::from_utf8_lossy(l))).collect();
+    let follower = follow_outputs(&broker.bootstrap, &expected);
+    let configs: Vec<_> =
+        (0..2).map(|i| member_config(dir.path(), &format!("s{i}"), &broker.bootstrap)).collect();
+    let mut members: Vec<Running> = configs.iter().map(|c| start_member(c)).collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let producer = produce_steadily(broker.bootstrap.clone(), produced);
+    std::thread::sleep(Duration::from_secs(3));
+    let leaving = members.remove(0);
+    leaving.signal("TERM");
+    let (code, summary) = leaving.finish(Duration::from_secs(60));
+    assert_eq!(code, 0, "{summary}");
+    eprintln!("scale-in: member 0 left after {summary}");
+    producer.join().expect("producer thread");
+    let counts = follower.join().expect("follower thread");
+    for member in members {
+        member.signal("TERM");
+        let (code, summary) = member.finish(Duration::from_secs(60));
+        assert_eq!(code, 0, "{summary}");
+    }
+    let missing = expected.iter().filter(|k| !counts.contains_key(*k)).count();
+    let duplicates = surplus(&counts, &input);
+    eprintln!("scale-in: produced {}, missing {missing}, duplicates {duplicates}", input.len());
+    assert_eq!(missing, 0);
+    assert_eq!(duplicates, 0, "a graceful scale-in must not repeat events");
+}
+
+/// The lag series of one member: partition → lag.
+fn lag_series(addr: std::net::SocketAddr) -> HashMap<String, f64> {
+    let body = http_get(addr, "/metrics").1;
+    body.lines()
+        .filter_map(|l| l.strip_prefix("synaptic_telemetry_kafka_consumer_lag{"))
+        .filter_map(|l| {
+            let (labels, value) = l.split_once("} ")?;
+            let partition =
+                labels.split(',').find_map(|kv| kv.strip_prefix("partition=\""))?.trim_end_matches('"');
+            Some((partition.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Runs on the mock cluster: on tansu 0.6.0 a member given a moved partition does
+/// not always fetch it (the defect behind the ignored failover test), so its high
+/// watermark goes stale and neither the pipeline nor a lag figure can be right.
+#[test]
+fn mock_cluster_lag_is_correct_after_a_rebalance() {
+    let broker = kafka::mock_cluster(&[("in", 6), ("out", 6), ("dlq", 1)]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_a = member_config(dir.path(), "lag-a", &broker.bootstrap);
+    let config_b = member_config(dir.path(), "lag-b", &broker.bootstrap);
+    let mut a = Running::spawn({
+        let mut cmd = command();
+        cmd.args(["run", "--config"]).arg(&config_a);
+        cmd
+    });
+    let addr_a = a.wait_for_address(Duration::from_secs(30));
+    wait_metric(addr_a, "synaptic_telemetry_kafka_assigned_partitions", 6.0, Duration::from_secs(30));
+    kafka::produce(&broker.bootstrap, "in", &traffic(6_000, 0.0, 31));
+    wait_metric(addr_a, "synaptic_telemetry_acknowledged_events_total", 6_000.0, Duration::from_secs(60));
+
+    let mut b = Running::spawn({
+        let mut cmd = command();
+        cmd.args(["run", "--config"]).arg(&config_b);
+        cmd
+    });
+    let addr_b = b.wait_for_address(Duration::from_secs(30));
+    wait_metric(addr_b, "synaptic_telemetry_kafka_assigned_partitions", 1.0, Duration::from_secs(90));
+    kafka::produce(&broker.bootstrap, "in", &traffic(6_000, 0.0, 32));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let acked = |addr| {
+            metric(&http_get(addr, "/metrics").1, "synaptic_telemetry_acknowledged_events_total")
+                .unwrap_or(0.0)
+        };
+        if acked(addr_a) + acked(addr_b) >= 12_000.0 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Commits every 200 ms; librdkafka's statistics every 5 s.
+    std::thread::sleep(Duration::from_secs(7));
+    let (lag_a, lag_b) = (lag_series(addr_a), lag_series(addr_b));
+    let assigned = |addr| {
+        metric(&http_get(addr, "/metrics").1, "synaptic_telemetry_kafka_assigned_partitions").unwrap_or(0.0)
+    };
+    let (assigned_a, assigned_b) = (assigned(addr_a), assigned(addr_b));
+    let acked = |addr| {
+        metric(&http_get(addr, "/metrics").1, "synaptic_telemetry_acknowledged_events_total").unwrap_or(0.0)
+    };
+    let (acked_a, acked_b) = (acked(addr_a), acked(addr_b));
+    eprintln!(
+        "lag after rebalance: a {lag_a:?} (assigned {assigned_a}, acked {acked_a}), b {lag_b:?} (assigned {assigned_b}, acked {acked_b})"
+    );
+    for member in [&a, &b] {
+        member.signal("TERM");
+    }
+    let _ = a.wait_for_line("summary", Duration::from_secs(30));
+    let _ = b.wait_for_line("summary", Duration::from_secs(30));
+
+    assert_eq!(acked_a + acked_b, 12_000.0, "every event consumed, so every lag must be 0");
+    assert_eq!(lag_a.len() as f64, assigned_a, "a reports exactly its partitions: {lag_a:?}");
+    assert_eq!(lag_b.len() as f64, assigned_b, "b reports exactly its partitions: {lag_b:?}");
+    assert!(
+        lag_a.keys().all(|p| !lag_b.contains_key(p)),
+        "a partition is reported by both members: {lag_a:?} {lag_b:?}"
+    );
+    assert_eq!(lag_a.len() + lag_b.len(), 6, "every partition reported once: {lag_a:?} {lag_b:?}");
+    assert!(!lag_a.is_empty() && !lag_b.is_empty(), "both members own partitions");
+    assert!(
+        lag_a.values().chain(lag_b.values()).all(|&lag| lag == 0.0),
+        "all caught up: {lag_a:?} {lag_b:?}"
+    );
+}

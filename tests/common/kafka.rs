@@ -146,3 +146,44 @@ pub fn read_topic(bootstrap: &str, topic: &str, expected: usize, quiet: Duration
     }
     out
 }
+
+/// Follows topics from the beginning, counting each line (by `key`) until every
+/// expected key was seen at least once, or `timeout`. Returns the counts.
+pub fn follow_until_complete(
+    bootstrap: &str,
+    topics: &[&str],
+    expected: &std::collections::HashSet<String>,
+    key: impl Fn(&[u8]) -> String,
+    timeout: Duration,
+) -> std::collections::HashMap<String, usize> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("follower-{}-{}", std::process::id(), topics.join("-")))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("follower");
+    consumer.subscribe(topics).expect("subscribe");
+    let mut counts = std::collections::HashMap::new();
+    let mut seen = 0;
+    let deadline = Instant::now() + timeout;
+    while seen < expected.len() && Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            let k = key(message.payload().unwrap_or_default());
+            let count = counts.entry(k.clone()).or_insert(0);
+            if *count == 0 && expected.contains(&k) {
+                seen += 1;
+            }
+            *count += 1;
+        }
+    }
+    // Whatever was still on its way (late duplicates) within a short quiet period.
+    let mut last = Instant::now();
+    while last.elapsed() < Duration::from_secs(3) {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            *counts.entry(key(message.payload().unwrap_or_default())).or_insert(0) += 1;
+            last = Instant::now();
+        }
+    }
+    counts
+}

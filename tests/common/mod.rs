@@ -71,6 +71,12 @@ impl Running {
         }
     }
 
+    /// SIGKILL, then the same bookkeeping as `finish` (its log is kept too).
+    pub fn child_kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.finish(Duration::from_secs(10));
+    }
+
     pub fn signal(&self, sig: &str) {
         let status = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
         assert!(status.is_ok_and(|s| s.success()), "kill -{sig} failed");
@@ -91,6 +97,10 @@ impl Running {
         };
         while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(2)) {
             self.log.push(line);
+        }
+        if let Ok(path) = std::env::var("TEST_LOG_DIR") {
+            let file = std::path::Path::new(&path).join(format!("member-{}.log", self.child.id()));
+            let _ = std::fs::write(file, self.log.join("\n"));
         }
         let summary = self
             .log

@@ -48,6 +48,13 @@ struct Context {
     lag: IntGaugeVec,
 }
 
+/// `topic/partition, …` for logs.
+fn describe(list: &TopicPartitionList) -> String {
+    let names: Vec<String> =
+        list.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect();
+    names.join(",")
+}
+
 fn tps_of(list: &TopicPartitionList) -> Vec<TopicPartition> {
     list.elements().iter().map(|e| (Arc::from(e.topic()), e.partition())).collect()
 }
@@ -82,6 +89,20 @@ impl ClientContext for Context {
 
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            // Before librdkafka looks up where to start: commit what a refused
+            // revoke commit left behind, for the partitions that came back to us.
+            let points = self.offsets.take_unconfirmed(&tps_of(list));
+            if !points.is_empty() {
+                match consumer.commit(&to_list(&points), CommitMode::Sync) {
+                    Ok(()) => self.telemetry.kafka_commits.inc(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "commit of offsets refused during the last revoke failed again")
+                    }
+                }
+            }
+            return;
+        }
         let Rebalance::Revoke(list) = rebalance else { return };
         let tps = tps_of(list);
         self.telemetry.kafka_rebalances.inc();
@@ -94,7 +115,10 @@ impl ConsumerContext for Context {
         if !points.is_empty() {
             match consumer.commit(&to_list(&points), CommitMode::Sync) {
                 Ok(()) => self.telemetry.kafka_commits.inc(),
-                Err(e) => tracing::warn!(error = %e, "commit on revoke failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "commit on revoke refused; retried if the partitions come back");
+                    self.offsets.remember_unconfirmed(&points);
+                }
             }
         }
         self.offsets.forget(&tps);
@@ -105,13 +129,28 @@ impl ConsumerContext for Context {
         if let Ok(mut revoked) = self.revoked.lock() {
             revoked.extend(tps);
         }
-        tracing::info!(partitions = list.count(), "partitions revoked");
+        tracing::info!(partitions = %describe(list), "partitions revoked");
+    }
+
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "offset commit failed; it is sent again at the next interval");
+            let points: Vec<(TopicPartition, i64)> = offsets
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some(((Arc::from(e.topic()), e.partition()), o)),
+                    _ => None,
+                })
+                .collect();
+            self.offsets.commit_failed(&points);
+        }
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
-                tracing::info!(partitions = list.count(), "partitions assigned");
+                tracing::info!(partitions = %describe(list), "partitions assigned");
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
             Rebalance::Revoke(_) => {}
@@ -216,7 +255,15 @@ impl KafkaSource {
                 "stopping with events not acknowledged; they will be read again"
             );
         }
-        self.commit(&consumer, CommitMode::Sync, &telemetry);
+        let points = self.offsets.all_commit_points();
+        if !points.is_empty() {
+            match consumer.commit(&to_list(&points), CommitMode::Sync) {
+                Ok(()) => telemetry.kafka_commits.inc(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "final offset commit failed; the last events may be read again")
+                }
+            }
+        }
         consumer.unsubscribe();
         Ok(SourceReport { records: read })
     }

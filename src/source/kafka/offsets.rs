@@ -40,6 +40,9 @@ struct State {
     /// Batches whose delivery failed: their offsets stay pending, so the commit
     /// point never passes them.
     failed: Vec<u64>,
+    /// Commit points of revoked partitions whose commit the coordinator refused
+    /// (some refuse commits during a rebalance): committed on the next assignment.
+    unconfirmed: HashMap<TopicPartition, i64>,
 }
 
 #[derive(Debug, Default)]
@@ -147,6 +150,37 @@ impl OffsetTracker {
         }
     }
 
+    /// Every partition's commit point, changed or not (the final commit).
+    pub fn all_commit_points(&self) -> Vec<(TopicPartition, i64)> {
+        let tps: Vec<TopicPartition> = self.lock().partitions.keys().cloned().collect();
+        self.commit_points(&tps)
+    }
+
+    /// A commit of these points failed: commit them again next time.
+    pub fn commit_failed(&self, points: &[(TopicPartition, i64)]) {
+        let mut state = self.lock();
+        for (tp, offset) in points {
+            if let Some(p) = state.partitions.get_mut(tp) {
+                if p.committed == Some(*offset) {
+                    p.committed = None;
+                }
+            }
+        }
+    }
+
+    /// Revoked partitions whose final commit was refused: kept for the next assign.
+    pub fn remember_unconfirmed(&self, points: &[(TopicPartition, i64)]) {
+        self.lock().unconfirmed.extend(points.iter().cloned());
+    }
+
+    /// The unconfirmed points of partitions assigned again (and forgets the rest:
+    /// another member owns those now).
+    pub fn take_unconfirmed(&self, assigned: &[TopicPartition]) -> Vec<(TopicPartition, i64)> {
+        let mut state = self.lock();
+        let taken = state.unconfirmed.drain().filter(|(tp, _)| assigned.contains(tp)).collect();
+        taken
+    }
+
     /// Whether anything read is still unfinished (failed batches count).
     pub fn pending(&self) -> usize {
         self.lock().partitions.values().map(|p| p.pending.len()).sum()
@@ -227,5 +261,25 @@ mod tests {
         assert_eq!(t.commit_points(&[tp(1)]), vec![(tp(1), 1)], "stops before the unsent offset");
         t.forget(&[tp(1)]);
         assert_eq!(t.pending(), 0);
+    }
+
+    #[test]
+    fn a_refused_revoke_commit_is_retried_only_for_partitions_assigned_again() {
+        let t = OffsetTracker::default();
+        t.remember_unconfirmed(&[(tp(0), 40), (tp(1), 7)]);
+        assert_eq!(t.take_unconfirmed(&[tp(1), tp(2)]), vec![(tp(1), 7)]);
+        assert_eq!(t.take_unconfirmed(&[tp(0)]), vec![], "partition 0 went to another member");
+    }
+
+    #[test]
+    fn a_failed_commit_is_sent_again() {
+        let t = OffsetTracker::default();
+        t.read(&tp(0), 0, 1);
+        t.batch_finished(&done(1));
+        let points = t.take_commits();
+        assert_eq!(points, vec![(tp(0), 1)]);
+        assert_eq!(t.take_commits(), vec![]);
+        t.commit_failed(&points);
+        assert_eq!(t.take_commits(), vec![(tp(0), 1)]);
     }
 }
