@@ -10,20 +10,24 @@
 //! # Layout
 //!
 //! - `main.rs` — the CLI: `run`, `demo`, `validate`, `generate`.
+//! - `bin/synaptic-kafka-mock.rs` — librdkafka's mock Kafka cluster in one process.
 //! - [`app`] — wires source → pipeline → sinks and the HTTP server; orderly shutdown.
 //! - [`config`] — the strict YAML config: a position-marked YAML tree (`yaml`), a
 //!   decoder that reports every error with `file:line:col` (`decode`), the sections.
 //! - [`event`] — the envelope and the batch; schema v1.0 as a field table (`schema`),
 //!   checked by a zero-copy pass over the bytes (`scan`) with a precise fallback that
-//!   names every problem; the dead-letter record (`dead_letter`).
-//! - [`source`] — `generator` (synthetic traffic from `traffic`, seeded by `rng`) and
-//!   `file` (JSONL or stdin); the `Emitter` that batches records and bounds in-flight
-//!   batches.
+//!   names every problem; one field read from the bytes without a document
+//!   (`field`); the dead-letter record (`dead_letter`).
+//! - [`source`] — `generator` (synthetic traffic from `traffic`, seeded by `rng`),
+//!   `file` (JSONL or stdin) and `kafka` (consumer group; `kafka::offsets` keeps the
+//!   per-partition watermark that commits follow); the `Emitter` that batches records
+//!   and bounds in-flight batches.
 //! - [`ack`] — the per-batch tracker and per-sink deliveries behind at-least-once.
 //! - [`pipeline`] — decode + validate → steps → route, then hand-over to the sinks.
 //! - [`step`] — the `Step` trait and the built-in steps `tag` and `drop`.
 //! - [`route`] — `match` clauses and per-sink selections; [`glob`] — their globs.
-//! - [`sink`] — sink tasks with retry, and the outputs `stdout` and `file` (rotation).
+//! - [`sink`] — sink tasks with retry, and the outputs `stdout`, `file` (rotation) and
+//!   `kafka` (idempotent producer, acknowledged on delivery reports).
 //! - [`telemetry`] — the pipeline's own Prometheus metrics.
 //! - [`server`] — `/metrics`, `/health`, `/ready`.
 //! - [`clock`] — Unix-millisecond wall clock.
