@@ -255,15 +255,7 @@ impl KafkaSource {
                 "stopping with events not acknowledged; they will be read again"
             );
         }
-        let points = self.offsets.all_commit_points();
-        if !points.is_empty() {
-            match consumer.commit(&to_list(&points), CommitMode::Sync) {
-                Ok(()) => telemetry.kafka_commits.inc(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "final offset commit failed; the last events may be read again")
-                }
-            }
-        }
+        self.final_commit(&consumer, &telemetry).await;
         consumer.unsubscribe();
         Ok(SourceReport { records: read })
     }
@@ -283,6 +275,35 @@ impl KafkaSource {
             client.set(key, value);
         }
         client.create_with_context(context).map_err(|e| self.error(e))
+    }
+
+    /// Commits every partition's point before leaving. A coordinator in the middle
+    /// of a rebalance refuses commits; then keep serving the group (messages polled
+    /// meanwhile are not taken, and not committed) until it settles, and commit
+    /// again, for at most `revoke_timeout`. Without this, a member that leaves during
+    /// a rebalance hands its last events to the next owner a second time.
+    async fn final_commit(&self, consumer: &StreamConsumer<Context>, telemetry: &Telemetry) {
+        let points = self.offsets.all_commit_points();
+        if points.is_empty() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + self.config.revoke_timeout;
+        loop {
+            match consumer.commit(&to_list(&points), CommitMode::Sync) {
+                Ok(()) => {
+                    telemetry.kafka_commits.inc();
+                    return;
+                }
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::info!(error = %e, "final offset commit refused; serving the group and retrying");
+                    let _ = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "final offset commit failed; the last events may be read again");
+                    return;
+                }
+            }
+        }
     }
 
     fn commit(&self, consumer: &StreamConsumer<Context>, mode: CommitMode, telemetry: &Telemetry) {
