@@ -101,17 +101,13 @@ impl OffsetTracker {
         out
     }
 
-    /// Waits until no batch older than `open_batch` holds offsets of `tps`, or the
-    /// timeout passes; returns whether they drained. The open batch (not yet sent
-    /// to the pipeline) is not waited for: the caller drops its records instead.
-    pub fn wait_drained(&self, tps: &[TopicPartition], open_batch: u64, timeout: Duration) -> bool {
+    /// Waits until `done` holds for the state, or the timeout passes; returns
+    /// whether it holds. Woken by every finished batch.
+    fn wait_until(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         loop {
-            let busy = tps.iter().any(|tp| {
-                state.partitions.get(tp).is_some_and(|p| p.pending.values().any(|&b| b < open_batch))
-            });
-            if !busy {
+            if done(&state) {
                 return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -123,6 +119,17 @@ impl OffsetTracker {
                 Err(poisoned) => poisoned.into_inner().0,
             };
         }
+    }
+
+    /// Waits until no batch older than `open_batch` holds offsets of `tps`, or the
+    /// timeout passes; returns whether they drained. The open batch (not yet sent
+    /// to the pipeline) is not waited for: the caller drops its records instead.
+    pub fn wait_drained(&self, tps: &[TopicPartition], open_batch: u64, timeout: Duration) -> bool {
+        self.wait_until(timeout, |state| {
+            !tps.iter().any(|tp| {
+                state.partitions.get(tp).is_some_and(|p| p.pending.values().any(|&b| b < open_batch))
+            })
+        })
     }
 
     /// The commit points of `tps` now (for a synchronous commit on revoke).
@@ -186,25 +193,15 @@ impl OffsetTracker {
         self.lock().partitions.values().map(|p| p.pending.len()).sum()
     }
 
-    /// Waits until nothing is pending but failed batches, or the timeout passes.
+    /// Waits until nothing is pending but what failed batches hold (those never
+    /// finish), or the timeout passes; returns whether nothing is pending at all.
     pub fn wait_all_done(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.lock();
-        loop {
+        self.wait_until(timeout, |state| {
             let failed: usize = state.failed.iter().filter_map(|b| state.batches.get(b)).map(Vec::len).sum();
             let pending: usize = state.partitions.values().map(|p| p.pending.len()).sum();
-            if pending <= failed {
-                return pending == 0;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            state = match self.changed.wait_timeout(state, left) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-        }
+            pending <= failed
+        });
+        self.pending() == 0
     }
 }
 
