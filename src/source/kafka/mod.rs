@@ -192,6 +192,7 @@ impl KafkaSource {
         consumer.subscribe(&topics).map_err(|e| self.error(e))?;
         tracing::info!(topics = ?self.config.topics, group = %self.config.group_id, "subscribed");
 
+        let mut topics: Vec<Arc<str>> = Vec::new();
         let mut tick = tokio::time::interval(self.config.commit_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -217,7 +218,15 @@ impl KafkaSource {
                     continue;
                 }
             };
-            let topic: Arc<str> = Arc::from(message.topic());
+            // One shared name per topic, not an allocation per message.
+            let topic = match topics.iter().find(|t| &***t == message.topic()) {
+                Some(t) => t.clone(),
+                None => {
+                    let t: Arc<str> = Arc::from(message.topic());
+                    topics.push(t.clone());
+                    t
+                }
+            };
             let tp = (topic.clone(), message.partition());
             let bytes = Bytes::copy_from_slice(message.payload().unwrap_or_default());
             self.offsets.read(&tp, message.offset(), emitter.open_batch_id());
