@@ -48,7 +48,12 @@ impl Drop for Inner {
 }
 
 /// The pipeline's share of a batch; dropped once the batch has been dispatched.
-pub struct Tracker(Arc<Inner>);
+pub struct Tracker {
+    inner: Arc<Inner>,
+    /// Set by `dispatched`; a tracker dropped without it (a pipeline that panicked,
+    /// a batch still queued when its consumer died) fails the batch.
+    dispatched: bool,
+}
 
 impl Tracker {
     pub fn new(
@@ -57,20 +62,33 @@ impl Tracker {
         notify: mpsc::UnboundedSender<AckNotice>,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
-        Tracker(Arc::new(Inner { batch_id, events, failed: AtomicBool::new(false), notify, _permit: permit }))
+        let inner = Inner { batch_id, events, failed: AtomicBool::new(false), notify, _permit: permit };
+        Tracker { inner: Arc::new(inner), dispatched: false }
     }
 
     pub fn batch_id(&self) -> u64 {
-        self.0.batch_id
+        self.inner.batch_id
     }
 
-    /// One sink's share of the batch.
     pub fn delivery(&self) -> Delivery {
-        Delivery { inner: Some(self.0.clone()) }
+        Delivery { inner: Some(self.inner.clone()) }
+    }
+
+    /// The pipeline has handed every part of the batch on: from now on the
+    /// deliveries alone decide its outcome.
+    pub fn dispatched(mut self) {
+        self.dispatched = true;
     }
 }
 
-/// One sink's duty to acknowledge its part of a batch.
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        if !self.dispatched {
+            self.inner.failed.store(true, Ordering::Release);
+        }
+    }
+}
+
 pub struct Delivery {
     inner: Option<Arc<Inner>>,
 }
@@ -117,7 +135,7 @@ mod tests {
         let tracker = Tracker::new(7, 3, tx, None);
         let a = tracker.delivery();
         let b = tracker.delivery();
-        drop(tracker);
+        tracker.dispatched();
         a.ack();
         assert!(rx.try_recv().is_err(), "b has not acknowledged yet");
         b.ack();
@@ -130,16 +148,26 @@ mod tests {
         let tracker = Tracker::new(1, 2, tx, None);
         let a = tracker.delivery();
         let b = tracker.delivery();
-        drop(tracker);
+        tracker.dispatched();
         a.ack();
         drop(b);
         assert_eq!(rx.try_recv().map(|n| n.outcome).ok(), Some(Outcome::Failed));
     }
 
     #[test]
+    fn a_tracker_dropped_before_dispatch_fails_the_batch() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let tracker = Tracker::new(3, 4, tx, None);
+        let a = tracker.delivery();
+        drop(tracker);
+        a.ack();
+        assert_eq!(rx.try_recv().map(|n| n.outcome).ok(), Some(Outcome::Failed));
+    }
+
+    #[test]
     fn a_batch_with_no_deliveries_is_done_when_dispatched() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        drop(Tracker::new(2, 5, tx, None));
+        Tracker::new(2, 5, tx, None).dispatched();
         assert_eq!(rx.try_recv().map(|n| n.outcome).ok(), Some(Outcome::Done));
     }
 

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ack::{AckLedger, AckNotice};
 use crate::config::Config;
 use crate::pipeline::{Pipeline, SinkRoute};
+use crate::plugin::PluginHost;
 use crate::route::Matcher;
 use crate::server::{self, ServerState};
 use crate::sink::{Output, SinkTask, QUEUE_BATCHES};
@@ -82,6 +83,17 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
         give_up: give_up.clone(),
     });
 
+    // Plugins load before anything is announced: a pipeline whose plugin cannot
+    // load does not start.
+    let mut plugins = PluginHost::new(&config.plugins);
+    let steps = config
+        .pipeline
+        .iter()
+        .map(|s| RunningStep::build(s, config.schema, &mut plugins, &telemetry))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Watches plugin files until the run ends (dropping it stops the thread).
+    let _plugin_watcher = plugins.watch()?;
+
     let listen = options.listen.unwrap_or(config.server.listen);
     let listener =
         server::bind(listen).await.with_context(|| format!("binding the HTTP server to {listen}"))?;
@@ -94,7 +106,6 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
         callback(bound);
     }
 
-    let steps = config.pipeline.iter().map(|s| RunningStep::build(s, &telemetry)).collect();
     let pipeline =
         Pipeline::new(config.schema, config.limits.max_event_bytes, steps, routes, dlq_tx, telemetry.clone());
     let (batch_tx, batch_rx) = mpsc::channel(1);

@@ -9,11 +9,12 @@
 //!
 //! # Layout
 //!
-//! - `main.rs` — the CLI: `run`, `demo`, `validate`, `generate`.
+//! - `main.rs` — the CLI: `run`, `demo`, `validate`, `test plugin`, `generate`.
 //! - `bin/synaptic-kafka-mock.rs` — librdkafka's mock Kafka cluster in one process.
 //! - [`app`] — wires source → pipeline → sinks and the HTTP server; orderly shutdown.
 //! - [`config`] — the strict YAML config: a position-marked YAML tree (`yaml`), a
-//!   decoder that reports every error with `file:line:col` (`decode`), the sections.
+//!   decoder that reports every error with `file:line:col` (`decode`), the sections;
+//!   the plugin host and plugin steps (`plugin`).
 //! - [`event`] — the envelope and the batch; schema v1.0 as a field table (`schema`),
 //!   checked by a zero-copy pass over the bytes (`scan`) with a precise fallback that
 //!   names every problem; one field read from the bytes without a document
@@ -25,6 +26,12 @@
 //! - [`ack`] — the per-batch tracker and per-sink deliveries behind at-least-once.
 //! - [`pipeline`] — decode + validate → steps → route, then hand-over to the sinks.
 //! - [`step`] — the `Step` trait and the built-in steps `tag` and `drop`.
+//! - [`plugin`] — hot-swappable plugin steps: the WebAssembly runtime (`wasm`:
+//!   pooled instances, epoch deadlines, memory caps, WASI denied by default), the
+//!   step that applies verdicts, contains failures, swaps and rolls back (`step`),
+//!   the directory watcher that prepares new versions (`watch`), and the author's
+//!   `test plugin` command (`tester`). The contract is `plugins/wit/plugin.wit`;
+//!   the SDK (`plugins/sdk`) holds its Rust encoding, shared by host and guests.
 //! - [`route`] — `match` clauses and per-sink selections; [`glob`] — their globs.
 //! - [`sink`] — sink tasks with retry, and the outputs `stdout`, `file` (rotation) and
 //!   `kafka` (idempotent producer, acknowledged on delivery reports).
@@ -39,6 +46,7 @@ pub mod config;
 pub mod event;
 pub mod glob;
 pub mod pipeline;
+pub mod plugin;
 pub mod route;
 pub mod server;
 pub mod sink;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use synaptic_telemetry::app::{self, RunOptions, Summary};
 use synaptic_telemetry::config::{Config, GeneratorConfig, OutputConfig};
+use synaptic_telemetry::plugin::tester::{self, TestOptions};
 use synaptic_telemetry::source::traffic::Traffic;
 use synaptic_telemetry::DEMO_CONFIG;
 
@@ -45,11 +46,19 @@ enum Command {
         /// Address for /metrics, /health and /ready.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Use the plugins already in plugins/ instead of building them first.
+        #[arg(long)]
+        no_build: bool,
     },
     /// Check config files and everything they reference; list every error.
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Test a plugin (or, later, rules) against input events.
+    Test {
+        #[command(subcommand)]
+        what: TestCommand,
     },
     /// Write synthetic codex-synaptic events as JSON Lines.
     Generate {
@@ -72,6 +81,30 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum TestCommand {
+    /// Run a plugin over events and print each event's verdict and output.
+    Plugin {
+        /// The plugin file (.wasm).
+        plugin: PathBuf,
+        /// JSON Lines of events (`-` for standard input).
+        #[arg(long)]
+        input: PathBuf,
+        /// The plugin's config map: a YAML/JSON file, or inline (`'{min: WARN}'`).
+        #[arg(long)]
+        config: Option<String>,
+        /// Events per batch.
+        #[arg(long, default_value_t = 512)]
+        batch_size: usize,
+        /// Deadline per batch.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        deadline: std::time::Duration,
+        /// Memory cap of the instance, in MiB.
+        #[arg(long, default_value_t = 64)]
+        memory_mib: u64,
+    },
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -84,10 +117,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, listen } => load(&config).and_then(|c| run_pipeline(c, listen, false)),
-        Command::Demo { listen } => Config::parse(DEMO_CONFIG, "config/demo.yaml (embedded)")
-            .map_err(anyhow::Error::from)
-            .and_then(|c| run_pipeline(c, listen, true)),
+        Command::Demo { listen, no_build } => {
+            demo_config(no_build).and_then(|c| run_pipeline(c, listen, true))
+        }
         Command::Validate { files } => Ok(validate(&files)),
+        Command::Test {
+            what: TestCommand::Plugin { plugin, input, config, batch_size, deadline, memory_mib },
+        } => test_plugin(plugin, input, config.as_deref(), batch_size, deadline, memory_mib),
         Command::Generate { count, out, malformed_ratio, seed, start_ms, rate } => {
             generate(count, out.as_deref(), malformed_ratio, seed, start_ms, rate)
         }
@@ -96,6 +132,24 @@ fn main() -> ExitCode {
         eprintln!("error: {e:#}");
         ExitCode::FAILURE
     })
+}
+
+/// The embedded demo config. In a source checkout, the example plugins are built
+/// first (`plugins/build.sh`) and loaded from the checkout's plugins/.
+fn demo_config(no_build: bool) -> anyhow::Result<Config> {
+    let source_tree = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = source_tree.join("plugins/build.sh");
+    let base = if script.is_file() {
+        if !no_build {
+            eprintln!("building the example plugins (plugins/build.sh)…");
+            let status = std::process::Command::new(&script).status().context("running plugins/build.sh")?;
+            anyhow::ensure!(status.success(), "plugins/build.sh failed ({status})");
+        }
+        source_tree
+    } else {
+        Path::new("")
+    };
+    Config::parse_relative_to(DEMO_CONFIG, "config/demo.yaml (embedded)", base).map_err(anyhow::Error::from)
 }
 
 fn load(path: &Path) -> anyhow::Result<Config> {
@@ -152,6 +206,32 @@ fn run_pipeline(config: Config, listen: Option<SocketAddr>, demo: bool) -> anyho
         report(&summary);
         Ok(if summary.unacknowledged == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
     })
+}
+
+fn test_plugin(
+    plugin: PathBuf,
+    input: PathBuf,
+    config: Option<&str>,
+    batch_size: usize,
+    deadline: std::time::Duration,
+    memory_mib: u64,
+) -> anyhow::Result<ExitCode> {
+    let config = config.map(tester::parse_config).transpose()?.unwrap_or_default();
+    let options = TestOptions { plugin, input, config, batch_size, deadline, memory: memory_mib << 20 };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let report = tester::run(&options, &mut out)?;
+    out.flush().context("writing the report")?;
+    eprintln!(
+        "{} events: {} kept, {} dropped, {} replaced; {} invalid input lines, {} invalid replacements, {} failed batches",
+        report.events,
+        report.kept,
+        report.dropped,
+        report.replaced,
+        report.invalid_input,
+        report.invalid_output,
+        report.failed_batches
+    );
+    Ok(if report.clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn report(summary: &Summary) {

@@ -79,7 +79,7 @@ impl Pipeline {
     pub async fn run(mut self, mut rx: mpsc::Receiver<RawBatch>) {
         while let Some(RawBatch { records, tracker }) = rx.recv().await {
             let started = Instant::now();
-            let processed = self.process(records);
+            let processed = self.process_blocking(records);
             self.telemetry.batch_seconds.observe(started.elapsed().as_secs_f64());
 
             for (sink, selection) in self.sinks.iter().zip(processed.selections) {
@@ -98,7 +98,20 @@ impl Pipeline {
                 }
             }
             // The pipeline's own share; the batch completes when the sinks ack.
-            drop(tracker);
+            tracker.dispatched();
+        }
+    }
+
+    /// `process` on a runtime worker: plugin calls block for up to their deadline,
+    /// and WASI's synchronous bindings drive futures of their own, which tokio
+    /// allows only outside the worker's async context.
+    fn process_blocking(&mut self, records: Vec<RawRecord>) -> Processed {
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            tokio::task::block_in_place(|| self.process(records))
+        } else {
+            self.process(records)
         }
     }
 

@@ -2,9 +2,10 @@
 //! per-step and per-sink series are resolved when the step or sink is built, never
 //! per event.
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::event::EventKind;
@@ -32,6 +33,102 @@ pub struct Telemetry {
     pub kafka_paused_partitions: IntGauge,
     /// High watermark minus committed offset, per assigned partition.
     pub kafka_lag: IntGaugeVec,
+    plugins: PluginFamilies,
+}
+
+/// The metric families of plugins; one handle set per plugin is taken from them.
+struct PluginFamilies {
+    events: IntCounterVec,
+    batch_seconds: HistogramVec,
+    failures: IntCounterVec,
+    swaps: IntCounterVec,
+    rollbacks: IntCounterVec,
+    load_failures: IntCounterVec,
+    info: IntGaugeVec,
+    guest_counters: IntCounterVec,
+    guest_logs_dropped: IntCounterVec,
+}
+
+/// Why a plugin failed a batch, as the `kind` label of `plugin_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginFailureKind {
+    Trap,
+    Timeout,
+    MemoryLimit,
+    Error,
+    BadOutput,
+}
+
+impl PluginFailureKind {
+    pub const ALL: [PluginFailureKind; 5] = [
+        PluginFailureKind::Trap,
+        PluginFailureKind::Timeout,
+        PluginFailureKind::MemoryLimit,
+        PluginFailureKind::Error,
+        PluginFailureKind::BadOutput,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            PluginFailureKind::Trap => "trap",
+            PluginFailureKind::Timeout => "timeout",
+            PluginFailureKind::MemoryLimit => "memory_limit",
+            PluginFailureKind::Error => "error",
+            PluginFailureKind::BadOutput => "bad_output",
+        }
+    }
+}
+
+/// Per-plugin handles.
+#[derive(Clone)]
+pub struct PluginMetrics {
+    plugin: String,
+    pub events_in: IntCounter,
+    pub kept: IntCounter,
+    pub dropped: IntCounter,
+    pub replaced: IntCounter,
+    pub batch_seconds: Histogram,
+    failures: [IntCounter; 5],
+    pub swaps: IntCounter,
+    pub rollbacks: IntCounter,
+    load_failures: IntCounterVec,
+    info: IntGaugeVec,
+    guest_counters: IntCounterVec,
+    pub guest_logs_dropped: IntCounter,
+}
+
+impl PluginMetrics {
+    pub fn failure(&self, kind: PluginFailureKind) -> &IntCounter {
+        &self.failures[kind as usize]
+    }
+
+    /// Counts a version that could not be loaded, by stage (read, compile,
+    /// instantiate, init).
+    pub fn load_failed(&self, stage: &str) {
+        self.load_failures.with_label_values(&[&self.plugin, stage]).inc();
+    }
+
+    /// Marks `hash` as the version in service (and no other).
+    pub fn set_version(&self, runtime: &str, hash: &str) {
+        // Remove the previous version's series; the family holds this plugin's only.
+        for family in self.info.collect() {
+            for metric in family.get_metric() {
+                let label = |name: &str| {
+                    metric.get_label().iter().find(|l| l.name() == name).map_or("", |l| l.value())
+                };
+                if label("plugin") == self.plugin {
+                    let _ =
+                        self.info.remove_label_values(&[label("plugin"), label("runtime"), label("hash")]);
+                }
+            }
+        }
+        self.info.with_label_values(&[&self.plugin, runtime, hash]).set(1);
+    }
+
+    /// A guest's named counter; the caller bounds how many names it creates.
+    pub fn guest_counter(&self, name: &str) -> IntCounter {
+        self.guest_counters.with_label_values(&[&self.plugin, name])
+    }
 }
 
 /// Per-step handles.
@@ -70,6 +167,79 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
         .unwrap_or_else(|e| unreachable!("static metric definition {name}: {e}"));
     register(registry, Box::new(g.clone()));
     g
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(format!("{PREFIX}_{name}"), help), labels)
+        .unwrap_or_else(|e| unreachable!("static metric definition {name}: {e}"));
+    register(registry, Box::new(g.clone()));
+    g
+}
+
+impl PluginFamilies {
+    fn new(registry: &Registry) -> Self {
+        let batch_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                format!("{PREFIX}_plugin_batch_duration_seconds"),
+                "Time a plugin took for one batch, crossing the boundary both ways included",
+            )
+            .buckets(vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0]),
+            &["plugin"],
+        )
+        .unwrap_or_else(|e| unreachable!("static histogram: {e}"));
+        register(registry, Box::new(batch_seconds.clone()));
+        PluginFamilies {
+            events: counter_vec(
+                registry,
+                "plugin_events_total",
+                "Events through each plugin, by verdict: in, kept, dropped, replaced",
+                &["plugin", "verdict"],
+            ),
+            batch_seconds,
+            failures: counter_vec(
+                registry,
+                "plugin_failures_total",
+                "Batches a plugin failed, by kind: trap, timeout, memory_limit, error, bad_output",
+                &["plugin", "kind"],
+            ),
+            swaps: counter_vec(
+                registry,
+                "plugin_swaps_total",
+                "New plugin versions put in service",
+                &["plugin"],
+            ),
+            rollbacks: counter_vec(
+                registry,
+                "plugin_rollbacks_total",
+                "New plugin versions withdrawn for failing their first batches",
+                &["plugin"],
+            ),
+            load_failures: counter_vec(
+                registry,
+                "plugin_load_failures_total",
+                "Plugin versions that could not be loaded, by stage: read, compile, instantiate, init",
+                &["plugin", "stage"],
+            ),
+            info: gauge_vec(
+                registry,
+                "plugin_info",
+                "The plugin version in service (1), by runtime and content hash (sha256)",
+                &["plugin", "runtime", "hash"],
+            ),
+            guest_counters: counter_vec(
+                registry,
+                "plugin_guest_counter_total",
+                "Counters that plugins keep themselves",
+                &["plugin", "name"],
+            ),
+            guest_logs_dropped: counter_vec(
+                registry,
+                "plugin_guest_logs_dropped_total",
+                "Plugin log lines over the rate limit, not written",
+                &["plugin"],
+            ),
+        }
+    }
 }
 
 fn register(registry: &Registry, collector: Box<dyn prometheus::core::Collector>) {
@@ -176,6 +346,7 @@ impl Telemetry {
                 register(&registry, Box::new(g.clone()));
                 g
             },
+            plugins: PluginFamilies::new(&registry),
             registry,
         };
         for kind in EventKind::KNOWN {
@@ -202,6 +373,27 @@ impl Telemetry {
             sent: self.sink_events.with_label_values(&[sink, "sent"]),
             failed: self.sink_events.with_label_values(&[sink, "failed"]),
             write_errors: self.sink_errors.with_label_values(&[sink]),
+        }
+    }
+
+    pub fn plugin_metrics(&self, plugin: &str) -> PluginMetrics {
+        let f = &self.plugins;
+        let events = |verdict: &str| f.events.with_label_values(&[plugin, verdict]);
+        PluginMetrics {
+            plugin: plugin.to_string(),
+            events_in: events("in"),
+            kept: events("kept"),
+            dropped: events("dropped"),
+            replaced: events("replaced"),
+            batch_seconds: f.batch_seconds.with_label_values(&[plugin]),
+            failures: PluginFailureKind::ALL
+                .map(|kind| f.failures.with_label_values(&[plugin, kind.label()])),
+            swaps: f.swaps.with_label_values(&[plugin]),
+            rollbacks: f.rollbacks.with_label_values(&[plugin]),
+            load_failures: f.load_failures.clone(),
+            info: f.info.clone(),
+            guest_counters: f.guest_counters.clone(),
+            guest_logs_dropped: f.guest_logs_dropped.with_label_values(&[plugin]),
         }
     }
 

@@ -34,6 +34,9 @@ if ! command -v tansu >/dev/null 2>&1 || ! tansu --version 2>/dev/null | grep -q
     cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore
 fi
 
+step "building the example plugins for wasm32-wasip2"
+plugins/build.sh
+
 step "unit and integration tests"
 # The Kafka tests run several pipeline processes against one broker each; run them
 # one at a time so that CPU contention does not turn into broker backlog.
@@ -42,6 +45,9 @@ cargo test --workspace --locked --test kafka -- --test-threads=1
 
 step "benchmark smoke run (20,000 events; the full run is: cargo bench --bench spine)"
 SPINE_BENCH_EVENTS=20000 cargo bench --locked --bench spine
+
+step "plugin benchmark smoke run (20,000 events; the full run is: cargo bench --bench plugin)"
+PLUGIN_BENCH_EVENTS=20000 cargo bench --locked --bench plugin
 
 step "kafka benchmark smoke run (20,000 events; the full run is: cargo bench --bench kafka)"
 KAFKA_BENCH_EVENTS=20000 cargo bench --locked --bench kafka

@@ -4,6 +4,7 @@
 //! reported at once. Every field is documented here and in `config/demo.yaml`.
 
 pub mod decode;
+pub mod plugin;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 pub use decode::ConfigError;
 use decode::{one_of, ByteSize, Decode, Diagnostics, MapReader, OneOrMany};
+pub use plugin::{DirGrant, Grants, OnError, PluginHostConfig, PluginStepConfig};
 use yaml::{Node, NodeKind, Pos};
 
 use crate::event::{SchemaMode, Severity};
@@ -25,6 +27,8 @@ pub struct Config {
     pub source: SourceConfig,
     pub batch: BatchConfig,
     pub limits: LimitsConfig,
+    /// The plugin host: plugin directory, watching, instance pool.
+    pub plugins: PluginHostConfig,
     /// Steps, run in this order on every batch.
     pub pipeline: Vec<StepConfig>,
     pub sinks: Vec<SinkConfig>,
@@ -112,6 +116,8 @@ pub enum StepKind {
     Tag { tags: BTreeMap<String, String> },
     /// Drops the events that match, on purpose (they count as done).
     Drop { matcher: MatchConfig },
+    /// A hot-swappable plugin (WebAssembly component).
+    Plugin(PluginStepConfig),
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -189,6 +195,12 @@ impl Config {
 
     /// Parses config text; `file` is only used in messages.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
+        Config::parse_relative_to(text, file, Path::new(""))
+    }
+
+    /// Like `parse`, with a relative `plugins.dir` taken from `base` (the demo
+    /// finds its plugins in the source tree wherever it is started).
+    pub fn parse_relative_to(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors> {
         let mut cx = Diagnostics::new(file);
         let root = yaml::parse(text).map_err(|e| {
             ConfigErrors(vec![ConfigError {
@@ -198,7 +210,7 @@ impl Config {
                 message: format!("YAML syntax error: {}", e.message),
             }])
         })?;
-        let config = decode_config(&root, &mut cx);
+        let config = decode_config(&root, base, &mut cx);
         match config {
             Some(config) if !cx.has_errors() => Ok(config),
             _ => Err(ConfigErrors(cx.into_errors())),
@@ -206,7 +218,7 @@ impl Config {
     }
 }
 
-fn decode_config(root: &Node, cx: &mut Diagnostics) -> Option<Config> {
+fn decode_config(root: &Node, base: &Path, cx: &mut Diagnostics) -> Option<Config> {
     let mut map = MapReader::new(root, "the config", cx)?;
     let schema = map
         .node("schema")
@@ -221,7 +233,8 @@ fn decode_config(root: &Node, cx: &mut Diagnostics) -> Option<Config> {
     };
     let batch = decode_batch(map.node("batch"), cx);
     let limits = decode_limits(map.node("limits"), cx);
-    let pipeline = map.node("pipeline").map(|n| decode_steps(n, cx)).unwrap_or_default();
+    let plugins = plugin::decode_host(map.node("plugins"), base, cx);
+    let pipeline = map.node("pipeline").map(|n| decode_steps(n, &plugins, cx)).unwrap_or_default();
     let sinks = match map.node("sinks") {
         Some(node) => decode_sinks(node, cx),
         None => {
@@ -243,6 +256,7 @@ fn decode_config(root: &Node, cx: &mut Diagnostics) -> Option<Config> {
         source: source?,
         batch,
         limits,
+        plugins,
         pipeline,
         sinks,
         dead_letter: dead_letter?,
@@ -382,18 +396,20 @@ fn check_unique_name(names: &mut Vec<String>, name: &str, pos: Pos, what: &str, 
     names.push(name.to_string());
 }
 
-fn decode_steps(node: &Node, cx: &mut Diagnostics) -> Vec<StepConfig> {
+fn decode_steps(node: &Node, plugins: &PluginHostConfig, cx: &mut Diagnostics) -> Vec<StepConfig> {
     #[derive(Clone, Copy)]
     enum Kind {
         Tag,
         Drop,
+        Plugin,
     }
     let mut names = Vec::new();
     let mut steps = Vec::new();
     for (item, index) in named_items(node, "pipeline", cx) {
         let what = format!("pipeline step {}", index + 1);
         let Some(mut map) = MapReader::new(item, &what, cx) else { continue };
-        let kind = section_type(&mut map, &what, &[("tag", Kind::Tag), ("drop", Kind::Drop)], cx);
+        let kinds = [("tag", Kind::Tag), ("drop", Kind::Drop), ("plugin", Kind::Plugin)];
+        let kind = section_type(&mut map, &what, &kinds, cx);
         let name: Option<String> = map.optional("name", cx);
         let kind = match kind {
             Some(Kind::Tag) => map.required("tags", cx).map(|tags| StepKind::Tag { tags }),
@@ -404,14 +420,16 @@ fn decode_steps(node: &Node, cx: &mut Diagnostics) -> Vec<StepConfig> {
                     None
                 }
             },
+            Some(Kind::Plugin) => plugin::decode_step(&mut map, plugins, cx).map(StepKind::Plugin),
             None => None,
         };
-        let name = name.unwrap_or_else(|| {
-            let base = match kind {
-                Some(StepKind::Tag { .. }) => "tag",
-                _ => "drop",
-            };
-            format!("{base}_{}", index + 1)
+        // A plugin is named after its file; the built-ins after their position.
+        let name = name.unwrap_or_else(|| match &kind {
+            Some(StepKind::Plugin(p)) => {
+                p.path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_string()
+            }
+            Some(StepKind::Tag { .. }) => format!("tag_{}", index + 1),
+            _ => format!("drop_{}", index + 1),
         });
         check_unique_name(&mut names, &name, map.key_pos("name"), "step", cx);
         map.finish(cx);

@@ -10,10 +10,28 @@ fn errors(text: &str) -> Vec<String> {
 const MINIMAL: &str =
     "source: {type: generator}\nsinks:\n  - {name: out, type: stdout}\ndead_letter: {type: stdout}\n";
 
+/// A directory holding empty files with the demo's plugin names: the config checks
+/// that plugin files exist, not what is in them.
+fn fake_plugin_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("plugins")).expect("plugins dir");
+    for name in ["severity_floor.wasm", "stamp.wasm"] {
+        std::fs::write(dir.path().join("plugins").join(name), b"").expect("plugin file");
+    }
+    dir
+}
+
 #[test]
 fn the_embedded_demo_config_is_valid() {
-    let config = Config::parse(crate::DEMO_CONFIG, "demo.yaml").expect("demo config parses");
-    assert_eq!(config.pipeline.len(), 2);
+    let dir = fake_plugin_dir();
+    let config =
+        Config::parse_relative_to(crate::DEMO_CONFIG, "demo.yaml", dir.path()).expect("demo config parses");
+    assert_eq!(config.pipeline.len(), 4);
+    let StepKind::Plugin(floor) = &config.pipeline[2].kind else { panic!("third step is a plugin") };
+    assert_eq!(floor.path, dir.path().join("plugins/severity_floor.wasm"));
+    assert_eq!(floor.config.get("min"), Some(&serde_json::json!("DEBUG")));
+    assert_eq!(floor.deadline, Duration::from_millis(50));
+    assert_eq!(floor.memory, 16 << 20);
     assert_eq!(config.sinks.len(), 2);
     assert!(matches!(config.source, SourceConfig::Generator(ref g) if g.rate == 200.0));
 }
@@ -88,4 +106,59 @@ fn yaml_syntax_errors_have_positions() {
     assert_eq!(errs.len(), 1);
     assert!(errs[0].starts_with("c.yaml:"), "{}", errs[0]);
     assert!(errs[0].contains("YAML syntax error"), "{}", errs[0]);
+}
+
+#[test]
+fn plugin_steps_are_checked_with_positions() {
+    let dir = fake_plugin_dir();
+    let text = format!(
+        "source: {{type: generator}}\n\
+         plugins: {{dir: {plugins}, max_memory: 32MiB, rollback_failures: 20}}\n\
+         pipeline:\n\
+         \x20 - {{type: plugin, file: stamp.wasm, memory: 64MiB, on_error: ignore}}\n\
+         \x20 - {{type: plugin, file: nothere.wasm}}\n\
+         \x20 - {{type: plugin, file: script.lua, allow: {{network: yes, files: true}}}}\n\
+         sinks:\n  - {{name: out, type: stdout}}\ndead_letter: {{type: stdout}}\n",
+        plugins = dir.path().join("plugins").display()
+    );
+    let errors = errors(&text);
+    let expect = [
+        "c.yaml:2:",
+        "rollback_failures must be from 1 to rollback_window",
+        "c.yaml:4:38: memory is over plugins.max_memory",
+        "c.yaml:4:63: expected one of dead_letter, pass, got `ignore`",
+        "c.yaml:5:",
+        "nothere.wasm` does not exist",
+        "c.yaml:6:",
+        "must be a WebAssembly component (.wasm)",
+        "c.yaml:6:55: expected true or false, got `yes`",
+        "c.yaml:6:60: unknown key `files` in allow (known keys: env, clock, network, dirs)",
+    ];
+    for wanted in expect {
+        assert!(errors.iter().any(|e| e.contains(wanted)), "no error with {wanted:?} in {errors:#?}");
+    }
+}
+
+#[test]
+fn plugin_config_maps_become_json_with_types() {
+    let dir = fake_plugin_dir();
+    let text = format!(
+        "source: {{type: generator}}\n\
+         plugins: {{dir: {plugins}}}\n\
+         pipeline:\n\
+         \x20 - type: plugin\n\
+         \x20   file: stamp.wasm\n\
+         \x20   config: {{rate: 0.1, n: 3, on: true, name: x, quoted: \"3\", list: [1, a], none: null}}\n\
+         sinks:\n  - {{name: out, type: stdout}}\ndead_letter: {{type: stdout}}\n",
+        plugins = dir.path().join("plugins").display()
+    );
+    let config = Config::parse(&text, "c.yaml").expect("valid");
+    assert_eq!(config.pipeline[0].name, "stamp", "a plugin step is named after its file");
+    let StepKind::Plugin(plugin) = &config.pipeline[0].kind else { panic!("a plugin step") };
+    assert_eq!(
+        serde_json::Value::Object(plugin.config.clone()),
+        serde_json::json!({"rate": 0.1, "n": 3, "on": true, "name": "x", "quoted": "3", "list": [1, "a"], "none": null})
+    );
+    assert_eq!(plugin.on_error, OnError::DeadLetter);
+    assert_eq!(plugin.allow, Grants::default(), "nothing granted by default");
 }

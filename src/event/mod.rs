@@ -10,6 +10,7 @@ pub mod field;
 mod scan;
 pub mod schema;
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::fmt;
 use std::sync::Arc;
@@ -348,6 +349,15 @@ impl Event {
         let tags = self.doc_mut().entry("tags").or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(tags) = tags {
             tags.insert(key.to_string(), value);
+        }
+    }
+
+    /// The event's JSON as it stands: the bytes as received unless a step changed
+    /// it, else its encoding (what a plugin is given).
+    pub fn wire(&self) -> Cow<'_, [u8]> {
+        match (self.dirty, self.doc.get()) {
+            (true, Some(doc)) => Cow::Owned(serde_json::to_vec(doc).unwrap_or_default()),
+            _ => Cow::Borrowed(&self.raw),
         }
     }
 

@@ -5,7 +5,8 @@ mod drop;
 mod tag;
 
 use crate::config::{StepConfig, StepKind};
-use crate::event::Batch;
+use crate::event::{Batch, SchemaMode};
+use crate::plugin::PluginHost;
 use crate::route::Matcher;
 use crate::telemetry::{StepCounters, Telemetry};
 
@@ -27,11 +28,25 @@ pub struct RunningStep {
 }
 
 impl RunningStep {
-    pub fn build(config: &StepConfig, telemetry: &Telemetry) -> Self {
+    /// Builds a step; plugin steps load their first version through `plugins`.
+    pub fn build(
+        config: &StepConfig,
+        schema: SchemaMode,
+        plugins: &mut PluginHost,
+        telemetry: &Telemetry,
+    ) -> anyhow::Result<Self> {
         let step: Box<dyn Step> = match &config.kind {
             StepKind::Tag { tags } => Box::new(TagStep::new(&config.name, tags)),
             StepKind::Drop { matcher } => Box::new(DropStep::new(&config.name, Matcher::new(matcher))),
+            StepKind::Plugin(plugin) => {
+                Box::new(plugins.build_step(&config.name, plugin, schema, telemetry)?)
+            }
         };
+        Ok(RunningStep { counters: telemetry.step_counters(step.name()), step })
+    }
+
+    /// A step built by hand (benchmarks, tests).
+    pub fn new(step: Box<dyn Step>, telemetry: &Telemetry) -> Self {
         RunningStep { counters: telemetry.step_counters(step.name()), step }
     }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod plugins;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -109,6 +110,14 @@ impl Running {
             .map(|json| serde_json::from_str(json).expect("summary is JSON"))
             .unwrap_or(serde_json::Value::Null);
         (code, summary)
+    }
+}
+
+/// A test that fails midway must not leave its pipeline running.
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,372 @@
+//! The WebAssembly runtime: wasmtime components on a pooling allocator. Every call
+//! is bounded — in time by an epoch deadline, in memory by a per-instance cap, in
+//! number by the pool — and a guest reaches nothing outside its batch unless its
+//! step's `allow` grants it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus::IntCounter;
+use synaptic_plugin_sdk::contract::{BatchBuffer, VerdictList};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder, Trap,
+};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::{Code, Instance, PluginError};
+use crate::config::{Grants, PluginHostConfig};
+use crate::telemetry::PluginMetrics;
+
+wasmtime::component::bindgen!({
+    path: "plugins/wit",
+    world: "plugin",
+});
+
+use synaptic::plugin::host::Level;
+
+/// How often the engine's epoch advances; deadlines are whole ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// Guest log lines allowed per second (with a burst of twice that), per instance.
+const LOG_LINES_PER_SECOND: f64 = 20.0;
+/// Bytes of guest stderr kept per instance (an instance is replaced after a trap).
+const STDERR_CAPACITY: usize = 16 << 10;
+/// Distinct counter names a plugin may create; more are counted as `overflow`.
+const MAX_GUEST_COUNTERS: usize = 32;
+
+/// The engine and linker all WebAssembly plugins share.
+pub struct WasmRuntime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl WasmRuntime {
+    pub fn new(host: &PluginHostConfig) -> Result<Arc<WasmRuntime>, PluginError> {
+        let mut pool = PoolingAllocationConfig::new();
+        let instances = host.max_instances;
+        // A Rust component holds a few core instances (its module plus adapter
+        // shims) and one or two memories; the bounds leave room for other guests.
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(16))
+            .max_core_instances_per_component(16)
+            .total_memories(instances.saturating_mul(2))
+            .max_memories_per_component(2)
+            .total_tables(instances.saturating_mul(8))
+            .max_tables_per_component(8)
+            .max_memory_size(usize::try_from(host.max_memory).unwrap_or(usize::MAX));
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .wasm_component_model(true);
+        let engine =
+            Engine::new(&config).map_err(|e| PluginError::Instantiate(format!("wasm engine: {e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| PluginError::Instantiate(format!("linking WASI: {e:#}")))?;
+        Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(|e| PluginError::Instantiate(format!("linking host functions: {e:#}")))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (stop, ticking) = (ticker_stop.clone(), engine.clone());
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })
+            .map_err(|e| PluginError::Instantiate(format!("starting the deadline clock: {e}")))?;
+        Ok(Arc::new(WasmRuntime { engine, linker, ticker_stop }))
+    }
+
+    /// Compiles a component and checks that it implements the contract. Slow
+    /// (milliseconds to seconds): never called on the hot path.
+    pub fn compile(
+        self: &Arc<Self>,
+        bytes: &[u8],
+        settings: Arc<InstanceSettings>,
+    ) -> Result<WasmCode, PluginError> {
+        check_header(bytes)?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| PluginError::Compile(one_line(&format!("{e:#}"))))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::Instantiate(format!("{e:#}")))?;
+        let pre = PluginPre::new(pre).map_err(|e| {
+            PluginError::Instantiate(format!(
+                "it does not implement the plugin contract (plugins/wit): {e:#}"
+            ))
+        })?;
+        Ok(WasmCode { runtime: self.clone(), pre, settings })
+    }
+}
+
+impl Drop for WasmRuntime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What every instance of one plugin step gets.
+pub struct InstanceSettings {
+    pub plugin: String,
+    /// The step's `config` map as JSON, for `init`.
+    pub init_config: String,
+    pub deadline: Duration,
+    pub memory: u64,
+    pub grants: Grants,
+    pub metrics: PluginMetrics,
+}
+
+/// A compiled component, pre-linked.
+pub struct WasmCode {
+    runtime: Arc<WasmRuntime>,
+    pre: PluginPre<HostState>,
+    settings: Arc<InstanceSettings>,
+}
+
+impl Code for WasmCode {
+    fn runtime(&self) -> &'static str {
+        "wasm"
+    }
+
+    fn start(&self) -> Result<Box<dyn Instance>, PluginError> {
+        let settings = &self.settings;
+        let state = HostState::new(settings)?;
+        let mut store = Store::new(&self.runtime.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_trap();
+        // `init` may build tables: it gets ten batch deadlines, at least a second.
+        store.set_epoch_deadline(ticks(settings.deadline.saturating_mul(10).max(Duration::from_secs(1))));
+        let stderr = store.data().stderr.clone();
+        let bindings =
+            self.pre.instantiate(&mut store).map_err(|e| match classify(e, settings, &stderr) {
+                PluginError::Trap(message) => PluginError::Instantiate(message),
+                other => other,
+            })?;
+        match bindings.call_init(&mut store, &settings.init_config) {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => return Err(PluginError::Init(message)),
+            Err(e) => return Err(classify(e, settings, &stderr)),
+        }
+        Ok(Box::new(WasmInstance { store, bindings, settings: settings.clone() }))
+    }
+}
+
+struct WasmInstance {
+    store: Store<HostState>,
+    bindings: Plugin,
+    settings: Arc<InstanceSettings>,
+}
+
+impl Instance for WasmInstance {
+    fn process(&mut self, batch: &mut BatchBuffer) -> Result<VerdictList, PluginError> {
+        self.store.set_epoch_deadline(ticks(self.settings.deadline));
+        // The buffers move into the call and back out: no copy on the host side.
+        let wire =
+            Batch { data: std::mem::take(&mut batch.data), offsets: std::mem::take(&mut batch.offsets) };
+        let result = self.bindings.call_process(&mut self.store, &wire);
+        batch.data = wire.data;
+        batch.offsets = wire.offsets;
+        match result {
+            Ok(Ok(v)) => Ok(VerdictList {
+                codes: v.codes,
+                replacements: v.replacements,
+                replacement_ends: v.replacement_ends,
+            }),
+            Ok(Err(message)) => Err(PluginError::Guest(message)),
+            Err(e) => Err(classify(e, &self.settings, &self.store.data().stderr)),
+        }
+    }
+}
+
+/// Names the two common mistakes before the compiler's own, longer message: a file
+/// that is not WebAssembly at all, and a core module where a component is needed.
+fn check_header(bytes: &[u8]) -> Result<(), PluginError> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE: &[u8] = &[1, 0, 0, 0];
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(PluginError::Compile(format!(
+            "not a WebAssembly file: it does not start with the `\\0asm` magic bytes ({} bytes long)",
+            bytes.len()
+        )));
+    }
+    if &bytes[4..8] == CORE_MODULE {
+        return Err(PluginError::Compile(
+            "a core WebAssembly module, not a component: build it for --target wasm32-wasip2 against plugins/wit"
+                .to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// The guest's message from its stderr: a Rust panic's location and message when
+/// there is one (they span two lines, followed by a hint), else the last line.
+fn last_words(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    match lines.iter().rposition(|l| l.contains("panicked at")) {
+        Some(i) => Some(lines[i..].iter().take(2).copied().collect::<Vec<_>>().join(" ")),
+        None => lines.last().map(|l| l.to_string()),
+    }
+}
+
+/// Joins a multi-line message into one log-friendly line.
+fn one_line(text: &str) -> String {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// Epoch ticks for a deadline, rounded up, plus one for the tick in progress.
+fn ticks(deadline: Duration) -> u64 {
+    (deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).saturating_add(1)
+}
+
+/// Names a failed guest call: deadline, memory cap, or another trap, with the last
+/// line the guest wrote to stderr (a Rust panic message lands there).
+fn classify(error: wasmtime::Error, settings: &InstanceSettings, stderr: &MemoryOutputPipe) -> PluginError {
+    let trap = error.downcast_ref::<Trap>().copied();
+    if trap == Some(Trap::Interrupt) {
+        return PluginError::Timeout(settings.deadline);
+    }
+    let text = format!("{error:?}");
+    if text.contains("forcing trap when growing memory") {
+        return PluginError::MemoryLimit(settings.memory);
+    }
+    let what = match trap {
+        Some(trap) => trap.to_string(),
+        None => one_line(&format!("{error:#}")),
+    };
+    match last_words(&String::from_utf8_lossy(&stderr.contents())) {
+        Some(said) => PluginError::Trap(format!("{what}; the plugin said: {said}")),
+        None => PluginError::Trap(what),
+    }
+}
+
+/// A store's data: WASI state, limits, and what the host functions need.
+struct HostState {
+    wasi: WasiCtx,
+    /// What the guest writes to stderr (bounded), quoted when it traps.
+    stderr: MemoryOutputPipe,
+    table: ResourceTable,
+    limits: StoreLimits,
+    plugin: Arc<str>,
+    metrics: PluginMetrics,
+    log_budget: f64,
+    log_refilled: Instant,
+    counters: HashMap<String, IntCounter>,
+}
+
+impl HostState {
+    fn new(settings: &InstanceSettings) -> Result<HostState, PluginError> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        Ok(HostState {
+            wasi: wasi_context(&settings.grants, &stderr)?,
+            stderr,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(usize::try_from(settings.memory).unwrap_or(usize::MAX))
+                .trap_on_grow_failure(true)
+                .build(),
+            plugin: settings.plugin.as_str().into(),
+            metrics: settings.metrics.clone(),
+            log_budget: LOG_LINES_PER_SECOND * 2.0,
+            log_refilled: Instant::now(),
+            counters: HashMap::new(),
+        })
+    }
+}
+
+/// WASI with only what `allow` grants: by default no environment, no files, no
+/// network, and clocks that read zero.
+fn wasi_context(grants: &Grants, stderr: &MemoryOutputPipe) -> Result<WasiCtx, PluginError> {
+    let mut builder = WasiCtxBuilder::new();
+    builder.stderr(stderr.clone());
+    for name in &grants.env {
+        if let Ok(value) = std::env::var(name) {
+            builder.env(name, value);
+        }
+    }
+    if !grants.clock {
+        builder.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
+    }
+    builder.allow_tcp(grants.network).allow_udp(grants.network).allow_ip_name_lookup(grants.network);
+    if grants.network {
+        builder.socket_addr_check(|_, _| Box::pin(async { true }));
+    }
+    for dir in &grants.dirs {
+        let perms = if dir.write { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        builder.preopened_dir(&dir.host, &dir.guest, perms).map_err(|e| {
+            PluginError::Instantiate(format!("cannot open granted directory {}: {e:#}", dir.host.display()))
+        })?;
+    }
+    Ok(builder.build())
+}
+
+/// The clock of a plugin that was not granted one.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+// The types interface has no functions; the trait only marks it as provided.
+impl synaptic::plugin::types::Host for HostState {}
+
+impl synaptic::plugin::host::Host for HostState {
+    fn log(&mut self, level: Level, message: String) {
+        let now = Instant::now();
+        let refill = now.duration_since(self.log_refilled).as_secs_f64() * LOG_LINES_PER_SECOND;
+        self.log_budget = (self.log_budget + refill).min(LOG_LINES_PER_SECOND * 2.0);
+        self.log_refilled = now;
+        if self.log_budget < 1.0 {
+            self.metrics.guest_logs_dropped.inc();
+            return;
+        }
+        self.log_budget -= 1.0;
+        let plugin = &*self.plugin;
+        match level {
+            Level::Trace => tracing::trace!(plugin, "{message}"),
+            Level::Debug => tracing::debug!(plugin, "{message}"),
+            Level::Info => tracing::info!(plugin, "{message}"),
+            Level::Warn => tracing::warn!(plugin, "{message}"),
+            Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn count(&mut self, name: String, delta: u64) {
+        if let Some(counter) = self.counters.get(&name) {
+            counter.inc_by(delta);
+            return;
+        }
+        let key = if self.counters.len() < MAX_GUEST_COUNTERS { name } else { "overflow".to_string() };
+        let counter = self.counters.entry(key.clone()).or_insert_with(|| self.metrics.guest_counter(&key));
+        counter.inc_by(delta);
+    }
+}
