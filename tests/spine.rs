@@ -186,6 +186,11 @@ fn demo_shows_events_flowing_and_metrics_answering() {
     let dropped =
         metric(&body, "synaptic_telemetry_step_events_total{outcome=\"dropped\",step=\"drop_heartbeats\"}");
     assert!(dropped.is_some_and(|d| d > 0.0), "heartbeats dropped\n{body}");
+    // The example plugins were built and loaded: one drops DEBUG, one stamps.
+    let floor = metric(&body, "synaptic_telemetry_plugin_events_total{plugin=\"severity_floor\",verdict=\"dropped\"}");
+    assert!(floor.is_some_and(|d| d > 0.0), "severity_floor plugin dropped DEBUG events\n{body}");
+    let stamped = metric(&body, "synaptic_telemetry_plugin_events_total{plugin=\"stamp\",verdict=\"replaced\"}");
+    assert!(stamped.is_some_and(|d| d > 0.0), "stamp plugin replaced events\n{body}");
     assert_eq!(http_get(addr, "/health").0, 200);
     assert_eq!(http_get(addr, "/ready").0, 200);
 
@@ -203,6 +208,11 @@ fn demo_shows_events_flowing_and_metrics_answering() {
         assert_eq!(w["tags"]["pipeline"], "demo", "tag step applied: {w}");
     }
     let archived = read_lines(&dir.path().join("demo-out/events.jsonl"));
+    for line in &archived {
+        let event: Value = serde_json::from_str(line).expect("archive is JSONL");
+        assert_ne!(event["severity"], "DEBUG", "the severity floor applies: {event}");
+        assert_eq!(event["tags"]["plugin_version"], "0000000000", "the stamp plugin applies: {event}");
+    }
     assert_eq!(
         archived.len() as u64
             + summary["dead_lettered"].as_u64().unwrap_or(0)

@@ -29,7 +29,7 @@ fn the_embedded_demo_config_is_valid() {
     assert_eq!(config.pipeline.len(), 4);
     let StepKind::Plugin(floor) = &config.pipeline[2].kind else { panic!("third step is a plugin") };
     assert_eq!(floor.path, dir.path().join("plugins/severity_floor.wasm"));
-    assert_eq!(floor.config.get("min"), Some(&serde_json::json!("DEBUG")));
+    assert_eq!(floor.config.get("min"), Some(&serde_json::json!("INFO")));
     assert_eq!(floor.deadline, Duration::from_millis(50));
     assert_eq!(floor.memory, 16 << 20);
     assert_eq!(config.sinks.len(), 2);
