@@ -187,9 +187,13 @@ fn demo_shows_events_flowing_and_metrics_answering() {
         metric(&body, "synaptic_telemetry_step_events_total{outcome=\"dropped\",step=\"drop_heartbeats\"}");
     assert!(dropped.is_some_and(|d| d > 0.0), "heartbeats dropped\n{body}");
     // The example plugins were built and loaded: one drops DEBUG, one stamps.
-    let floor = metric(&body, "synaptic_telemetry_plugin_events_total{plugin=\"severity_floor\",verdict=\"dropped\"}");
+    let floor = metric(
+        &body,
+        "synaptic_telemetry_plugin_events_total{plugin=\"severity_floor\",verdict=\"dropped\"}",
+    );
     assert!(floor.is_some_and(|d| d > 0.0), "severity_floor plugin dropped DEBUG events\n{body}");
-    let stamped = metric(&body, "synaptic_telemetry_plugin_events_total{plugin=\"stamp\",verdict=\"replaced\"}");
+    let stamped =
+        metric(&body, "synaptic_telemetry_plugin_events_total{plugin=\"stamp\",verdict=\"replaced\"}");
     assert!(stamped.is_some_and(|d| d > 0.0), "stamp plugin replaced events\n{body}");
     assert_eq!(http_get(addr, "/health").0, 200);
     assert_eq!(http_get(addr, "/ready").0, 200);
