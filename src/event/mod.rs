@@ -12,7 +12,6 @@ pub mod schema;
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
-use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,42 +21,9 @@ use serde_json::{Map, Value};
 pub use dead_letter::{DeadLetter, Stage};
 use scan::{Header, Text};
 
-/// TRACE < DEBUG < INFO < WARN < ERROR < FATAL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-    Fatal,
-}
-
-impl Severity {
-    pub const ALL: [Severity; 6] =
-        [Severity::Trace, Severity::Debug, Severity::Info, Severity::Warn, Severity::Error, Severity::Fatal];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Trace => "TRACE",
-            Severity::Debug => "DEBUG",
-            Severity::Info => "INFO",
-            Severity::Warn => "WARN",
-            Severity::Error => "ERROR",
-            Severity::Fatal => "FATAL",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Severity> {
-        Severity::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// TRACE < DEBUG < INFO < WARN < ERROR < FATAL; shared with the plugin SDK, so
+/// host and plugins order severities the same way.
+pub use synaptic_plugin_sdk::Severity;
 
 /// The event types of both revisions of the spec, by canonical name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

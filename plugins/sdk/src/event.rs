@@ -3,6 +3,7 @@
 //! event (`json`) only when a plugin needs to change it.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use serde_json::{Map, Value};
 
@@ -20,16 +21,28 @@ pub enum Severity {
 }
 
 impl Severity {
+    pub const ALL: [Severity; 6] =
+        [Severity::Trace, Severity::Debug, Severity::Info, Severity::Warn, Severity::Error, Severity::Fatal];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Trace => "TRACE",
+            Severity::Debug => "DEBUG",
+            Severity::Info => "INFO",
+            Severity::Warn => "WARN",
+            Severity::Error => "ERROR",
+            Severity::Fatal => "FATAL",
+        }
+    }
+
     pub fn parse(text: &str) -> Option<Severity> {
-        Some(match text {
-            "TRACE" => Severity::Trace,
-            "DEBUG" => Severity::Debug,
-            "INFO" => Severity::Info,
-            "WARN" => Severity::Warn,
-            "ERROR" => Severity::Error,
-            "FATAL" => Severity::Fatal,
-            _ => return None,
-        })
+        Severity::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
