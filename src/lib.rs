@@ -28,6 +28,7 @@
 //! - [`step`] — the `Step` trait and the built-in steps `tag` and `drop`.
 //! - [`plugin`] — hot-swappable plugin steps: the WebAssembly runtime (`wasm`:
 //!   pooled instances, epoch deadlines, memory caps, WASI denied by default), the
+//!   Rhai runtime on the same contract (`script`: a raw engine with limits), the
 //!   step that applies verdicts, contains failures, swaps and rolls back (`step`),
 //!   the directory watcher that prepares new versions (`watch`), and the author's
 //!   `test plugin` command (`tester`). The contract is `plugins/wit/plugin.wit`;

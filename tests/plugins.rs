@@ -484,3 +484,52 @@ fn test_plugin_prints_every_verdict_and_output() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_rhai_script_is_swapped_live_and_a_broken_edit_is_rejected_with_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = plugin_dir(dir.path());
+    let script = |version: &str| {
+        format!("fn process(event) {{\n  event.tags.script = \"{version}\";\n  event\n}}\n").into_bytes()
+    };
+    std::fs::write(plugins.join("mark.rhai"), script("v1")).expect("first version");
+    let config = config(
+        dir.path(),
+        "{type: generator, rate: 4000, seed: 5}",
+        "{name: mark, type: plugin, file: mark.rhai}",
+        "{max_events: 100, linger: 20ms}",
+    );
+    let mut cmd = command();
+    cmd.args(["run", "--config"]).arg(&config);
+    let mut running = Running::spawn(cmd);
+    let addr = running.wait_for_address(Duration::from_secs(60));
+    let replaced = "synaptic_telemetry_plugin_events_total{plugin=\"mark\",verdict=\"replaced\"}";
+    wait_for_metric(addr, replaced, 300.0, Duration::from_secs(30));
+    assert!(http_get(addr, "/metrics").1.contains("plugin=\"mark\",runtime=\"rhai\"} 1"));
+
+    replace_plugin(&plugins, "mark.rhai", b"fn process(event) {\n  let = 1;\n}\n", 2);
+    let line = running.wait_for_line("new plugin version rejected", Duration::from_secs(20));
+    assert!(line.contains("mark.rhai:2:"), "the error names the script and line: {line}");
+    let served = metric(&http_get(addr, "/metrics").1, replaced).unwrap_or(0.0);
+    wait_for_metric(addr, replaced, served + 300.0, Duration::from_secs(30));
+
+    replace_plugin(&plugins, "mark.rhai", &script("v2"), 0);
+    wait_for_metric(
+        addr,
+        "synaptic_telemetry_plugin_swaps_total{plugin=\"mark\"}",
+        1.0,
+        Duration::from_secs(20),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    running.signal("TERM");
+    let (code, summary) = running.finish(Duration::from_secs(60));
+    assert_eq!(code, 0, "summary: {summary}");
+    assert!(read_lines(&dir.path().join("out/dead.jsonl")).is_empty());
+    let marks: Vec<String> = json_lines(&dir.path().join("out/events.jsonl"))
+        .iter()
+        .map(|e| e["tags"]["script"].as_str().unwrap_or("unmarked").to_string())
+        .collect();
+    assert_eq!(marks.len() as u64, summary["read"].as_u64().expect("read"));
+    assert!(marks.iter().all(|m| m == "v1" || m == "v2"), "only the two valid scripts served");
+    assert_eq!(marks.last().map(String::as_str), Some("v2"));
+}

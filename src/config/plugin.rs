@@ -158,10 +158,10 @@ pub(super) fn decode_step(
     }
     let file = file?;
     let path = host.dir.join(&file);
-    if Path::new(&file).extension().and_then(|e| e.to_str()) != Some("wasm") {
+    if !matches!(Path::new(&file).extension().and_then(|e| e.to_str()), Some("wasm" | "rhai")) {
         cx.error(
             map.key_pos("file"),
-            format!("plugin file `{file}` must be a WebAssembly component (.wasm)"),
+            format!("plugin file `{file}` must be a WebAssembly component (.wasm) or a Rhai script (.rhai)"),
         );
     } else if !path.is_file() {
         cx.error(

@@ -130,7 +130,7 @@ fn plugin_steps_are_checked_with_positions() {
         "c.yaml:5:",
         "nothere.wasm` does not exist",
         "c.yaml:6:",
-        "must be a WebAssembly component (.wasm)",
+        "must be a WebAssembly component (.wasm) or a Rhai script (.rhai)",
         "c.yaml:6:55: expected true or false, got `yes`",
         "c.yaml:6:60: unknown key `files` in allow (known keys: env, clock, network, dirs)",
     ];

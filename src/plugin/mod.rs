@@ -3,6 +3,8 @@
 //!
 //! - [`wasm`] runs WebAssembly components with wasmtime: pooled instances, an epoch
 //!   deadline per batch, a memory cap per instance, nothing granted by default.
+//! - [`script`] runs Rhai scripts on the same contract: a raw engine, `eval` off,
+//!   limits on operations, depth and sizes, and the batch deadline.
 //! - [`step`] is the pipeline step around a plugin: it encodes the batch, applies
 //!   the verdicts, contains failures, swaps versions between batches and rolls a
 //!   failing new version back.
@@ -12,11 +14,13 @@
 //! A runtime is a trait object ([`Code`] and [`Instance`]): the only open set in the
 //! service, because plugins are what operators swap at run time.
 
+pub mod script;
 pub mod step;
 pub mod tester;
 pub mod wasm;
 pub mod watch;
 
+use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -55,6 +59,26 @@ impl PluginHost {
         Ok(runtime)
     }
 
+    /// How versions of the plugin file at `path` are compiled: `.rhai` scripts by
+    /// the Rhai host, anything else as a WebAssembly component.
+    pub fn compiler(&mut self, path: &Path, settings: Arc<InstanceSettings>) -> anyhow::Result<CompileFn> {
+        if path.extension().is_some_and(|e| e == "rhai") {
+            let script = path
+                .file_name()
+                .map_or_else(|| settings.plugin.clone(), |f| f.to_string_lossy().into_owned());
+            return Ok(Arc::new(move |bytes: &[u8]| {
+                script::RhaiCode::compile(bytes, &script, settings.clone())
+                    .map(|code| Arc::new(code) as Arc<dyn Code>)
+            }));
+        }
+        let runtime = self
+            .wasm()
+            .with_context(|| format!("starting the WebAssembly runtime for plugin `{}`", settings.plugin))?;
+        Ok(Arc::new(move |bytes: &[u8]| {
+            runtime.compile(bytes, settings.clone()).map(|code| Arc::new(code) as Arc<dyn Code>)
+        }))
+    }
+
     /// Loads the first version of a plugin step. Failing here fails the start: a
     /// pipeline must not run without a step its config names.
     pub fn build_step(
@@ -65,8 +89,6 @@ impl PluginHost {
         telemetry: &Telemetry,
     ) -> anyhow::Result<PluginStep> {
         let metrics = telemetry.plugin_metrics(name);
-        let runtime =
-            self.wasm().with_context(|| format!("starting the WebAssembly runtime for plugin `{name}`"))?;
         let settings = Arc::new(InstanceSettings {
             plugin: name.to_string(),
             init_config: serde_json::Value::Object(config.config.clone()).to_string(),
@@ -75,9 +97,7 @@ impl PluginHost {
             grants: config.allow.clone(),
             metrics: metrics.clone(),
         });
-        let compile: CompileFn = Arc::new(move |bytes: &[u8]| {
-            runtime.compile(bytes, settings.clone()).map(|code| Arc::new(code) as Arc<dyn Code>)
-        });
+        let compile = self.compiler(&config.path, settings)?;
         let first = watch::prepare(&config.path, &compile).map_err(|(hash, error)| {
             anyhow::anyhow!(
                 "plugin `{name}` ({}{}): {error}",

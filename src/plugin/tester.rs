@@ -11,7 +11,8 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use synaptic_plugin_sdk::contract::{BatchBuffer, VerdictRef};
 
-use super::wasm::{InstanceSettings, WasmRuntime};
+use super::wasm::InstanceSettings;
+use super::PluginHost;
 use super::{content_hash, Code};
 use crate::config::{Grants, PluginHostConfig};
 use crate::event::{Event, Position, SchemaMode};
@@ -65,7 +66,6 @@ pub fn parse_config(text: &str) -> anyhow::Result<Map<String, Value>> {
 
 pub fn run(options: &TestOptions, out: &mut dyn Write) -> anyhow::Result<TestReport> {
     let host = PluginHostConfig { max_memory: options.memory.max(1 << 20), ..PluginHostConfig::default() };
-    let runtime = WasmRuntime::new(&host).context("starting the WebAssembly runtime")?;
     let telemetry = Telemetry::new();
     let name = options.plugin.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_string();
     let bytes =
@@ -79,9 +79,8 @@ pub fn run(options: &TestOptions, out: &mut dyn Write) -> anyhow::Result<TestRep
         grants: Grants::default(),
         metrics: telemetry.plugin_metrics(&name),
     });
-    let code = runtime
-        .compile(&bytes, settings)
-        .with_context(|| format!("{} ({hash})", options.plugin.display()))?;
+    let compile = PluginHost::new(&host).compiler(&options.plugin, settings)?;
+    let code = compile(&bytes).with_context(|| format!("{} ({hash})", options.plugin.display()))?;
     let mut instance = Some(code.start().with_context(|| format!("{} ({hash})", options.plugin.display()))?);
     writeln!(out, "# plugin {} ({hash})", options.plugin.display())?;
 
@@ -110,11 +109,11 @@ pub fn run(options: &TestOptions, out: &mut dyn Write) -> anyhow::Result<TestRep
             }
         }
         if pending.len() >= options.batch_size.max(1) {
-            run_batch(&code, &mut instance, std::mem::take(&mut pending), &mut report, out)?;
+            run_batch(&*code, &mut instance, std::mem::take(&mut pending), &mut report, out)?;
         }
     }
     if !pending.is_empty() {
-        run_batch(&code, &mut instance, pending, &mut report, out)?;
+        run_batch(&*code, &mut instance, pending, &mut report, out)?;
     }
     Ok(report)
 }

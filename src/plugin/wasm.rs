@@ -116,6 +116,7 @@ impl Drop for WasmRuntime {
 }
 
 /// What every instance of one plugin step gets.
+#[derive(Clone)]
 pub struct InstanceSettings {
     pub plugin: String,
     /// The step's `config` map as JSON, for `init`.

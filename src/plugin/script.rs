@@ -1,0 +1,369 @@
+//! Rhai plugins: a script on the same contract as WebAssembly plugins. It defines
+//! `process(event)`, returning the event (changed or not) to keep it, or `()` to drop
+//! it, and optionally `init(config)`, whose result becomes `this` inside `process`
+//! (without `init`, `this` is the config map).
+//!
+//! The engine is raw, with only the packages a filter needs (no clock, no file
+//! system, no modules), `eval` disabled, and limits on operations, call depth,
+//! expression depth and string, array and map sizes; a batch also has a deadline.
+//! Each script is compiled once per version.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rhai::packages::{
+    BasicArrayPackage, BasicMapPackage, BasicMathPackage, CorePackage, LogicPackage, MoreStringPackage,
+    Package,
+};
+use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, Scope, AST};
+use serde_json::Value;
+use synaptic_plugin_sdk::contract::{events, BatchBuffer, Verdict, VerdictList};
+
+use super::wasm::InstanceSettings;
+use super::{Code, Instance, PluginError};
+
+/// Operations one `process` call may take.
+const MAX_OPERATIONS: u64 = 1_000_000;
+const MAX_CALL_LEVELS: usize = 32;
+const MAX_EXPR_DEPTH: usize = 64;
+const MAX_FUNCTION_EXPR_DEPTH: usize = 32;
+const MAX_STRING_BYTES: usize = 1 << 20;
+const MAX_ARRAY_LEN: usize = 100_000;
+const MAX_MAP_LEN: usize = 10_000;
+
+/// A compiled script with its own engine (the engine carries the batch deadline).
+pub struct RhaiCode {
+    engine: Arc<Engine>,
+    ast: Arc<AST>,
+    script: String,
+    has_init: bool,
+    /// Nanoseconds after `epoch` at which the running call must stop.
+    deadline: Arc<AtomicU64>,
+    epoch: Instant,
+    settings: Arc<InstanceSettings>,
+}
+
+impl RhaiCode {
+    /// Compiles a script; `script` names it in messages (`filter.rhai`).
+    pub fn compile(
+        source: &[u8],
+        script: &str,
+        settings: Arc<InstanceSettings>,
+    ) -> Result<RhaiCode, PluginError> {
+        let text = std::str::from_utf8(source)
+            .map_err(|e| PluginError::Compile(format!("{script} is not UTF-8 text: {e}")))?;
+        let epoch = Instant::now();
+        let deadline = Arc::new(AtomicU64::new(u64::MAX));
+        let engine = engine(epoch, deadline.clone());
+        let ast = engine.compile(text).map_err(|e| {
+            let position = e.position();
+            PluginError::Compile(format!(
+                "{script}:{}:{}: {}",
+                position.line().unwrap_or(0),
+                position.position().unwrap_or(0),
+                e.0
+            ))
+        })?;
+        let arity = |name: &str| ast.iter_functions().find(|f| f.name == name).map(|f| f.params.len());
+        match arity("process") {
+            Some(1) => {}
+            Some(n) => {
+                return Err(PluginError::Compile(format!(
+                    "{script}: process must take one parameter (the event), not {n}"
+                )))
+            }
+            None => {
+                return Err(PluginError::Compile(format!(
+                    "{script}: the script defines no `fn process(event)`"
+                )))
+            }
+        }
+        let has_init = match arity("init") {
+            None => false,
+            Some(1) => true,
+            Some(n) => {
+                return Err(PluginError::Compile(format!(
+                    "{script}: init must take one parameter (the config), not {n}"
+                )))
+            }
+        };
+        Ok(RhaiCode {
+            engine: Arc::new(engine),
+            ast: Arc::new(ast),
+            script: script.to_string(),
+            has_init,
+            deadline,
+            epoch,
+            settings,
+        })
+    }
+
+    fn arm_deadline(&self, budget: Duration) {
+        let at = (self.epoch.elapsed() + budget).as_nanos();
+        self.deadline.store(u64::try_from(at).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// A script error as a plugin error, naming `script:line:col`.
+    fn error(&self, error: Box<EvalAltResult>) -> PluginError {
+        // An error inside a script function arrives wrapped in one layer per call;
+        // the innermost error carries the line that failed.
+        let mut error = error;
+        while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _) = *error {
+            error = inner;
+        }
+        let position = error.take_position();
+        // Limits hit between statements carry no position.
+        let at = match (position.line(), position.position()) {
+            (Some(line), Some(col)) => format!("{}:{line}:{col}", self.script),
+            (Some(line), None) => format!("{}:{line}", self.script),
+            _ => self.script.clone(),
+        };
+        match *error {
+            EvalAltResult::ErrorTerminated(..) => PluginError::Timeout(self.settings.deadline),
+            EvalAltResult::ErrorTooManyOperations(..) => {
+                PluginError::Trap(format!("{at}: over the limit of {MAX_OPERATIONS} operations per event"))
+            }
+            EvalAltResult::ErrorStackOverflow(..) => {
+                PluginError::Trap(format!("{at}: over the limit of {MAX_CALL_LEVELS} nested calls"))
+            }
+            ref other => PluginError::Trap(format!("{at}: {other}")),
+        }
+    }
+}
+
+/// A raw engine with the packages a filter needs and every limit set.
+fn engine(epoch: Instant, deadline: Arc<AtomicU64>) -> Engine {
+    let mut engine = Engine::new_raw();
+    engine.register_global_module(CorePackage::new().as_shared_module());
+    engine.register_global_module(LogicPackage::new().as_shared_module());
+    engine.register_global_module(BasicMathPackage::new().as_shared_module());
+    engine.register_global_module(BasicArrayPackage::new().as_shared_module());
+    engine.register_global_module(BasicMapPackage::new().as_shared_module());
+    engine.register_global_module(MoreStringPackage::new().as_shared_module());
+    engine.disable_symbol("eval");
+    engine
+        .set_max_operations(MAX_OPERATIONS)
+        .set_max_call_levels(MAX_CALL_LEVELS)
+        .set_max_expr_depths(MAX_EXPR_DEPTH, MAX_FUNCTION_EXPR_DEPTH)
+        .set_max_string_size(MAX_STRING_BYTES)
+        .set_max_array_size(MAX_ARRAY_LEN)
+        .set_max_map_size(MAX_MAP_LEN)
+        .set_max_strings_interned(1024);
+    // Checked every few operations: a batch past its deadline is stopped.
+    engine.on_progress(move |operations| {
+        let now = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        (operations % 256 == 0 && now > deadline.load(Ordering::Relaxed)).then_some(Dynamic::UNIT)
+    });
+    engine
+}
+
+impl Code for RhaiCode {
+    fn runtime(&self) -> &'static str {
+        "rhai"
+    }
+
+    fn start(&self) -> Result<Box<dyn Instance>, PluginError> {
+        let config = rhai::serde::to_dynamic(Value::Object(
+            serde_json::from_str(&self.settings.init_config).unwrap_or_default(),
+        ))
+        .map_err(|e| PluginError::Init(format!("config: {e}")))?;
+        let this = if self.has_init {
+            self.arm_deadline(self.settings.deadline.saturating_mul(10).max(Duration::from_secs(1)));
+            let mut scope = Scope::new();
+            self.engine.call_fn::<Dynamic>(&mut scope, &self.ast, "init", (config,)).map_err(
+                |e| match self.error(e) {
+                    PluginError::Trap(message) => PluginError::Init(message),
+                    other => other,
+                },
+            )?
+        } else {
+            config
+        };
+        Ok(Box::new(RhaiInstance { code: self.clone_parts(), this, scope: Scope::new() }))
+    }
+}
+
+impl RhaiCode {
+    fn clone_parts(&self) -> RhaiCode {
+        RhaiCode {
+            engine: self.engine.clone(),
+            ast: self.ast.clone(),
+            script: self.script.clone(),
+            has_init: self.has_init,
+            deadline: self.deadline.clone(),
+            epoch: self.epoch,
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+struct RhaiInstance {
+    code: RhaiCode,
+    this: Dynamic,
+    scope: Scope<'static>,
+}
+
+impl Instance for RhaiInstance {
+    fn process(&mut self, batch: &mut BatchBuffer) -> Result<VerdictList, PluginError> {
+        let code = &self.code;
+        code.arm_deadline(code.settings.deadline);
+        let events = events(&batch.data, &batch.offsets).map_err(|e| PluginError::Contract(e.0))?;
+        let mut list = VerdictList::with_capacity(events.len());
+        for raw in events {
+            let original: Value = serde_json::from_slice(raw)
+                .map_err(|e| PluginError::Contract(format!("event is not JSON: {e}")))?;
+            let event = rhai::serde::to_dynamic(&original).map_err(|e| PluginError::Guest(e.to_string()))?;
+            let options = CallFnOptions::new().bind_this_ptr(&mut self.this).eval_ast(false);
+            let result = code
+                .engine
+                .call_fn_with_options::<Dynamic>(options, &mut self.scope, &code.ast, "process", (event,))
+                .map_err(|e| code.error(e))?;
+            let verdict = if result.is_unit() {
+                Verdict::Drop
+            } else {
+                let changed: Value = rhai::serde::from_dynamic(&result).map_err(|e| {
+                    PluginError::Guest(format!(
+                        "{}: process returned something that is not an event: {e}",
+                        code.script
+                    ))
+                })?;
+                if changed == original {
+                    Verdict::Keep
+                } else {
+                    Verdict::Replace(serde_json::to_vec(&changed).unwrap_or_default())
+                }
+            };
+            list.push(verdict).map_err(|e| PluginError::Contract(e.0))?;
+        }
+        Ok(list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use synaptic_plugin_sdk::contract::VerdictRef;
+
+    use super::*;
+    use crate::config::Grants;
+    use crate::telemetry::Telemetry;
+
+    fn settings(config: &str) -> Arc<InstanceSettings> {
+        Arc::new(InstanceSettings {
+            plugin: "script".into(),
+            init_config: config.to_string(),
+            deadline: Duration::from_secs(5),
+            memory: 64 << 20,
+            grants: Grants::default(),
+            metrics: Telemetry::new().plugin_metrics("script"),
+        })
+    }
+
+    fn run(source: &str, config: &str, events: &[&str]) -> Result<Vec<Verdict>, PluginError> {
+        let code = RhaiCode::compile(source.as_bytes(), "test.rhai", settings(config))?;
+        let mut instance = code.start()?;
+        let mut batch = BatchBuffer::default();
+        batch.clear();
+        for event in events {
+            batch.push(event.as_bytes()).map_err(|e| PluginError::Contract(e.0))?;
+        }
+        let list = instance.process(&mut batch)?;
+        let verdicts = list.read(events.len()).map_err(|e| PluginError::Contract(e.0))?;
+        Ok(verdicts
+            .into_iter()
+            .map(|v| match v {
+                VerdictRef::Keep => Verdict::Keep,
+                VerdictRef::Drop => Verdict::Drop,
+                VerdictRef::Replace(bytes) => Verdict::Replace(bytes.to_vec()),
+            })
+            .collect())
+    }
+
+    const EVENTS: [&str; 3] = [
+        r#"{"event_type":"a","severity":"DEBUG","tags":{}}"#,
+        r#"{"event_type":"x.change","severity":"INFO","tags":{}}"#,
+        r#"{"event_type":"b","severity":"WARN","tags":{"k":"v"}}"#,
+    ];
+
+    #[test]
+    fn a_script_keeps_changes_and_drops_with_its_config_as_this() {
+        let source = r#"
+            fn process(event) {
+                if event.severity == "DEBUG" { return (); }
+                if event.event_type == "x.change" { event.tags.seen = this.mark; }
+                event
+            }"#;
+        let verdicts = run(source, r#"{"mark":"yes"}"#, &EVENTS).expect("runs");
+        assert_eq!(verdicts[0], Verdict::Drop);
+        assert_eq!(verdicts[2], Verdict::Keep, "an unchanged event is kept, not re-encoded");
+        let Verdict::Replace(bytes) = &verdicts[1] else { panic!("expected a replacement: {verdicts:?}") };
+        let doc: Value = serde_json::from_slice(bytes).expect("JSON");
+        assert_eq!(doc["tags"]["seen"], "yes");
+    }
+
+    #[test]
+    fn init_builds_this() {
+        let source = r#"
+            fn init(config) { #{ mark: config.mark + "!" } }
+            fn process(event) { event.tags.mark = this.mark; event }"#;
+        let verdicts = run(source, r#"{"mark":"m"}"#, &EVENTS[..1]).expect("runs");
+        let Verdict::Replace(bytes) = &verdicts[0] else { panic!("expected a replacement") };
+        assert!(String::from_utf8_lossy(bytes).contains(r#""mark":"m!""#));
+    }
+
+    #[test]
+    fn an_endless_loop_a_huge_string_and_deep_recursion_are_stopped_with_clear_errors() {
+        // Limits hit between statements carry no position; other errors name the line.
+        let cases = [
+            (
+                "fn process(event) {\n  loop { }\n}",
+                "test.rhai",
+                "over the limit of 1000000 operations per event",
+            ),
+            ("fn process(event) {\n  let s = \"x\";\n  loop { s += s; }\n}", "test.rhai", "too large"),
+            (
+                "fn down(n) { down(n + 1) }\nfn process(event) { down(0) }",
+                "test.rhai",
+                "over the limit of 32 nested calls",
+            ),
+            // A plain runtime error names its line and column.
+            ("fn process(event) {\n  event.tags + 1\n}", "test.rhai:2:", "Function not found"),
+        ];
+        for (source, at, what) in cases {
+            let error = run(source, "{}", &EVENTS[..1]).expect_err("stopped").to_string();
+            assert!(error.contains(at) && error.contains(what), "{source}: {error}");
+        }
+    }
+
+    #[test]
+    fn bad_scripts_are_rejected_at_compile_time_with_positions() {
+        let cases = [
+            ("fn process(event) {\n  let = 1;\n}", "test.rhai:2:"),
+            ("fn process(event) { eval(\"1\") }", "test.rhai:1:"),
+            ("fn other(event) { event }", "defines no `fn process(event)`"),
+            ("fn process(a, b) { a }", "process must take one parameter"),
+        ];
+        for (source, wanted) in cases {
+            let error =
+                RhaiCode::compile(source.as_bytes(), "test.rhai", settings("{}")).err().expect("rejected");
+            assert!(matches!(error, PluginError::Compile(_)), "{source}: {error}");
+            assert!(error.to_string().contains(wanted), "{source}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_batch_past_its_deadline_is_stopped() {
+        let mut slow = (*settings("{}")).clone();
+        slow.deadline = Duration::from_millis(50);
+        let source = "fn process(event) { let n = 0; while n < 900000 { n += 1; } event }";
+        let code = RhaiCode::compile(source.as_bytes(), "slow.rhai", Arc::new(slow)).expect("compiles");
+        let mut instance = code.start().expect("starts");
+        let mut batch = BatchBuffer::default();
+        batch.clear();
+        for _ in 0..200 {
+            batch.push(EVENTS[0].as_bytes()).expect("small");
+        }
+        let error = instance.process(&mut batch).expect_err("stopped at the deadline");
+        assert!(matches!(error, PluginError::Timeout(d) if d == Duration::from_millis(50)), "{error}");
+    }
+}
