@@ -269,14 +269,7 @@ mod tests {
         }
         let list = instance.process(&mut batch)?;
         let verdicts = list.read(events.len()).map_err(|e| PluginError::Contract(e.0))?;
-        Ok(verdicts
-            .into_iter()
-            .map(|v| match v {
-                VerdictRef::Keep => Verdict::Keep,
-                VerdictRef::Drop => Verdict::Drop,
-                VerdictRef::Replace(bytes) => Verdict::Replace(bytes.to_vec()),
-            })
-            .collect())
+        Ok(verdicts.into_iter().map(VerdictRef::to_verdict).collect())
     }
 
     const EVENTS: [&str; 3] = [

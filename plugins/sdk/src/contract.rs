@@ -160,6 +160,17 @@ pub enum VerdictRef<'a> {
     Replace(&'a [u8]),
 }
 
+impl VerdictRef<'_> {
+    /// The verdict with its replacement bytes copied out of the list.
+    pub fn to_verdict(self) -> Verdict {
+        match self {
+            VerdictRef::Keep => Verdict::Keep,
+            VerdictRef::Drop => Verdict::Drop,
+            VerdictRef::Replace(bytes) => Verdict::Replace(bytes.to_vec()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

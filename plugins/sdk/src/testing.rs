@@ -20,14 +20,7 @@ pub fn run_with<P: Plugin>(plugin: &mut P, events: &[&[u8]]) -> Result<Vec<Verdi
     }
     let list = run_batch(plugin, &batch.data, &batch.offsets)?;
     let verdicts = list.read(events.len()).map_err(|e| e.0)?;
-    Ok(verdicts
-        .into_iter()
-        .map(|v| match v {
-            VerdictRef::Keep => Verdict::Keep,
-            VerdictRef::Drop => Verdict::Drop,
-            VerdictRef::Replace(bytes) => Verdict::Replace(bytes.to_vec()),
-        })
-        .collect())
+    Ok(verdicts.into_iter().map(VerdictRef::to_verdict).collect())
 }
 
 /// The counters this thread's plugins have counted so far.
