@@ -1,7 +1,14 @@
 //! Rhai plugins: a script on the same contract as WebAssembly plugins. It defines
 //! `process(event)`, returning the event (changed or not) to keep it, or `()` to drop
-//! it, and optionally `init(config)`, whose result becomes `this` inside `process`
-//! (without `init`, `this` is the config map).
+//! it — or `true` / `false` to keep it unchanged or drop it without the cost of
+//! comparing the event — and optionally `init(config)`, whose result becomes `this`
+//! inside `process` (without `init`, `this` is the config map).
+//!
+//! Scripts get the helpers the standard plugins are built on, implemented once in
+//! the SDK so a script decides exactly as the Wasm plugin does: `glob(pattern)` with
+//! `.matches(text)`, `regex(pattern)` with `.is_match(text)`, `sample_keep(key,
+//! rate)`, `sample_fraction(key)`, `severity_rank(name)` (TRACE 0 … FATAL 5, -1 for
+//! anything else) and `json_text(value)` (a scalar as JSON writes it).
 //!
 //! The engine is raw, with only the packages a filter needs (no clock, no file
 //! system, no modules), `eval` disabled, and limits on operations, call depth,
@@ -141,6 +148,7 @@ fn engine(epoch: Instant, deadline: Arc<AtomicU64>) -> Engine {
     engine.register_global_module(BasicArrayPackage::new().as_shared_module());
     engine.register_global_module(BasicMapPackage::new().as_shared_module());
     engine.register_global_module(MoreStringPackage::new().as_shared_module());
+    register_helpers(&mut engine);
     engine.disable_symbol("eval");
     engine
         .set_max_operations(MAX_OPERATIONS)
@@ -156,6 +164,45 @@ fn engine(epoch: Instant, deadline: Arc<AtomicU64>) -> Engine {
         (operations % 256 == 0 && now > deadline.load(Ordering::Relaxed)).then_some(Dynamic::UNIT)
     });
     engine
+}
+
+/// The helpers scripts share with the Wasm plugins (see the module doc).
+fn register_helpers(engine: &mut Engine) {
+    use synaptic_plugin_sdk::{glob::Glob, sampling, Severity};
+    engine
+        .register_type_with_name::<Glob>("Glob")
+        .register_fn("glob", |pattern: &str| Glob::new(pattern))
+        .register_fn("matches", |glob: &mut Glob, text: &str| glob.matches(text))
+        .register_type_with_name::<regex::Regex>("Regex")
+        .register_fn("regex", |pattern: &str| -> Result<regex::Regex, Box<EvalAltResult>> {
+            regex::Regex::new(pattern).map_err(|e| format!("regex {pattern:?}: {e}").into())
+        })
+        .register_fn("is_match", |regex: &mut regex::Regex, text: &str| regex.is_match(text))
+        .register_fn("sample_fraction", |key: &str| sampling::fraction(key))
+        .register_fn("sample_keep", |key: &str, rate: f64| sampling::keep(key, rate))
+        .register_fn("severity_rank", |name: &str| {
+            Severity::parse(name)
+                .map_or(-1, |s| Severity::ALL.iter().position(|x| *x == s).unwrap_or(0) as i64)
+        })
+        .register_fn("json_text", json_text);
+}
+
+/// A scalar as the SDK's field view renders it (`Scalar::text`): strings as they
+/// are, integers and booleans as JSON writes them, floats as Rust displays them.
+fn json_text(value: Dynamic) -> String {
+    if let Some(s) = value.clone().try_cast::<rhai::ImmutableString>() {
+        return s.to_string();
+    }
+    if let Ok(n) = value.as_int() {
+        return n.to_string();
+    }
+    if let Ok(f) = value.as_float() {
+        return f.to_string();
+    }
+    if let Ok(b) = value.as_bool() {
+        return b.to_string();
+    }
+    String::new()
 }
 
 impl Code for RhaiCode {
@@ -221,6 +268,12 @@ impl Instance for RhaiInstance {
                 .map_err(|e| code.error(e))?;
             let verdict = if result.is_unit() {
                 Verdict::Drop
+            } else if let Ok(keep) = result.as_bool() {
+                if keep {
+                    Verdict::Keep
+                } else {
+                    Verdict::Drop
+                }
             } else {
                 let changed: Value = rhai::serde::from_dynamic(&result).map_err(|e| {
                     PluginError::Guest(format!(

@@ -75,6 +75,29 @@ impl<'de> Visitor<'de> for Lookup<'_> {
 }
 
 /// Compares a key with the wanted one without allocating it.
+/// A key, borrowed when it has no escapes (serde's own `Cow` always copies).
+struct KeyText;
+
+impl<'de> DeserializeSeed<'de> for KeyText {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyText {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(key))
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(key.to_string()))
+    }
+}
+
 struct KeyIs<'k>(&'k str);
 
 impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
@@ -94,10 +117,174 @@ impl<'de> Visitor<'de> for KeyIs<'_> {
     }
 }
 
+/// A scalar field value, borrowed from the event where it had no escapes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar<'a> {
+    Text(Cow<'a, str>),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Scalar<'_> {
+    /// The value as text: strings as they are, numbers and booleans as JSON writes them.
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            Scalar::Text(s) => Cow::Borrowed(s.as_ref()),
+            Scalar::Int(n) => Cow::Owned(n.to_string()),
+            Scalar::Float(f) => Cow::Owned(f.to_string()),
+            Scalar::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Scalar::Int(n) => Some(*n as f64),
+            Scalar::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+}
+
+/// The most paths [`find_many`] looks up in one pass.
+pub const MAX_PATHS: usize = 64;
+
+/// Looks up several dotted paths (`["data", "task_id"]`) in one pass over the
+/// event: `out[i]` gets the scalar at `paths[i]`, or stays `None` (absent, an object
+/// or array, null, or beyond [`MAX_PATHS`]). False when the bytes are not JSON.
+pub fn find_many<'a, P, S>(raw: &'a [u8], paths: &[P], out: &mut [Option<Scalar<'a>>]) -> bool
+where
+    P: AsRef<[S]>,
+    S: AsRef<str>,
+{
+    out.iter_mut().for_each(|slot| *slot = None);
+    let n = paths.len().min(out.len()).min(MAX_PATHS);
+    let active = if n == MAX_PATHS { u64::MAX } else { (1u64 << n) - 1 };
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    Many { paths, _segment: std::marker::PhantomData, depth: 0, active, out }.deserialize(&mut de).is_ok()
+}
+
+struct Many<'p, 'o, 'a, P, S> {
+    paths: &'p [P],
+    _segment: std::marker::PhantomData<S>,
+    depth: usize,
+    /// Bit i: `paths[i]` agrees with the keys walked so far.
+    active: u64,
+    out: &'o mut [Option<Scalar<'a>>],
+}
+
+impl<'de, P: AsRef<[S]>, S: AsRef<str>> DeserializeSeed<'de> for Many<'_, '_, 'de, P, S> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, P: AsRef<[S]>, S: AsRef<str>> Many<'_, '_, 'de, P, S> {
+    /// Stores `value` for every path that ends here.
+    fn set(self, value: Scalar<'de>) {
+        for (i, path) in self.paths.iter().enumerate().take(MAX_PATHS) {
+            if self.active & (1 << i) != 0 && path.as_ref().len() == self.depth {
+                self.out[i] = Some(value.clone());
+            }
+        }
+    }
+}
+
+impl<'de, P: AsRef<[S]>, S: AsRef<str>> Visitor<'de> for Many<'_, '_, 'de, P, S> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Many { paths, depth, active, out, .. } = self;
+        while let Some(key) = map.next_key_seed(KeyText)? {
+            let mut next = 0u64;
+            for (i, path) in paths.iter().enumerate().take(MAX_PATHS) {
+                if active & (1 << i) != 0 && path.as_ref().get(depth).map(AsRef::as_ref) == Some(key.as_ref())
+                {
+                    next |= 1 << i;
+                }
+            }
+            if next == 0 {
+                map.next_value::<IgnoredAny>()?;
+            } else {
+                let _segment = std::marker::PhantomData;
+                map.next_value_seed(Many {
+                    paths,
+                    _segment,
+                    depth: depth + 1,
+                    active: next,
+                    out: &mut *out,
+                })?;
+            }
+        }
+        Ok(())
+    }
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<(), E> {
+        self.set(Scalar::Text(Cow::Borrowed(s)));
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
+        self.set(Scalar::Text(Cow::Owned(s.to_string())));
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<(), E> {
+        self.set(i64::try_from(n).map_or(Scalar::Float(n as f64), Scalar::Int));
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<(), E> {
+        self.set(Scalar::Int(n));
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<(), E> {
+        self.set(Scalar::Float(n));
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<(), E> {
+        self.set(Scalar::Bool(b));
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{find_str, find_text};
     use std::borrow::Cow;
+
+    #[test]
+    fn finds_many_paths_in_one_pass() {
+        use super::{find_many, Scalar};
+        let raw = br#"{"event_id":"e1","data":{"n":42,"f":0.5,"ok":false,"s":"a\"b","o":{"x":1}},"tags":{"k":"v"}}"#;
+        let paths: [&[&str]; 8] = [
+            &["event_id"],
+            &["data", "n"],
+            &["data", "f"],
+            &["data", "ok"],
+            &["data", "s"],
+            &["data", "o"],
+            &["tags", "k"],
+            &["missing"],
+        ];
+        let mut out = vec![None; paths.len()];
+        assert!(find_many(raw, &paths, &mut out));
+        assert_eq!(out[0], Some(Scalar::Text(Cow::Borrowed("e1"))));
+        assert_eq!(out[1], Some(Scalar::Int(42)));
+        assert_eq!(out[2], Some(Scalar::Float(0.5)));
+        assert_eq!(out[3], Some(Scalar::Bool(false)));
+        assert_eq!(out[4].as_ref().map(|s| s.text().into_owned()).as_deref(), Some("a\"b"));
+        assert_eq!(out[5], None);
+        assert_eq!(out[6].as_ref().map(|s| s.text().into_owned()).as_deref(), Some("v"));
+        assert_eq!(out[7], None);
+        assert!(!find_many(b"{", &paths, &mut out));
+    }
 
     #[test]
     fn finds_nested_strings_and_numbers_only() {

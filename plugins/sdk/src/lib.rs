@@ -31,7 +31,9 @@
 pub mod contract;
 mod event;
 pub mod field;
+pub mod glob;
 pub mod host;
+pub mod sampling;
 pub mod testing;
 
 use serde_json::{Map, Value};

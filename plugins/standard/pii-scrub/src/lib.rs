@@ -1,0 +1,408 @@
+//! `pii_scrub`: finds personal data and secrets in every string under `data`,
+//! `context` and `tags` and replaces them, leaving the rest of the event byte for
+//! byte as it came.
+//!
+//! Detectors (config and counter names): `email`, `ipv4`, `ipv6`, `phone` (E.164
+//! and national formats), `card` (Luhn-checked, issuer prefix, spaces or dashes),
+//! `ssn` (US), `iban` (registry length and mod-97 checked), `jwt`, `bearer_token`,
+//! `authorization`, `aws_access_key`, `github_token`, `slack_token`, `api_key`
+//! (well-known key prefixes, and `password=…`/`api_key: …` labelled values),
+//! `private_key` (PEM), `url_credentials` (the user:password of a URL).
+//!
+//! Config:
+//! - `mode`: what every detector does unless `detectors` says otherwise —
+//!   `redact` (`[REDACTED:email]`, the default), `mask` (all but the last four
+//!   letters or digits become `*`), `hash` (`[HMAC:email:…]`, HMAC-SHA256 of the
+//!   normalized value, so the same address hashes the same everywhere and joins
+//!   still work), or `off`.
+//! - `detectors`: `{email: hash, card: mask, phone: off}`.
+//! - `hash_key` or `hash_key_env` (an environment variable, which the step must
+//!   grant with `allow: {env: [NAME]}`): the HMAC key; required when any mode is
+//!   `hash`.
+//! - `fields.allow`: path globs never scanned (`data.agent_id`); `fields.deny`:
+//!   path globs always replaced whole, with `deny_mode` (default `redact`, shown as
+//!   `[REDACTED:field]`). Both add to the defaults — allowed: the schema's trace
+//!   and span ids; denied: fields named like secrets (`*.password`, `*.api_key`,
+//!   `*.authorization`, …) — unless `fields.defaults: false`. A glob matches a
+//!   field or any field under it.
+//! - `scan`: the top-level objects walked (default `[data, context, tags]`).
+//!
+//! Counts every finding per detector (`email`, `card`, …, `field`).
+
+mod detect;
+mod json;
+
+use hmac::{Hmac, Mac};
+use regex_automata::meta::Regex;
+use serde_json::Value;
+use sha2::Sha256;
+use synaptic_plugin_sdk::glob::Glob;
+use synaptic_plugin_sdk::{host, Config, Event, Plugin, Verdict};
+
+pub use detect::{Detectors, Found, Kind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Redact,
+    Mask,
+    Hash,
+    Off,
+}
+
+impl Mode {
+    fn parse(text: &str, at: &str) -> Result<Mode, String> {
+        match text {
+            "redact" => Ok(Mode::Redact),
+            "mask" => Ok(Mode::Mask),
+            "hash" => Ok(Mode::Hash),
+            "off" => Ok(Mode::Off),
+            other => Err(format!("{at}: expected redact, mask, hash or off, got {other:?}")),
+        }
+    }
+}
+
+/// The schema's ids: hex that can look like anything.
+const DEFAULT_ALLOW: [&str; 3] = ["context.trace_id", "context.span_id", "context.parent_span_id"];
+
+const DEFAULT_DENY: [&str; 11] = [
+    "*.password",
+    "*.passwd",
+    "*.secret",
+    "*.api_key",
+    "*.apikey",
+    "*.access_token",
+    "*.refresh_token",
+    "*.client_secret",
+    "*.private_key",
+    "*.authorization",
+    "*.cookie",
+];
+
+/// Counter slot of whole fields replaced by `fields.deny`.
+const FIELD: usize = Kind::ALL.len();
+
+pub struct PiiScrub {
+    detectors: Detectors,
+    modes: [Mode; Kind::ALL.len()],
+    roots: Vec<String>,
+    allow: Vec<Glob>,
+    deny: Vec<Glob>,
+    deny_mode: Mode,
+    /// Finds the keys that `deny` could match, so events without them stay on the
+    /// fast path.
+    deny_keys: Option<Regex>,
+    key: Option<Vec<u8>>,
+    counts: [u64; Kind::ALL.len() + 1],
+}
+
+fn strings(value: Option<&Value>, at: &str) -> Result<Option<Vec<String>>, String> {
+    match value {
+        None => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .map(Some)
+            .ok_or_else(|| format!("{at}: expected a list of strings")),
+        Some(other) => Err(format!("{at}: expected a list of strings, got {other}")),
+    }
+}
+
+/// Whether the glob matches the field at `path` or one of the fields it is under.
+fn covers(globs: &[Glob], path: &str) -> bool {
+    let mut path = path;
+    loop {
+        if globs.iter().any(|g| g.matches(path)) {
+            return true;
+        }
+        match path.rfind('.') {
+            Some(dot) => path = &path[..dot],
+            None => return false,
+        }
+    }
+}
+
+/// A regex that finds, as a JSON key, the last segment of any of the globs.
+fn key_finder(globs: &[Glob]) -> Result<Option<Regex>, String> {
+    if globs.is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<String> = globs
+        .iter()
+        .map(|g| {
+            let last = g.as_str().rsplit('.').next().unwrap_or("");
+            last.chars()
+                .map(|c| match c {
+                    '*' => "[^\"]*".to_string(),
+                    '?' => "[^\"]".to_string(),
+                    c => regex_syntax_escape(c),
+                })
+                .collect()
+        })
+        .collect();
+    let pattern = format!("\"(?:{})\"\\s*:", names.join("|"));
+    Regex::new(&pattern).map(Some).map_err(|e| format!("config.fields.deny: {e}"))
+}
+
+fn regex_syntax_escape(c: char) -> String {
+    if c.is_ascii_alphanumeric() || c == '_' || !c.is_ascii() {
+        c.to_string()
+    } else {
+        format!("\\{c}")
+    }
+}
+
+impl PiiScrub {
+    fn replacement(&self, kind: Option<Kind>, mode: Mode, value: &str) -> String {
+        let name = kind.map_or("field", Kind::name);
+        match mode {
+            Mode::Redact | Mode::Off => format!("[REDACTED:{name}]"),
+            Mode::Mask => mask(value),
+            Mode::Hash => {
+                let normalized = kind.map_or_else(|| value.to_string(), |k| normalize(k, value));
+                let mut mac = match Hmac::<Sha256>::new_from_slice(self.key.as_deref().unwrap_or_default()) {
+                    Ok(mac) => mac,
+                    // HMAC takes keys of any length; this cannot happen.
+                    Err(_) => return format!("[REDACTED:{name}]"),
+                };
+                mac.update(normalized.as_bytes());
+                let digest = mac.finalize().into_bytes();
+                let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+                format!("[HMAC:{name}:{hex}]")
+            }
+        }
+    }
+
+    /// The scrubbed text, or `None` when nothing in it needs scrubbing.
+    fn scrub(&mut self, path: &str, text: &str, found: &mut Vec<Found>) -> Option<String> {
+        if covers(&self.allow, path) {
+            return None;
+        }
+        if covers(&self.deny, path) {
+            self.counts[FIELD] += 1;
+            return Some(self.replacement(None, self.deny_mode, text));
+        }
+        found.clear();
+        self.detectors.find(text, found);
+        if found.is_empty() {
+            return None;
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut last = 0;
+        for f in found.iter() {
+            self.counts[f.kind as usize] += 1;
+            out.push_str(&text[last..f.span.start]);
+            out.push_str(&self.replacement(Some(f.kind), self.modes[f.kind as usize], &text[f.span.clone()]));
+            last = f.span.end;
+        }
+        out.push_str(&text[last..]);
+        Some(out)
+    }
+
+    fn in_scope(&self, path: &str) -> bool {
+        self.roots.iter().any(|root| {
+            path.strip_prefix(root.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        })
+    }
+
+    /// The event with its findings replaced, or `None` to keep it as it is.
+    pub fn scrub_event(&mut self, raw: &[u8]) -> Option<Vec<u8>> {
+        let text = std::str::from_utf8(raw).ok()?;
+        // Fast path: nothing any detector reports anywhere in the raw bytes, no
+        // `\u` escape that could hide something, and no denied key.
+        let escaped = memchr_u_escape(raw);
+        let denied = self.deny_keys.as_ref().is_some_and(|r| r.is_match(text));
+        if !escaped && !denied && !self.detectors.any(text) {
+            return None;
+        }
+        let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+        let mut found = Vec::new();
+        let mut pending: Vec<(std::ops::Range<usize>, String, String)> = Vec::new();
+        json::strings(raw, &mut |s| pending.push((s.span, s.path.to_string(), s.text.into_owned()))).ok()?;
+        for (span, path, value) in pending {
+            if !self.in_scope(&path) {
+                continue;
+            }
+            if let Some(new) = self.scrub(&path, &value, &mut found) {
+                edits.push((span, serde_json::to_string(&new).unwrap_or_else(|_| "\"[REDACTED]\"".into())));
+            }
+        }
+        if edits.is_empty() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(raw.len());
+        let mut last = 0;
+        for (span, quoted) in edits {
+            out.extend_from_slice(&raw[last..span.start]);
+            out.extend_from_slice(quoted.as_bytes());
+            last = span.end;
+        }
+        out.extend_from_slice(&raw[last..]);
+        Some(out)
+    }
+}
+
+fn memchr_u_escape(raw: &[u8]) -> bool {
+    raw.windows(2).any(|w| w == b"\\u")
+}
+
+/// All but the last four letters or digits become `*`; separators stay.
+fn mask(value: &str) -> String {
+    let total = value.chars().filter(|c| c.is_alphanumeric()).count();
+    let mut seen = 0;
+    value
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() {
+                seen += 1;
+                if seen + 4 > total {
+                    c
+                } else {
+                    '*'
+                }
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// The canonical form hashed, so that one value written two ways hashes the same.
+fn normalize(kind: Kind, value: &str) -> String {
+    match kind {
+        Kind::Email => value.to_ascii_lowercase(),
+        Kind::Card | Kind::Ssn => value.chars().filter(char::is_ascii_digit).collect(),
+        Kind::Phone => {
+            let digits: String = value.chars().filter(char::is_ascii_digit).collect();
+            if value.starts_with('+') {
+                format!("+{digits}")
+            } else {
+                digits
+            }
+        }
+        Kind::Iban => value.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_uppercase(),
+        Kind::Ipv6 => {
+            value.parse::<std::net::Ipv6Addr>().map_or_else(|_| value.to_ascii_lowercase(), |a| a.to_string())
+        }
+        _ => value.to_string(),
+    }
+}
+
+impl Plugin for PiiScrub {
+    fn init(config: &Config) -> Result<Self, String> {
+        const KEYS: [&str; 7] =
+            ["mode", "detectors", "fields", "deny_mode", "scan", "hash_key", "hash_key_env"];
+        if let Some(key) = config.map().keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(format!("config.{key}: unknown key (expected {})", KEYS.join(", ")));
+        }
+        let default_mode = match config.str("mode")? {
+            Some(text) => Mode::parse(text, "config.mode")?,
+            None => Mode::Redact,
+        };
+        let mut modes = [default_mode; Kind::ALL.len()];
+        match config.get("detectors") {
+            None => {}
+            Some(Value::Object(map)) => {
+                for (name, mode) in map {
+                    let at = format!("config.detectors.{name}");
+                    let kind = Kind::parse(name).ok_or_else(|| {
+                        let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+                        format!("{at}: unknown detector (expected one of {})", names.join(", "))
+                    })?;
+                    let mode =
+                        mode.as_str().ok_or_else(|| format!("{at}: expected redact, mask, hash or off"))?;
+                    modes[kind as usize] = Mode::parse(mode, &at)?;
+                }
+            }
+            Some(other) => {
+                return Err(format!("config.detectors: expected a map of detector to mode, got {other}"))
+            }
+        }
+        let deny_mode = match config.str("deny_mode")? {
+            Some(text) => Mode::parse(text, "config.deny_mode")?,
+            None => Mode::Redact,
+        };
+        let (mut allow, mut deny, mut defaults) = (Vec::new(), Vec::new(), true);
+        match config.get("fields") {
+            None => {}
+            Some(Value::Object(fields)) => {
+                if let Some(key) =
+                    fields.keys().find(|k| !["allow", "deny", "defaults"].contains(&k.as_str()))
+                {
+                    return Err(format!("config.fields.{key}: unknown key (expected allow, deny, defaults)"));
+                }
+                allow = strings(fields.get("allow"), "config.fields.allow")?.unwrap_or_default();
+                deny = strings(fields.get("deny"), "config.fields.deny")?.unwrap_or_default();
+                defaults = match fields.get("defaults") {
+                    None => true,
+                    Some(Value::Bool(b)) => *b,
+                    Some(other) => {
+                        return Err(format!("config.fields.defaults: expected true or false, got {other}"))
+                    }
+                };
+            }
+            Some(other) => {
+                return Err(format!("config.fields: expected {{allow, deny, defaults}}, got {other}"))
+            }
+        }
+        if defaults {
+            allow.extend(DEFAULT_ALLOW.iter().map(|g| g.to_string()));
+            deny.extend(DEFAULT_DENY.iter().map(|g| g.to_string()));
+        }
+        let roots = strings(config.get("scan"), "config.scan")?
+            .unwrap_or_else(|| ["data", "context", "tags"].iter().map(|s| s.to_string()).collect());
+        let key = match (config.str("hash_key")?, config.str("hash_key_env")?) {
+            (Some(key), _) => Some(key.as_bytes().to_vec()),
+            (None, Some(var)) => Some(
+                std::env::var(var)
+                    .map_err(|_| format!("config.hash_key_env: environment variable {var} is not set (or not granted with allow.env)"))?
+                    .into_bytes(),
+            ),
+            (None, None) => None,
+        };
+        if key.as_ref().is_some_and(Vec::is_empty) {
+            return Err("config.hash_key: the key is empty".to_string());
+        }
+        let hashing = modes.contains(&Mode::Hash) || deny_mode == Mode::Hash;
+        if hashing && key.is_none() {
+            return Err("config: mode hash needs a key: hash_key, or hash_key_env naming a granted variable"
+                .to_string());
+        }
+        let deny: Vec<Glob> = deny.iter().map(|g| Glob::new(g)).collect();
+        let detectors = Detectors::new(|kind| modes[kind as usize] != Mode::Off)?;
+        Ok(PiiScrub {
+            detectors,
+            modes,
+            roots,
+            allow: allow.iter().map(|g| Glob::new(g)).collect(),
+            deny_keys: key_finder(&deny)?,
+            deny,
+            deny_mode,
+            key,
+            counts: [0; Kind::ALL.len() + 1],
+        })
+    }
+
+    fn process(&mut self, event: &Event<'_>) -> Verdict {
+        match self.scrub_event(event.raw()) {
+            Some(bytes) => Verdict::Replace(bytes),
+            None => Verdict::Keep,
+        }
+    }
+
+    fn process_batch(&mut self, events: &[Event<'_>], verdicts: &mut Vec<Verdict>) -> Result<(), String> {
+        verdicts.extend(events.iter().map(|event| self.process(event)));
+        for (i, count) in self.counts.iter_mut().enumerate() {
+            if *count > 0 {
+                host::count(Kind::ALL.get(i).map_or("field", |k| k.name()), *count);
+                *count = 0;
+            }
+        }
+        Ok(())
+    }
+}
+
+synaptic_plugin_sdk::export_plugin!(PiiScrub);
+
+#[cfg(test)]
+mod tests;

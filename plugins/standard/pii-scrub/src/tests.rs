@@ -1,0 +1,93 @@
+use serde_json::Value;
+use synaptic_plugin_sdk::{testing, Verdict};
+
+use super::PiiScrub;
+
+const EVENT: &str = r#"{"event_id":"550e8400-e29b-41d4-a716-446655440000","timestamp":1767225600000,"component":"scheduler","event_type":"task.completed","severity":"ERROR","tags":{"environment":"production","owner":"ops@example.com"},"context":{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","client":"203.0.113.42"},"data":{"agent_id":"agent-code_worker-3","error_message":"card 4111 1111 1111 1111 declined for jane.doe@example.com","attempts":[{"note":"call +1 415 555 0134"}],"password":"hunter2","duration_ms":1500}}"#;
+
+fn scrub(config: &str, event: &str) -> Value {
+    let verdicts = testing::run::<PiiScrub>(config, &[event.as_bytes()]).expect("runs");
+    match &verdicts[0] {
+        Verdict::Replace(bytes) => serde_json::from_slice(bytes).expect("the scrubbed event is JSON"),
+        other => panic!("expected a replacement, got {other:?}"),
+    }
+}
+
+#[test]
+fn redacts_every_finding_in_data_context_and_tags_and_nothing_else() {
+    let doc = scrub("", EVENT);
+    assert_eq!(doc["data"]["error_message"], "card [REDACTED:card] declined for [REDACTED:email]");
+    assert_eq!(doc["data"]["attempts"][0]["note"], "call [REDACTED:phone]");
+    assert_eq!(doc["data"]["password"], "[REDACTED:field]", "denied by name");
+    assert_eq!(doc["tags"]["owner"], "[REDACTED:email]");
+    assert_eq!(doc["context"]["client"], "[REDACTED:ipv4]");
+    assert_eq!(doc["context"]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(doc["data"]["agent_id"], "agent-code_worker-3");
+    assert_eq!(doc["event_id"], "550e8400-e29b-41d4-a716-446655440000");
+    assert_eq!(doc["data"]["duration_ms"], 1500);
+}
+
+#[test]
+fn untouched_bytes_stay_as_they_were() {
+    let verdicts = testing::run::<PiiScrub>("", &[EVENT.as_bytes()]).expect("runs");
+    let Verdict::Replace(bytes) = &verdicts[0] else { panic!("replaced") };
+    let out = String::from_utf8(bytes.clone()).expect("utf-8");
+    assert!(
+        out.starts_with(r#"{"event_id":"550e8400-e29b-41d4-a716-446655440000","timestamp":1767225600000,"#),
+        "{out}"
+    );
+    assert!(out.ends_with(r#""password":"[REDACTED:field]","duration_ms":1500}}"#), "{out}");
+    let clean = r#"{"event_id":"e","timestamp":1,"component":"c","event_type":"t","severity":"INFO","tags":{},"data":{"agent_id":"agent-7","v":"1.2.3"}}"#;
+    assert_eq!(testing::run::<PiiScrub>("", &[clean.as_bytes()]).expect("runs"), vec![Verdict::Keep]);
+}
+
+#[test]
+fn mask_and_hash_modes() {
+    let config = r#"{"detectors":{"card":"mask","email":"hash","phone":"off"},"hash_key":"k1"}"#;
+    let doc = scrub(config, EVENT);
+    let message = doc["data"]["error_message"].as_str().expect("text");
+    assert!(message.starts_with("card **** **** **** 1111 declined for [HMAC:email:"), "{message}");
+    assert_eq!(doc["data"]["attempts"][0]["note"], "call +1 415 555 0134", "phone is off");
+    // The same address (any case) hashes alike; another key hashes differently.
+    let upper = EVENT.replace("jane.doe@example.com", "Jane.Doe@Example.com");
+    assert_eq!(scrub(config, &upper)["data"]["error_message"], doc["data"]["error_message"]);
+    let other = scrub(&config.replace("k1", "k2"), EVENT);
+    assert_ne!(other["data"]["error_message"], doc["data"]["error_message"]);
+}
+
+#[test]
+fn allow_and_deny_lists() {
+    let config = r#"{"fields":{"allow":["tags.owner"],"deny":["data.attempts"]}}"#;
+    let doc = scrub(config, EVENT);
+    assert_eq!(doc["tags"]["owner"], "ops@example.com");
+    assert_eq!(doc["data"]["attempts"][0]["note"], "[REDACTED:field]");
+    assert_eq!(doc["data"]["password"], "[REDACTED:field]", "the lists add to the defaults");
+    let config = r#"{"fields":{"deny":["data.attempts"],"defaults":false}}"#;
+    assert_eq!(scrub(config, EVENT)["data"]["password"], "hunter2", "defaults off");
+}
+
+#[test]
+fn counts_per_detector() {
+    let before = testing::counters();
+    scrub("", EVENT);
+    let after = testing::counters();
+    let delta = |name: &str| after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0);
+    assert_eq!(
+        (delta("card"), delta("email"), delta("phone"), delta("ipv4"), delta("field")),
+        (1, 2, 1, 1, 1)
+    );
+}
+
+#[test]
+fn bad_config_is_named() {
+    for (config, needle) in [
+        (r#"{"detectors":{"emails":"redact"}}"#, "config.detectors.emails: unknown detector"),
+        (r#"{"detectors":{"email":"shred"}}"#, "config.detectors.email"),
+        (r#"{"mode":"hash"}"#, "needs a key"),
+        (r#"{"hash_key_env":"SYNAPTIC_NO_SUCH_VARIABLE"}"#, "SYNAPTIC_NO_SUCH_VARIABLE"),
+        (r#"{"fields":{"only":[]}}"#, "config.fields.only"),
+    ] {
+        let err = testing::run::<PiiScrub>(config, &[]).err().unwrap_or_default();
+        assert!(err.contains(needle), "{config}: {err}");
+    }
+}
