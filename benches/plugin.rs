@@ -9,17 +9,17 @@
 //! `cargo bench --bench plugin` (pin with `taskset -c 0` for one-core figures).
 //! Optional: `PLUGIN_BENCH_EVENTS=N`. Builds the plugins with `plugins/build.sh`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "common.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use synaptic_telemetry::config::{GeneratorConfig, OnError, PluginHostConfig, PluginStepConfig};
+use synaptic_telemetry::config::{OnError, PluginHostConfig, PluginStepConfig};
 use synaptic_telemetry::event::{Batch, Event, Position, SchemaMode};
 use synaptic_telemetry::pipeline::Pipeline;
 use synaptic_telemetry::plugin::PluginHost;
-use synaptic_telemetry::source::traffic::Traffic;
 use synaptic_telemetry::source::RawRecord;
 use synaptic_telemetry::step::{RunningStep, Step};
 use synaptic_telemetry::telemetry::Telemetry;
@@ -33,16 +33,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     let events: usize =
         std::env::var("PLUGIN_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
-    let identity = build_identity();
-    let config = GeneratorConfig {
-        rate: 1000.0,
-        total: 0,
-        seed: 42,
-        malformed_ratio: 0.0,
-        start_ms: Some(1_767_225_600_000),
-    };
-    let mut traffic = Traffic::new(&config, 0);
-    let lines: Vec<Bytes> = (0..events).map(|_| Bytes::from(traffic.next_event())).collect();
+    let identity = common::build_plugins().join("identity.wasm");
+    let lines = common::generator_lines(events);
     let mean = lines.iter().map(Bytes::len).sum::<usize>() / events;
     println!("plugin bench: {events} generator events, mean {mean} bytes, batches of {BATCH}");
 
@@ -118,18 +110,4 @@ fn run_pipeline(pipeline: &mut Pipeline, lines: &[Bytes]) -> Duration {
         std::hint::black_box(processed);
     }
     started.elapsed()
-}
-
-/// Builds the plugins and returns identity.wasm in this target directory.
-fn build_identity() -> PathBuf {
-    // …/target/release/deps/plugin-<hash>
-    let exe = std::env::current_exe().expect("bench path");
-    let target = exe.ancestors().nth(3).expect("target dir").to_path_buf();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new(root.join("plugins/build.sh"))
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .expect("plugins/build.sh runs");
-    assert!(status.success(), "plugins/build.sh failed");
-    target.join("wasm32-wasip2/plugin/identity.wasm")
 }

@@ -6,14 +6,16 @@
 //! `cargo bench --bench spine` (pin to one core with `taskset -c 0` for the figure
 //! the target is stated in). Optional: `SPINE_BENCH_EVENTS=N`.
 
+#[path = "common.rs"]
+mod common;
+
 use std::hint::black_box;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use synaptic_telemetry::app::{self, RunOptions};
-use synaptic_telemetry::config::{Config, GeneratorConfig};
-use synaptic_telemetry::source::traffic::Traffic;
+use synaptic_telemetry::config::Config;
 use tokio_util::sync::CancellationToken;
 
 const ROUNDS: usize = 5;
@@ -63,15 +65,7 @@ fn main() {
 }
 
 fn write_input(path: &Path, count: usize) -> Vec<Vec<u8>> {
-    let config = GeneratorConfig {
-        rate: 1000.0,
-        total: 0,
-        seed: 42,
-        malformed_ratio: 0.0,
-        start_ms: Some(1_767_225_600_000),
-    };
-    let mut traffic = Traffic::new(&config, 0);
-    let lines: Vec<Vec<u8>> = (0..count).map(|_| traffic.next_event()).collect();
+    let lines: Vec<Vec<u8>> = common::generator_lines(count).iter().map(|l| l.to_vec()).collect();
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("input file"));
     for line in &lines {
         file.write_all(line).and_then(|()| file.write_all(b"\n")).expect("write input");

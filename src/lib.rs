@@ -32,8 +32,12 @@
 //!   step that applies verdicts, contains failures, swaps and rolls back (`step`),
 //!   the directory watcher that prepares new versions (`watch`), and the author's
 //!   `test plugin` command (`tester`). The contract is `plugins/wit/plugin.wit`;
-//!   the SDK (`plugins/sdk`) holds its Rust encoding, shared by host and guests.
-//! - [`route`] — `match` clauses and per-sink selections; [`glob`] — their globs.
+//!   the SDK (`plugins/sdk`) holds its Rust encoding, shared by host and guests,
+//!   and the helpers both runtimes' plugins use (field lookup, globs, the sampling
+//!   hash). The standard plugins — `sample`, `filter`, `pii_scrub` — live in
+//!   `plugins/standard`; `sample` and `filter` also as scripts in `plugins/*.rhai`.
+//! - [`route`] — `match` clauses and per-sink selections; [`glob`] — their globs
+//!   (the SDK's, re-exported).
 //! - [`sink`] — sink tasks with retry, and the outputs `stdout`, `file` (rotation) and
 //!   `kafka` (idempotent producer, acknowledged on delivery reports).
 //! - [`telemetry`] — the pipeline's own Prometheus metrics.

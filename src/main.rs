@@ -49,6 +49,10 @@ enum Command {
         /// Use the plugins already in plugins/ instead of building them first.
         #[arg(long)]
         no_build: bool,
+        /// Load the plugins from this directory (a copy to experiment on) instead of
+        /// the checkout's plugins/.
+        #[arg(long, value_name = "DIR")]
+        plugins: Option<PathBuf>,
     },
     /// Check config files and everything they reference; list every error.
     Validate {
@@ -117,8 +121,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, listen } => load(&config).and_then(|c| run_pipeline(c, listen, false)),
-        Command::Demo { listen, no_build } => {
-            demo_config(no_build).and_then(|c| run_pipeline(c, listen, true))
+        Command::Demo { listen, no_build, plugins } => {
+            demo_config(no_build, plugins.as_deref()).and_then(|c| run_pipeline(c, listen, true))
         }
         Command::Validate { files } => Ok(validate(&files)),
         Command::Test {
@@ -134,9 +138,9 @@ fn main() -> ExitCode {
     })
 }
 
-/// The embedded demo config. In a source checkout, the example plugins are built
-/// first (`plugins/build.sh`) and loaded from the checkout's plugins/.
-fn demo_config(no_build: bool) -> anyhow::Result<Config> {
+/// The embedded demo config. In a source checkout, the plugins are built first
+/// (`plugins/build.sh`) and loaded from the checkout's plugins/, or from `plugins`.
+fn demo_config(no_build: bool, plugins: Option<&Path>) -> anyhow::Result<Config> {
     let source_tree = Path::new(env!("CARGO_MANIFEST_DIR"));
     let script = source_tree.join("plugins/build.sh");
     let base = if script.is_file() {
@@ -149,7 +153,11 @@ fn demo_config(no_build: bool) -> anyhow::Result<Config> {
     } else {
         Path::new("")
     };
-    Config::parse_relative_to(DEMO_CONFIG, "config/demo.yaml (embedded)", base).map_err(anyhow::Error::from)
+    let mut config = Config::parse_relative_to(DEMO_CONFIG, "config/demo.yaml (embedded)", base)?;
+    if let Some(dir) = plugins {
+        config.move_plugins_to(dir);
+    }
+    Ok(config)
 }
 
 fn load(path: &Path) -> anyhow::Result<Config> {

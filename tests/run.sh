@@ -49,5 +49,8 @@ SPINE_BENCH_EVENTS=20000 cargo bench --locked --bench spine
 step "plugin benchmark smoke run (20,000 events; the full run is: cargo bench --bench plugin)"
 PLUGIN_BENCH_EVENTS=20000 cargo bench --locked --bench plugin
 
+step "standard plugins benchmark smoke run (20,000 events; the full run is: cargo bench --bench standard_plugins)"
+STANDARD_BENCH_EVENTS=20000 cargo bench --locked --bench standard_plugins
+
 step "kafka benchmark smoke run (20,000 events; the full run is: cargo bench --bench kafka)"
 KAFKA_BENCH_EVENTS=20000 cargo bench --locked --bench kafka

@@ -165,15 +165,32 @@ fn validate_reports_all_three_mistakes_with_positions() {
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
 }
 
+/// Raw PII the generator puts into free text (see `source::traffic`).
+const GENERATED_PII: [&str; 5] =
+    ["jane.doe@example.com", "078-05-1120", "hunter2", "203.0.113.42", "4111 1111 1111 1111"];
+
 #[test]
-fn demo_shows_events_flowing_and_metrics_answering() {
+fn demo_shows_the_standard_plugins_working_and_a_live_swap() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // The demo's plugins, copied so that the test can swap one without touching
+    // the checkout: the built .wasm files and the checked-in scripts.
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("plugins dir");
+    for name in ["pii_scrub", "sample", "stamp"] {
+        std::fs::copy(common::plugins::wasm(name), plugins.join(format!("{name}.wasm"))).expect("copy");
+    }
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/filter.rhai");
+    std::fs::copy(source, plugins.join("filter.rhai")).expect("copy filter.rhai");
+
     let mut cmd = command();
-    cmd.args(["demo", "--listen", "127.0.0.1:0"]).current_dir(dir.path()).stdout(Stdio::piped());
+    cmd.args(["demo", "--listen", "127.0.0.1:0", "--no-build", "--plugins"])
+        .arg(&plugins)
+        .current_dir(dir.path())
+        .stdout(Stdio::piped());
     let mut running = Running::spawn(cmd);
     let addr = running.wait_for_address(Duration::from_secs(30));
     running.wait_for_line("Ctrl-C stops it", Duration::from_secs(10));
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(4));
 
     let (status, body) = http_get(addr, "/metrics");
     assert_eq!(status, 200);
@@ -186,17 +203,25 @@ fn demo_shows_events_flowing_and_metrics_answering() {
     let dropped =
         metric(&body, "synaptic_telemetry_step_events_total{outcome=\"dropped\",step=\"drop_heartbeats\"}");
     assert!(dropped.is_some_and(|d| d > 0.0), "heartbeats dropped\n{body}");
-    // The example plugins were built and loaded: one drops DEBUG, one stamps.
-    let floor = metric(
-        &body,
-        "synaptic_telemetry_plugin_events_total{plugin=\"severity_floor\",verdict=\"dropped\"}",
-    );
-    assert!(floor.is_some_and(|d| d > 0.0), "severity_floor plugin dropped DEBUG events\n{body}");
-    let stamped =
-        metric(&body, "synaptic_telemetry_plugin_events_total{plugin=\"stamp\",verdict=\"replaced\"}");
-    assert!(stamped.is_some_and(|d| d > 0.0), "stamp plugin replaced events\n{body}");
+    let plugin = |name: &str, verdict: &str| {
+        let series =
+            format!("synaptic_telemetry_plugin_events_total{{plugin=\"{name}\",verdict=\"{verdict}\"}}");
+        metric(&body, &series).unwrap_or(0.0)
+    };
+    assert!(plugin("pii_scrub", "replaced") > 0.0, "pii_scrub scrubbed events\n{body}");
+    assert!(plugin("sample", "dropped") > 0.0, "sample dropped its share\n{body}");
+    assert!(plugin("sample", "replaced") > 0.0, "sample stamped what it kept\n{body}");
+    assert!(plugin("filter", "dropped") > 0.0, "filter.rhai dropped DEBUG events\n{body}");
+    assert!(plugin("stamp", "replaced") > 0.0, "stamp stamped events\n{body}");
     assert_eq!(http_get(addr, "/health").0, 200);
     assert_eq!(http_get(addr, "/ready").0, 200);
+
+    // A live swap: a new build of stamp.wasm lands in the plugins directory.
+    let staged = plugins.join("stamp.wasm.new");
+    std::fs::write(&staged, common::plugins::stamp_version(7)).expect("write new stamp");
+    std::fs::rename(&staged, plugins.join("stamp.wasm")).expect("swap stamp.wasm");
+    running.wait_for_line("plugin swapped", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
 
     running.signal("INT");
     let mut stdout = running.child.stdout.take().expect("stdout");
@@ -212,11 +237,24 @@ fn demo_shows_events_flowing_and_metrics_answering() {
         assert_eq!(w["tags"]["pipeline"], "demo", "tag step applied: {w}");
     }
     let archived = read_lines(&dir.path().join("demo-out/events.jsonl"));
+    let mut versions = HashMap::new();
+    let mut redacted = 0;
     for line in &archived {
+        for pii in GENERATED_PII {
+            assert!(!line.contains(pii), "PII {pii:?} reached the archive: {line}");
+        }
+        redacted += usize::from(line.contains("[REDACTED:"));
         let event: Value = serde_json::from_str(line).expect("archive is JSONL");
-        assert_ne!(event["severity"], "DEBUG", "the severity floor applies: {event}");
-        assert_eq!(event["tags"]["plugin_version"], "0000000000", "the stamp plugin applies: {event}");
+        assert!(!matches!(event["severity"].as_str(), Some("DEBUG" | "TRACE")), "filter applies: {event}");
+        let rate = event["sample_rate"].as_f64().unwrap_or_else(|| panic!("no sample_rate: {event}"));
+        assert!(rate > 0.0 && rate <= 1.0, "{event}");
+        let version = event["tags"]["plugin_version"].as_str().unwrap_or("unstamped").to_string();
+        *versions.entry(version).or_insert(0) += 1;
     }
+    assert!(redacted > 0, "the archive shows scrubbed PII ({} events)", archived.len());
+    assert!(versions.get("0000000000").is_some_and(|&n| n > 0), "old stamp before the swap: {versions:?}");
+    assert!(versions.get("0000000007").is_some_and(|&n| n > 0), "new stamp after the swap: {versions:?}");
+    assert_eq!(versions.len(), 2, "every event stamped by one of the two versions: {versions:?}");
     assert_eq!(
         archived.len() as u64
             + summary["dead_lettered"].as_u64().unwrap_or(0)

@@ -193,6 +193,19 @@ impl Config {
         Config::parse(&text, &name)
     }
 
+    /// Loads the plugins from `dir` instead: the host's directory and every plugin
+    /// step's file (by its name) move there.
+    pub fn move_plugins_to(&mut self, dir: &Path) {
+        self.plugins.dir = dir.to_path_buf();
+        for step in &mut self.pipeline {
+            if let StepKind::Plugin(plugin) = &mut step.kind {
+                if let Some(name) = plugin.path.file_name() {
+                    plugin.path = dir.join(name);
+                }
+            }
+        }
+    }
+
     /// Parses config text; `file` is only used in messages.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         Config::parse_relative_to(text, file, Path::new(""))

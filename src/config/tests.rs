@@ -15,7 +15,7 @@ const MINIMAL: &str =
 fn fake_plugin_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("plugins")).expect("plugins dir");
-    for name in ["severity_floor.wasm", "stamp.wasm"] {
+    for name in ["pii_scrub.wasm", "sample.wasm", "filter.rhai", "stamp.wasm"] {
         std::fs::write(dir.path().join("plugins").join(name), b"").expect("plugin file");
     }
     dir
@@ -26,12 +26,15 @@ fn the_embedded_demo_config_is_valid() {
     let dir = fake_plugin_dir();
     let config =
         Config::parse_relative_to(crate::DEMO_CONFIG, "demo.yaml", dir.path()).expect("demo config parses");
-    assert_eq!(config.pipeline.len(), 4);
-    let StepKind::Plugin(floor) = &config.pipeline[2].kind else { panic!("third step is a plugin") };
-    assert_eq!(floor.path, dir.path().join("plugins/severity_floor.wasm"));
-    assert_eq!(floor.config.get("min"), Some(&serde_json::json!("INFO")));
-    assert_eq!(floor.deadline, Duration::from_millis(50));
-    assert_eq!(floor.memory, 16 << 20);
+    assert_eq!(config.pipeline.len(), 6);
+    let StepKind::Plugin(scrub) = &config.pipeline[2].kind else { panic!("third step is a plugin") };
+    assert_eq!(scrub.path, dir.path().join("plugins/pii_scrub.wasm"));
+    assert_eq!(scrub.config.get("mode"), Some(&serde_json::json!("redact")));
+    assert_eq!(scrub.deadline, Duration::from_millis(200));
+    assert_eq!(scrub.memory, 32 << 20);
+    let StepKind::Plugin(filter) = &config.pipeline[3].kind else { panic!("fourth step is a plugin") };
+    assert_eq!(filter.path, dir.path().join("plugins/filter.rhai"));
+    assert_eq!(filter.config.get("min_severity"), Some(&serde_json::json!("INFO")));
     assert_eq!(config.sinks.len(), 2);
     assert!(matches!(config.source, SourceConfig::Generator(ref g) if g.rate == 200.0));
 }

@@ -14,6 +14,7 @@
 //! A runtime is a trait object ([`Code`] and [`Instance`]): the only open set in the
 //! service, because plugins are what operators swap at run time.
 
+mod rhai_json;
 pub mod script;
 pub mod step;
 pub mod tester;

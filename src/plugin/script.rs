@@ -8,7 +8,10 @@
 //! the SDK so a script decides exactly as the Wasm plugin does: `glob(pattern)` with
 //! `.matches(text)`, `regex(pattern)` with `.is_match(text)`, `sample_keep(key,
 //! rate)`, `sample_fraction(key)`, `severity_rank(name)` (TRACE 0 … FATAL 5, -1 for
-//! anything else) and `json_text(value)` (a scalar as JSON writes it).
+//! anything else), `json_text(value)` (a scalar as JSON writes it), and on the
+//! event `value_at("data.x")` / `text_at("data.x")` (the scalar at a dotted path,
+//! as it is or as text; `()` when absent or not a scalar), and `scalar_eq(a, b)`
+//! (numbers by value, strings and booleans exactly).
 //!
 //! The engine is raw, with only the packages a filter needs (no clock, no file
 //! system, no modules), `eval` disabled, and limits on operations, call depth,
@@ -27,6 +30,7 @@ use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, Scope, AST};
 use serde_json::Value;
 use synaptic_plugin_sdk::contract::{events, BatchBuffer, Verdict, VerdictList};
 
+use super::rhai_json;
 use super::wasm::InstanceSettings;
 use super::{Code, Instance, PluginError};
 
@@ -111,6 +115,11 @@ impl RhaiCode {
         self.deadline.store(u64::try_from(at).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
+    fn past_deadline(&self) -> bool {
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        now > self.deadline.load(Ordering::Relaxed)
+    }
+
     /// A script error as a plugin error, naming `script:line:col`.
     fn error(&self, error: Box<EvalAltResult>) -> PluginError {
         // An error inside a script function arrives wrapped in one layer per call;
@@ -157,18 +166,22 @@ fn engine(epoch: Instant, deadline: Arc<AtomicU64>) -> Engine {
         .set_max_string_size(MAX_STRING_BYTES)
         .set_max_array_size(MAX_ARRAY_LEN)
         .set_max_map_size(MAX_MAP_LEN)
-        .set_max_strings_interned(1024);
-    // Checked every few operations: a batch past its deadline is stopped.
+        .set_max_strings_interned(0);
+    // A batch past its deadline is stopped. The clock is read every 256 operations:
+    // reading it on every one would cost more than the script.
     engine.on_progress(move |operations| {
+        if operations % 256 != 0 {
+            return None;
+        }
         let now = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        (operations % 256 == 0 && now > deadline.load(Ordering::Relaxed)).then_some(Dynamic::UNIT)
+        (now > deadline.load(Ordering::Relaxed)).then_some(Dynamic::UNIT)
     });
     engine
 }
 
 /// The helpers scripts share with the Wasm plugins (see the module doc).
 fn register_helpers(engine: &mut Engine) {
-    use synaptic_plugin_sdk::{glob::Glob, sampling, Severity};
+    use synaptic_plugin_sdk::{glob::Glob, sampling};
     engine
         .register_type_with_name::<Glob>("Glob")
         .register_fn("glob", |pattern: &str| Glob::new(pattern))
@@ -180,11 +193,59 @@ fn register_helpers(engine: &mut Engine) {
         .register_fn("is_match", |regex: &mut regex::Regex, text: &str| regex.is_match(text))
         .register_fn("sample_fraction", |key: &str| sampling::fraction(key))
         .register_fn("sample_keep", |key: &str, rate: f64| sampling::keep(key, rate))
-        .register_fn("severity_rank", |name: &str| {
-            Severity::parse(name)
-                .map_or(-1, |s| Severity::ALL.iter().position(|x| *x == s).unwrap_or(0) as i64)
+        .register_fn("severity_rank", severity_rank)
+        .register_fn("scalar_eq", scalar_eq)
+        .register_fn("json_text", json_text)
+        .register_fn("severity_rank", |value: Dynamic| {
+            value.into_immutable_string().ok().map_or(-1, |name| severity_rank(&name))
         })
-        .register_fn("json_text", json_text);
+        // Methods on the event map (`event.value_at("data.task_id")`): native, and
+        // reading the map in place, where a script function would walk it slower.
+        .register_fn("value_at", |map: &mut rhai::Map, path: &str| scalar_at(map, path))
+        .register_fn("text_at", |map: &mut rhai::Map, path: &str| {
+            let value = scalar_at(map, path);
+            if value.is_unit() {
+                value
+            } else {
+                Dynamic::from(json_text(value))
+            }
+        });
+}
+
+/// The scalar at a dotted path of a map; `()` when absent, null, a map or an array.
+fn scalar_at(map: &rhai::Map, path: &str) -> Dynamic {
+    let (first, rest) = match path.split_once('.') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (path, None),
+    };
+    let Some(value) = map.get(first) else { return Dynamic::UNIT };
+    match rest {
+        Some(rest) => value.as_map_ref().map_or(Dynamic::UNIT, |inner| scalar_at(&inner, rest)),
+        None if value.is_map() || value.is_array() => Dynamic::UNIT,
+        None => value.clone(),
+    }
+}
+
+/// Numbers by value (`1` equals `1.0`), strings and booleans exactly, nothing
+/// across types: the filter's `equals`.
+fn scalar_eq(a: Dynamic, b: Dynamic) -> bool {
+    let number = |v: &Dynamic| v.as_int().map(|i| i as f64).or_else(|_| v.as_float()).ok();
+    if let (Some(x), Some(y)) = (number(&a), number(&b)) {
+        return x == y;
+    }
+    if let (Ok(x), Ok(y)) = (a.as_bool(), b.as_bool()) {
+        return x == y;
+    }
+    match (a.into_immutable_string(), b.into_immutable_string()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// TRACE 0 … FATAL 5; -1 for anything else.
+fn severity_rank(name: &str) -> i64 {
+    use synaptic_plugin_sdk::Severity;
+    Severity::parse(name).map_or(-1, |s| Severity::ALL.iter().position(|x| *x == s).unwrap_or(0) as i64)
 }
 
 /// A scalar as the SDK's field view renders it (`Scalar::text`): strings as they
@@ -257,10 +318,15 @@ impl Instance for RhaiInstance {
         code.arm_deadline(code.settings.deadline);
         let events = events(&batch.data, &batch.offsets).map_err(|e| PluginError::Contract(e.0))?;
         let mut list = VerdictList::with_capacity(events.len());
-        for raw in events {
-            let original: Value = serde_json::from_slice(raw)
+        for (i, raw) in events.into_iter().enumerate() {
+            // Calls shorter than the engine's check interval never look at the clock:
+            // the batch's deadline is also checked between events.
+            if i % 64 == 63 && code.past_deadline() {
+                return Err(PluginError::Timeout(code.settings.deadline));
+            }
+            // Straight from the bytes to Rhai's values: no intermediate document.
+            let event = rhai_json::from_json(raw)
                 .map_err(|e| PluginError::Contract(format!("event is not JSON: {e}")))?;
-            let event = rhai::serde::to_dynamic(&original).map_err(|e| PluginError::Guest(e.to_string()))?;
             let options = CallFnOptions::new().bind_this_ptr(&mut self.this).eval_ast(false);
             let result = code
                 .engine
@@ -274,18 +340,30 @@ impl Instance for RhaiInstance {
                 } else {
                     Verdict::Drop
                 }
-            } else {
-                let changed: Value = rhai::serde::from_dynamic(&result).map_err(|e| {
-                    PluginError::Guest(format!(
-                        "{}: process returned something that is not an event: {e}",
-                        code.script
-                    ))
-                })?;
-                if changed == original {
+            } else if result.is_map() {
+                // Unchanged events are kept as they came, not re-encoded; a field the
+                // bytes do not have (a stamp) proves a change without parsing them.
+                let unchanged = !rhai_json::has_new_field(&result, raw) && {
+                    let original: Value = serde_json::from_slice(raw)
+                        .map_err(|e| PluginError::Contract(format!("event is not JSON: {e}")))?;
+                    rhai_json::same_value(&result, &original)
+                };
+                if unchanged {
                     Verdict::Keep
                 } else {
-                    Verdict::Replace(serde_json::to_vec(&changed).unwrap_or_default())
+                    Verdict::Replace(serde_json::to_vec(&result).map_err(|e| {
+                        PluginError::Guest(format!(
+                            "{}: the event returned cannot be written as JSON: {e}",
+                            code.script
+                        ))
+                    })?)
                 }
+            } else {
+                return Err(PluginError::Guest(format!(
+                    "{}: process returned a {}; expected the event (a map), true, false or ()",
+                    code.script,
+                    result.type_name()
+                )));
             };
             list.push(verdict).map_err(|e| PluginError::Contract(e.0))?;
         }
@@ -401,7 +479,8 @@ mod tests {
     fn a_batch_past_its_deadline_is_stopped() {
         let mut slow = (*settings("{}")).clone();
         slow.deadline = Duration::from_millis(50);
-        let source = "fn process(event) { let n = 0; while n < 900000 { n += 1; } event }";
+        // Within the per-event operations limit, but 200 of them take far longer than 50ms.
+        let source = "fn process(event) { let n = 0; while n < 150000 { n += 1; } event }";
         let code = RhaiCode::compile(source.as_bytes(), "slow.rhai", Arc::new(slow)).expect("compiles");
         let mut instance = code.start().expect("starts");
         let mut batch = BatchBuffer::default();

@@ -1,10 +1,10 @@
-//! Reading one field of an event's bytes without building its document: the walk
-//! skips every value off the path, and only the value found is copied.
+//! Reading fields of an event's bytes without building its document: one forward
+//! scan that steps over every value off the wanted paths (strings by their quotes,
+//! containers by their brackets) and copies only what it finds. The host validated
+//! the JSON, so the scan checks structure only as far as it walks; bytes that are
+//! not JSON make it give up (`None` / `false`), never panic.
 
 use std::borrow::Cow;
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 /// The value at `path` (`["data", "agent_id"]`) as text, when it is a string or a
 /// number; `None` when absent, of another type, or the bytes are not JSON.
@@ -14,106 +14,14 @@ pub fn find_text(raw: &[u8], path: &[&str]) -> Option<String> {
 
 /// Like [`find_text`], borrowing from `raw` when the string has no escapes.
 pub fn find_str<'a>(raw: &'a [u8], path: &[&str]) -> Option<Cow<'a, str>> {
-    let mut de = serde_json::Deserializer::from_slice(raw);
-    Lookup(path).deserialize(&mut de).ok().flatten()
-}
-
-struct Lookup<'p>(&'p [&'p str]);
-
-impl<'de> DeserializeSeed<'de> for Lookup<'_> {
-    type Value = Option<Cow<'de, str>>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
+    let mut out = [None];
+    if !find_many(raw, &[path], &mut out) {
+        return None;
     }
-}
-
-impl<'de> Visitor<'de> for Lookup<'_> {
-    type Value = Option<Cow<'de, str>>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let Some((first, rest)) = self.0.split_first() else {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            return Ok(None);
-        };
-        let mut found = None;
-        while let Some(is_match) = map.next_key_seed(KeyIs(first))? {
-            if is_match && found.is_none() {
-                found = map.next_value_seed(Lookup(rest))?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
-    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
-        Ok(self.0.is_empty().then_some(Cow::Borrowed(s)))
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-        Ok(self.0.is_empty().then(|| Cow::Owned(s.to_string())))
-    }
-    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
-        Ok(self.0.is_empty().then(|| Cow::Owned(n.to_string())))
-    }
-    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
-        Ok(self.0.is_empty().then(|| Cow::Owned(n.to_string())))
-    }
-    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
-        Ok(self.0.is_empty().then(|| Cow::Owned(n.to_string())))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-}
-
-/// Compares a key with the wanted one without allocating it.
-/// A key, borrowed when it has no escapes (serde's own `Cow` always copies).
-struct KeyText;
-
-impl<'de> DeserializeSeed<'de> for KeyText {
-    type Value = Cow<'de, str>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyText {
-    type Value = Cow<'de, str>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a key")
-    }
-    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(key))
-    }
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(key.to_string()))
-    }
-}
-
-struct KeyIs<'k>(&'k str);
-
-impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyIs<'_> {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a key")
-    }
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<bool, E> {
-        Ok(key == self.0)
+    match out[0].take()? {
+        Scalar::Text(text) => Some(text),
+        Scalar::Bool(_) => None,
+        number => Some(Cow::Owned(number.text().into_owned())),
     }
 }
 
@@ -151,7 +59,8 @@ pub const MAX_PATHS: usize = 64;
 
 /// Looks up several dotted paths (`["data", "task_id"]`) in one pass over the
 /// event: `out[i]` gets the scalar at `paths[i]`, or stays `None` (absent, an object
-/// or array, null, or beyond [`MAX_PATHS`]). False when the bytes are not JSON.
+/// or array, null, or beyond [`MAX_PATHS`]). When a key repeats, the last one wins.
+/// False when the bytes are not JSON.
 pub fn find_many<'a, P, S>(raw: &'a [u8], paths: &[P], out: &mut [Option<Scalar<'a>>]) -> bool
 where
     P: AsRef<[S]>,
@@ -160,98 +69,207 @@ where
     out.iter_mut().for_each(|slot| *slot = None);
     let n = paths.len().min(out.len()).min(MAX_PATHS);
     let active = if n == MAX_PATHS { u64::MAX } else { (1u64 << n) - 1 };
-    let mut de = serde_json::Deserializer::from_slice(raw);
-    Many { paths, _segment: std::marker::PhantomData, depth: 0, active, out }.deserialize(&mut de).is_ok()
+    let mut scan = Scan { raw, at: 0 };
+    scan.space();
+    let found = if scan.peek() == Some(b'{') { scan.object(paths, 0, active, out) } else { scan.value() };
+    found.is_some()
 }
 
-struct Many<'p, 'o, 'a, P, S> {
-    paths: &'p [P],
-    _segment: std::marker::PhantomData<S>,
-    depth: usize,
-    /// Bit i: `paths[i]` agrees with the keys walked so far.
-    active: u64,
-    out: &'o mut [Option<Scalar<'a>>],
+/// Where the JSON value starting at `at` (after any whitespace) ends: the index
+/// just past it. `None` when the bytes there are not a JSON value.
+pub fn value_end(raw: &[u8], at: usize) -> Option<usize> {
+    let mut scan = Scan { raw, at };
+    scan.value()?;
+    Some(scan.at)
 }
 
-impl<'de, P: AsRef<[S]>, S: AsRef<str>> DeserializeSeed<'de> for Many<'_, '_, 'de, P, S> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
+/// A cursor over JSON bytes. Every method returns `None` on bytes that are not JSON.
+struct Scan<'a> {
+    raw: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.raw.get(self.at).copied()
     }
-}
 
-impl<'de, P: AsRef<[S]>, S: AsRef<str>> Many<'_, '_, 'de, P, S> {
-    /// Stores `value` for every path that ends here.
-    fn set(self, value: Scalar<'de>) {
-        for (i, path) in self.paths.iter().enumerate().take(MAX_PATHS) {
-            if self.active & (1 << i) != 0 && path.as_ref().len() == self.depth {
-                self.out[i] = Some(value.clone());
-            }
+    fn space(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.at += 1;
         }
     }
-}
 
-impl<'de, P: AsRef<[S]>, S: AsRef<str>> Visitor<'de> for Many<'_, '_, 'de, P, S> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        self.space();
+        (self.peek()? == byte).then(|| self.at += 1)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let Many { paths, depth, active, out, .. } = self;
-        while let Some(key) = map.next_key_seed(KeyText)? {
-            let mut next = 0u64;
-            for (i, path) in paths.iter().enumerate().take(MAX_PATHS) {
-                if active & (1 << i) != 0 && path.as_ref().get(depth).map(AsRef::as_ref) == Some(key.as_ref())
-                {
-                    next |= 1 << i;
+
+    /// The string at the cursor without its quotes, and whether it has escapes.
+    fn string(&mut self) -> Option<(&'a [u8], bool)> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let start = self.at + 1;
+        let mut end = start;
+        let mut escaped = false;
+        loop {
+            end += memchr::memchr2(b'"', b'\\', self.raw.get(end..)?)?;
+            if self.raw[end] == b'"' {
+                break;
+            }
+            escaped = true;
+            end += 2;
+        }
+        self.at = end + 1;
+        Some((&self.raw[start..end], escaped))
+    }
+
+    /// Steps over the value at the cursor.
+    fn value(&mut self) -> Option<()> {
+        self.space();
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            open @ (b'{' | b'[') => {
+                // Inside well-formed JSON the other kind of bracket is balanced on its
+                // own, so only this kind and the quotes need finding.
+                let close = if open == b'{' { b'}' } else { b']' };
+                let mut depth = 0usize;
+                loop {
+                    self.at += memchr::memchr3(b'"', open, close, self.raw.get(self.at..)?)?;
+                    match self.raw[self.at] {
+                        b'"' => {
+                            self.string()?;
+                            continue;
+                        }
+                        b if b == open => depth += 1,
+                        _ => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.at += 1;
+                                return Some(());
+                            }
+                        }
+                    }
+                    self.at += 1;
                 }
             }
-            if next == 0 {
-                map.next_value::<IgnoredAny>()?;
-            } else {
-                let _segment = std::marker::PhantomData;
-                map.next_value_seed(Many {
-                    paths,
-                    _segment,
-                    depth: depth + 1,
-                    active: next,
-                    out: &mut *out,
-                })?;
+            _ => self.literal().map(drop),
+        }
+    }
+
+    /// A number, `true`, `false` or `null`: up to the next delimiter.
+    fn literal(&mut self) -> Option<&'a [u8]> {
+        let start = self.at;
+        while self.peek().is_some_and(|b| !matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')) {
+            self.at += 1;
+        }
+        (self.at > start).then(|| &self.raw[start..self.at])
+    }
+
+    /// The scalar at the cursor; `Ok(None)` for null, objects and arrays.
+    fn scalar(&mut self) -> Option<Option<Scalar<'a>>> {
+        self.space();
+        match self.peek()? {
+            b'"' => {
+                let (bytes, escaped) = self.string()?;
+                Some(Some(Scalar::Text(text(bytes, escaped)?)))
+            }
+            b'{' | b'[' => self.value().map(|()| None),
+            _ => {
+                let literal = std::str::from_utf8(self.literal()?).ok()?;
+                Some(match literal {
+                    "true" => Some(Scalar::Bool(true)),
+                    "false" => Some(Scalar::Bool(false)),
+                    "null" => None,
+                    number if number.contains(['.', 'e', 'E']) => Some(Scalar::Float(number.parse().ok()?)),
+                    number => Some(match number.parse::<i64>() {
+                        Ok(n) => Scalar::Int(n),
+                        Err(_) => Scalar::Float(number.parse().ok()?),
+                    }),
+                })
             }
         }
-        Ok(())
     }
-    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<(), E> {
-        self.set(Scalar::Text(Cow::Borrowed(s)));
-        Ok(())
+
+    /// Walks the object at the cursor, filling `out` for the `active` paths, which
+    /// agree with the keys walked so far up to `depth`.
+    fn object<P, S>(
+        &mut self,
+        paths: &[P],
+        depth: usize,
+        active: u64,
+        out: &mut [Option<Scalar<'a>>],
+    ) -> Option<()>
+    where
+        P: AsRef<[S]>,
+        S: AsRef<str>,
+    {
+        self.eat(b'{')?;
+        self.space();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.space();
+            let (key, escaped) = self.string()?;
+            // Keys are compared as bytes; only one with escapes is decoded first.
+            let decoded;
+            let key: &[u8] = if escaped {
+                decoded = text(key, true)?;
+                decoded.as_bytes()
+            } else {
+                key
+            };
+            self.eat(b':')?;
+            let (mut here, mut deeper) = (0u64, 0u64);
+            for (i, path) in paths.iter().enumerate().take(MAX_PATHS) {
+                let path = path.as_ref();
+                if active & (1 << i) != 0 && path.get(depth).is_some_and(|p| p.as_ref().as_bytes() == key) {
+                    if path.len() == depth + 1 {
+                        here |= 1 << i;
+                    } else {
+                        deeper |= 1 << i;
+                    }
+                }
+            }
+            self.space();
+            if deeper != 0 && self.peek()? == b'{' {
+                self.object(paths, depth + 1, deeper, out)?;
+            } else if here != 0 {
+                let value = self.scalar()?;
+                for (i, slot) in out.iter_mut().enumerate().take(MAX_PATHS) {
+                    if here & (1 << i) != 0 {
+                        slot.clone_from(&value);
+                    }
+                }
+            } else {
+                self.value()?;
+            }
+            self.space();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
     }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
-        self.set(Scalar::Text(Cow::Owned(s.to_string())));
-        Ok(())
+}
+
+/// A string's text: borrowed when it has no escapes, decoded when it has.
+fn text(bytes: &[u8], escaped: bool) -> Option<Cow<'_, str>> {
+    if !escaped {
+        return std::str::from_utf8(bytes).ok().map(Cow::Borrowed);
     }
-    fn visit_u64<E: de::Error>(self, n: u64) -> Result<(), E> {
-        self.set(i64::try_from(n).map_or(Scalar::Float(n as f64), Scalar::Int));
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, n: i64) -> Result<(), E> {
-        self.set(Scalar::Int(n));
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, n: f64) -> Result<(), E> {
-        self.set(Scalar::Float(n));
-        Ok(())
-    }
-    fn visit_bool<E: de::Error>(self, b: bool) -> Result<(), E> {
-        self.set(Scalar::Bool(b));
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
+    let mut quoted = Vec::with_capacity(bytes.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(bytes);
+    quoted.push(b'"');
+    serde_json::from_slice::<String>(&quoted).ok().map(Cow::Owned)
 }
 
 #[cfg(test)]
@@ -284,6 +302,22 @@ mod tests {
         assert_eq!(out[6].as_ref().map(|s| s.text().into_owned()).as_deref(), Some("v"));
         assert_eq!(out[7], None);
         assert!(!find_many(b"{", &paths, &mut out));
+    }
+
+    #[test]
+    fn steps_over_tricky_values() {
+        use super::{find_many, Scalar};
+        let raw = br#" { "a" : [ "]}", {"b":"\\\""} , [[]] ] , "d" : { "e" : 1e3 , "e" : -7 } , "s" : "x" , "f" : "no" } "#;
+        let paths: [&[&str]; 4] = [&["d", "e"], &["s"], &["a", "b"], &["s", "deeper"]];
+        let mut out = vec![None; paths.len()];
+        assert!(find_many(raw, &paths, &mut out));
+        assert_eq!(out[0], Some(Scalar::Int(-7)), "the last of repeated keys wins");
+        assert_eq!(out[1], Some(Scalar::Text(Cow::Borrowed("x"))));
+        assert_eq!(out[2], None, "arrays are not walked into");
+        assert_eq!(out[3], None);
+        for broken in [&b"{\"a\":"[..], b"{\"a\" 1}", b"{\"a\":\"x", b"[", b"{\"a\":[1,2}"] {
+            assert!(!find_many(broken, &paths, &mut out) || out.iter().all(Option::is_none), "{broken:?}");
+        }
     }
 
     #[test]

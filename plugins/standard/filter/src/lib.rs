@@ -159,6 +159,18 @@ impl Filter {
     }
 }
 
+impl Filter {
+    fn verdict<'a>(&self, raw: &'a [u8], slots: &mut [Option<Scalar<'a>>]) -> Verdict {
+        // Bytes that are not JSON match nothing; the host validated them anyway.
+        let matched = find_many(raw, &self.paths, slots) && self.matches(slots);
+        if matched == self.keep_matching {
+            Verdict::Keep
+        } else {
+            Verdict::Drop
+        }
+    }
+}
+
 impl Plugin for Filter {
     fn init(config: &Config) -> Result<Self, String> {
         const KEYS: [&str; 6] = ["action", "event_types", "components", "min_severity", "tags", "where"];
@@ -212,17 +224,13 @@ impl Plugin for Filter {
 
     fn process(&mut self, event: &Event<'_>) -> Verdict {
         let mut slots = vec![None; self.paths.len()];
-        // Bytes that are not JSON match nothing; the host validated them anyway.
-        let matched = find_many(event.raw(), &self.paths, &mut slots) && self.matches(&slots);
-        if matched == self.keep_matching {
-            Verdict::Keep
-        } else {
-            Verdict::Drop
-        }
+        self.verdict(event.raw(), &mut slots)
     }
 
-    fn process_batch(&mut self, events: &[Event<'_>], verdicts: &mut Vec<Verdict>) -> Result<(), String> {
-        verdicts.extend(events.iter().map(|event| self.process(event)));
+    fn process_batch<'a>(&mut self, events: &[Event<'a>], verdicts: &mut Vec<Verdict>) -> Result<(), String> {
+        // One lookup buffer for the whole batch.
+        let mut slots = vec![None; self.paths.len()];
+        verdicts.extend(events.iter().map(|event| self.verdict(event.raw(), &mut slots)));
         let filtered = verdicts.iter().filter(|v| **v == Verdict::Drop).count() as u64;
         if filtered > 0 {
             host::count("filtered", filtered);

@@ -15,9 +15,27 @@ pub struct StringValue<'a> {
 
 /// Calls `visit` for every string value (not key) in `raw`. Errors on input that
 /// is not JSON (the host validated it, so this is only a guard).
+#[cfg(test)]
 pub fn strings(raw: &[u8], visit: &mut dyn FnMut(StringValue<'_>)) -> Result<(), String> {
-    let mut walker = Walker { raw, at: 0, path: String::new() };
-    walker.value(visit)?;
+    strings_under(raw, None, &mut String::new(), visit)
+}
+
+/// Like [`strings`], walking only the top-level fields named in `roots` (all when
+/// `None`); the others are stepped over without looking at their strings. `path`
+/// is scratch space, passed in so that its allocation is reused.
+pub fn strings_under(
+    raw: &[u8],
+    roots: Option<&[String]>,
+    path: &mut String,
+    visit: &mut dyn FnMut(StringValue<'_>),
+) -> Result<(), String> {
+    // Validated once here, so each string is a slice of it, not checked again.
+    let text = std::str::from_utf8(raw).map_err(|e| format!("not UTF-8: {e}"))?;
+    path.clear();
+    let mut walker = Walker { text, raw, at: 0, path: std::mem::take(path), roots };
+    let walked = walker.value(visit);
+    *path = std::mem::take(&mut walker.path);
+    walked?;
     walker.space();
     if walker.at != raw.len() {
         return Err(format!("trailing bytes at {}", walker.at));
@@ -26,9 +44,12 @@ pub fn strings(raw: &[u8], visit: &mut dyn FnMut(StringValue<'_>)) -> Result<(),
 }
 
 struct Walker<'a> {
+    text: &'a str,
+    /// `text` as bytes.
     raw: &'a [u8],
     at: usize,
     path: String,
+    roots: Option<&'a [String]>,
 }
 
 impl<'a> Walker<'a> {
@@ -90,7 +111,12 @@ impl<'a> Walker<'a> {
                 self.path.push('.');
             }
             self.path.push_str(&key);
-            self.value(visit)?;
+            let wanted = parent > 0 || self.roots.is_none_or(|roots| roots.iter().any(|r| *r == key));
+            if wanted {
+                self.value(visit)?;
+            } else {
+                self.skip()?;
+            }
             self.path.truncate(parent);
             self.space();
             match self.raw.get(self.at) {
@@ -125,6 +151,13 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// Steps over the value at `at` without visiting it.
+    fn skip(&mut self) -> Result<(), String> {
+        self.at = synaptic_plugin_sdk::field::value_end(self.raw, self.at)
+            .ok_or_else(|| format!("expected a JSON value at byte {}", self.at))?;
+        Ok(())
+    }
+
     /// A quoted string at `at`; borrowed when it has no escapes.
     fn string(&mut self) -> Result<Cow<'a, str>, String> {
         if self.raw.get(self.at) != Some(&b'"') {
@@ -134,22 +167,21 @@ impl<'a> Walker<'a> {
         let mut end = start;
         let mut escaped = false;
         loop {
-            match self.raw.get(end) {
-                Some(b'"') => break,
-                Some(b'\\') => {
-                    escaped = true;
-                    end += 2;
-                }
-                Some(_) => end += 1,
-                None => return Err("unterminated string".to_string()),
+            let rest = self.raw.get(end..).unwrap_or_default();
+            end += memchr::memchr2(b'"', b'\\', rest).ok_or("unterminated string")?;
+            if self.raw[end] == b'"' {
+                break;
             }
+            escaped = true;
+            end += 2;
         }
         self.at = end + 1;
-        let quoted = &self.raw[start - 1..=end];
         if escaped {
+            let quoted = &self.raw[start - 1..=end];
             serde_json::from_slice::<String>(quoted).map(Cow::Owned).map_err(|e| e.to_string())
         } else {
-            std::str::from_utf8(&self.raw[start..end]).map(Cow::Borrowed).map_err(|e| e.to_string())
+            // Both ends are at quotes, which are ASCII: character boundaries.
+            self.text.get(start..end).map(Cow::Borrowed).ok_or_else(|| "string is not UTF-8".to_string())
         }
     }
 }

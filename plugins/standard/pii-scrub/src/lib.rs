@@ -32,8 +32,9 @@
 mod detect;
 mod json;
 
+use std::collections::HashMap;
+
 use hmac::{Hmac, Mac};
-use regex_automata::meta::Regex;
 use serde_json::Value;
 use sha2::Sha256;
 use synaptic_plugin_sdk::glob::Glob;
@@ -88,12 +89,30 @@ pub struct PiiScrub {
     allow: Vec<Glob>,
     deny: Vec<Glob>,
     deny_mode: Mode,
-    /// Finds the keys that `deny` could match, so events without them stay on the
-    /// fast path.
-    deny_keys: Option<Regex>,
+    /// What to do with the strings at each path seen, so globs run once per path
+    /// rather than once per event.
+    /// (foldhash: seeded per process like std's, several times faster on short keys)
+    decisions: HashMap<String, Decision, foldhash::fast::RandomState>,
     key: Option<Vec<u8>>,
     counts: [u64; Kind::ALL.len() + 1],
+    /// Scratch space of the walk and the detectors, kept from event to event.
+    found: Vec<Found>,
+    path: String,
 }
+
+/// What happens to a string, decided by its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// Allowed.
+    Leave,
+    /// Denied: replaced whole.
+    Replace,
+    /// Run the detectors.
+    Scan,
+}
+
+/// Paths remembered; events with ever-new keys (ids as keys) clear it when full.
+const DECISIONS_MAX: usize = 4096;
 
 fn strings(value: Option<&Value>, at: &str) -> Result<Option<Vec<String>>, String> {
     match value {
@@ -122,36 +141,6 @@ fn covers(globs: &[Glob], path: &str) -> bool {
     }
 }
 
-/// A regex that finds, as a JSON key, the last segment of any of the globs.
-fn key_finder(globs: &[Glob]) -> Result<Option<Regex>, String> {
-    if globs.is_empty() {
-        return Ok(None);
-    }
-    let names: Vec<String> = globs
-        .iter()
-        .map(|g| {
-            let last = g.as_str().rsplit('.').next().unwrap_or("");
-            last.chars()
-                .map(|c| match c {
-                    '*' => "[^\"]*".to_string(),
-                    '?' => "[^\"]".to_string(),
-                    c => regex_syntax_escape(c),
-                })
-                .collect()
-        })
-        .collect();
-    let pattern = format!("\"(?:{})\"\\s*:", names.join("|"));
-    Regex::new(&pattern).map(Some).map_err(|e| format!("config.fields.deny: {e}"))
-}
-
-fn regex_syntax_escape(c: char) -> String {
-    if c.is_ascii_alphanumeric() || c == '_' || !c.is_ascii() {
-        c.to_string()
-    } else {
-        format!("\\{c}")
-    }
-}
-
 impl PiiScrub {
     fn replacement(&self, kind: Option<Kind>, mode: Mode, value: &str) -> String {
         let name = kind.map_or("field", Kind::name);
@@ -174,59 +163,74 @@ impl PiiScrub {
     }
 
     /// The scrubbed text, or `None` when nothing in it needs scrubbing.
-    fn scrub(&mut self, path: &str, text: &str, found: &mut Vec<Found>) -> Option<String> {
-        if covers(&self.allow, path) {
+    fn scrub(&mut self, path: &str, text: &str) -> Option<String> {
+        match self.decision(path) {
+            Decision::Leave => return None,
+            Decision::Replace => {
+                self.counts[FIELD] += 1;
+                return Some(self.replacement(None, self.deny_mode, text));
+            }
+            Decision::Scan => {}
+        }
+        if !self.detectors.worth_scanning(text) {
             return None;
         }
-        if covers(&self.deny, path) {
-            self.counts[FIELD] += 1;
-            return Some(self.replacement(None, self.deny_mode, text));
-        }
+        let mut found = std::mem::take(&mut self.found);
         found.clear();
-        self.detectors.find(text, found);
-        if found.is_empty() {
-            return None;
-        }
+        self.detectors.find(text, &mut found);
+        let scrubbed = (!found.is_empty()).then(|| self.rewrite(text, &found));
+        self.found = found;
+        scrubbed
+    }
+
+    /// `text` with each finding replaced, counting them.
+    fn rewrite(&mut self, text: &str, found: &[Found]) -> String {
         let mut out = String::with_capacity(text.len());
         let mut last = 0;
-        for f in found.iter() {
+        for f in found {
             self.counts[f.kind as usize] += 1;
             out.push_str(&text[last..f.span.start]);
             out.push_str(&self.replacement(Some(f.kind), self.modes[f.kind as usize], &text[f.span.clone()]));
             last = f.span.end;
         }
         out.push_str(&text[last..]);
-        Some(out)
+        out
     }
 
-    fn in_scope(&self, path: &str) -> bool {
-        self.roots.iter().any(|root| {
-            path.strip_prefix(root.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
-        })
+    fn decision(&mut self, path: &str) -> Decision {
+        if let Some(decision) = self.decisions.get(path) {
+            return *decision;
+        }
+        // Only strings under `scan` get here: the walk skips the other fields.
+        let decision = if covers(&self.allow, path) {
+            Decision::Leave
+        } else if covers(&self.deny, path) {
+            Decision::Replace
+        } else {
+            Decision::Scan
+        };
+        if self.decisions.len() >= DECISIONS_MAX {
+            self.decisions.clear();
+        }
+        self.decisions.insert(path.to_string(), decision);
+        decision
     }
 
     /// The event with its findings replaced, or `None` to keep it as it is.
     pub fn scrub_event(&mut self, raw: &[u8]) -> Option<Vec<u8>> {
-        let text = std::str::from_utf8(raw).ok()?;
-        // Fast path: nothing any detector reports anywhere in the raw bytes, no
-        // `\u` escape that could hide something, and no denied key.
-        let escaped = memchr_u_escape(raw);
-        let denied = self.deny_keys.as_ref().is_some_and(|r| r.is_match(text));
-        if !escaped && !denied && !self.detectors.any(text) {
-            return None;
-        }
         let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
-        let mut found = Vec::new();
-        let mut pending: Vec<(std::ops::Range<usize>, String, String)> = Vec::new();
-        json::strings(raw, &mut |s| pending.push((s.span, s.path.to_string(), s.text.into_owned()))).ok()?;
-        for (span, path, value) in pending {
-            if !self.in_scope(&path) {
-                continue;
+        // The walk borrows the roots and the path buffer while `scrub` needs all of
+        // `self`.
+        let roots = std::mem::take(&mut self.roots);
+        let mut path = std::mem::take(&mut self.path);
+        let walked = json::strings_under(raw, Some(&roots), &mut path, &mut |s| {
+            if let Some(new) = self.scrub(s.path, &s.text) {
+                edits.push((s.span, serde_json::to_string(&new).unwrap_or_else(|_| "\"[REDACTED]\"".into())));
             }
-            if let Some(new) = self.scrub(&path, &value, &mut found) {
-                edits.push((span, serde_json::to_string(&new).unwrap_or_else(|_| "\"[REDACTED]\"".into())));
-            }
-        }
+        });
+        self.roots = roots;
+        self.path = path;
+        walked.ok()?;
         if edits.is_empty() {
             return None;
         }
@@ -240,10 +244,6 @@ impl PiiScrub {
         out.extend_from_slice(&raw[last..]);
         Some(out)
     }
-}
-
-fn memchr_u_escape(raw: &[u8]) -> bool {
-    raw.windows(2).any(|w| w == b"\\u")
 }
 
 /// All but the last four letters or digits become `*`; separators stay.
@@ -368,18 +368,20 @@ impl Plugin for PiiScrub {
             return Err("config: mode hash needs a key: hash_key, or hash_key_env naming a granted variable"
                 .to_string());
         }
-        let deny: Vec<Glob> = deny.iter().map(|g| Glob::new(g)).collect();
+        let deny = deny.iter().map(|g| Glob::new(g)).collect();
         let detectors = Detectors::new(|kind| modes[kind as usize] != Mode::Off)?;
         Ok(PiiScrub {
             detectors,
             modes,
             roots,
             allow: allow.iter().map(|g| Glob::new(g)).collect(),
-            deny_keys: key_finder(&deny)?,
             deny,
             deny_mode,
+            decisions: HashMap::default(),
             key,
             counts: [0; Kind::ALL.len() + 1],
+            found: Vec::new(),
+            path: String::new(),
         })
     }
 

@@ -54,6 +54,8 @@ pub struct Sample {
     always_keep: Option<Severity>,
     /// Every field the decision reads, looked up in one pass per event.
     paths: Vec<Path>,
+    /// `"sample_rate":…,` per rate, written once.
+    rate_fields: Vec<(u64, String)>,
 }
 
 const EVENT_TYPE: usize = 0;
@@ -191,15 +193,26 @@ impl Sample {
     }
 }
 
+/// `"sample_rate":<rate>,` as serde_json writes the f64 (`1.0`, `0.001`), as a
+/// re-encoded event would have it. The few rates a config has are written once.
+fn rate_field(rate: f64, written: &mut Vec<(u64, String)>) -> String {
+    if let Some((_, field)) = written.iter().find(|(bits, _)| *bits == rate.to_bits()) {
+        return field.clone();
+    }
+    let field = format!("\"sample_rate\":{},", Value::from(rate));
+    if written.len() < 64 {
+        written.push((rate.to_bits(), field.clone()));
+    }
+    field
+}
+
 /// The event with `sample_rate` set: inserted after the opening brace (no parse),
 /// or multiplied into the one it carries.
-fn stamp(raw: &[u8], rate: f64, carried: Option<f64>) -> Verdict {
+fn stamp(raw: &[u8], rate: f64, carried: Option<f64>, written: &mut Vec<(u64, String)>) -> Verdict {
     match carried {
         None => {
             let Some(brace) = raw.iter().position(|&b| b == b'{') else { return Verdict::Keep };
-            // Written as serde_json writes an f64 (`1.0`, `0.001`), as a re-encoded
-            // event would have it.
-            let field = format!("\"sample_rate\":{},", Value::from(rate));
+            let field = rate_field(rate, written);
             let mut out = Vec::with_capacity(raw.len() + field.len());
             out.extend_from_slice(&raw[..=brace]);
             out.extend_from_slice(field.as_bytes());
@@ -210,6 +223,20 @@ fn stamp(raw: &[u8], rate: f64, carried: Option<f64>) -> Verdict {
             let Ok(mut doc) = serde_json::from_slice::<Map<String, Value>>(raw) else { return Verdict::Keep };
             doc.insert("sample_rate".into(), Value::from(carried * rate));
             Verdict::replace_json(&doc)
+        }
+    }
+}
+
+impl Sample {
+    fn verdict<'a>(&mut self, raw: &'a [u8], slots: &mut [Option<Scalar<'a>>]) -> Verdict {
+        if !find_many(raw, &self.paths, slots) {
+            // Not JSON: not the sampler's business (the host validated it).
+            return Verdict::Keep;
+        }
+        let carried = slots[SAMPLE_RATE].as_ref().and_then(Scalar::as_f64);
+        match self.decide(raw, slots) {
+            Some(rate) => stamp(raw, rate, carried, &mut self.rate_fields),
+            None => Verdict::Drop,
         }
     }
 }
@@ -230,6 +257,7 @@ impl Plugin for Sample {
             default_key: Vec::new(),
             always_keep: Some(Severity::Error),
             paths: FIXED.iter().map(|p| path(p)).collect(),
+            rate_fields: Vec::new(),
         };
         let default_key = match config.get("key") {
             Some(value) => key_paths(value, "config.key")?,
@@ -282,17 +310,15 @@ impl Plugin for Sample {
     }
 
     fn process(&mut self, event: &Event<'_>) -> Verdict {
-        let raw = event.raw();
         let mut slots = vec![None; self.paths.len()];
-        if !find_many(raw, &self.paths, &mut slots) {
-            // Not JSON: not the sampler's business (the host validated it).
-            return Verdict::Keep;
-        }
-        let carried = slots[SAMPLE_RATE].as_ref().and_then(Scalar::as_f64);
-        match self.decide(raw, &slots) {
-            Some(rate) => stamp(raw, rate, carried),
-            None => Verdict::Drop,
-        }
+        self.verdict(event.raw(), &mut slots)
+    }
+
+    fn process_batch<'a>(&mut self, events: &[Event<'a>], verdicts: &mut Vec<Verdict>) -> Result<(), String> {
+        // One lookup buffer for the whole batch.
+        let mut slots = vec![None; self.paths.len()];
+        verdicts.extend(events.iter().map(|event| self.verdict(event.raw(), &mut slots)));
+        Ok(())
     }
 }
 

@@ -1,0 +1,39 @@
+//! What the benchmarks share: the generator's events and the plugins built for
+//! this target directory. Each bench uses part of it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bytes::Bytes;
+use synaptic_telemetry::config::GeneratorConfig;
+use synaptic_telemetry::source::traffic::Traffic;
+
+/// `count` valid generator events (seed 42), as the pipeline receives them.
+pub fn generator_lines(count: usize) -> Vec<Bytes> {
+    let config = GeneratorConfig {
+        rate: 1000.0,
+        total: 0,
+        seed: 42,
+        malformed_ratio: 0.0,
+        start_ms: Some(1_767_225_600_000),
+    };
+    let mut traffic = Traffic::new(&config, 0);
+    (0..count).map(|_| Bytes::from(traffic.next_event())).collect()
+}
+
+/// Builds the plugins with `plugins/build.sh` into this bench's target directory
+/// and returns the directory of the built `.wasm` files.
+pub fn build_plugins() -> PathBuf {
+    // …/target/release/deps/<bench>-<hash>
+    let exe = std::env::current_exe().expect("bench path");
+    let target = exe.ancestors().nth(3).expect("target dir").to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new(root.join("plugins/build.sh"))
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .expect("plugins/build.sh runs");
+    assert!(status.success(), "plugins/build.sh failed");
+    target.join("wasm32-wasip2/plugin")
+}
