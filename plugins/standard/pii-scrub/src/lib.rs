@@ -91,7 +91,8 @@ pub struct PiiScrub {
     deny_mode: Mode,
     /// What to do with the strings at each path seen, so globs run once per path
     /// rather than once per event.
-    /// (foldhash: seeded per process like std's, several times faster on short keys)
+    /// (foldhash: randomly seeded like std's hasher, and cheaper on these short
+    /// keys: the plugin measured 10% faster per event)
     decisions: HashMap<String, Decision, foldhash::fast::RandomState>,
     key: Option<Vec<u8>>,
     counts: [u64; Kind::ALL.len() + 1],
