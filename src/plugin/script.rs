@@ -479,6 +479,35 @@ mod tests {
     }
 
     #[test]
+    fn the_standard_scripts_reject_bad_config_as_their_wasm_twins_do() {
+        let cases = [
+            ("sample.rhai", r#"{"ratez":{}}"#, "config.ratez: unknown key"),
+            (
+                "sample.rhai",
+                r#"{"rates":{"task.*":2}}"#,
+                "config.rates.task.*: expected a rate between 0 and 1",
+            ),
+            (
+                "sample.rhai",
+                r#"{"rules":[{"event_type":"a","rate":0.5,"keyz":"x"}]}"#,
+                "config.rules[0].keyz",
+            ),
+            ("sample.rhai", r#"{"always_keep":"LOUD"}"#, "config.always_keep"),
+            ("filter.rhai", r#"{"types":["a"]}"#, "config.types: unknown key"),
+            ("filter.rhai", r#"{"action":"keep-ish"}"#, "config.action"),
+            ("filter.rhai", r#"{"min_severity":"LOUD"}"#, "config.min_severity"),
+        ];
+        for (script, config, wanted) in cases {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins").join(script);
+            let source = std::fs::read(&path).expect("the script is checked in");
+            let code = RhaiCode::compile(&source, script, settings(config)).expect("compiles");
+            let error = code.start().err().expect("config rejected");
+            assert!(matches!(error, PluginError::Init(_)), "{script} {config}: {error}");
+            assert!(error.to_string().contains(wanted), "{script} {config}: {error}");
+        }
+    }
+
+    #[test]
     fn a_batch_past_its_deadline_is_stopped() {
         let mut slow = (*settings("{}")).clone();
         slow.deadline = Duration::from_millis(50);
