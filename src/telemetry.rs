@@ -228,7 +228,7 @@ impl PluginFamilies {
             ),
             guest_counters: counter_vec(
                 registry,
-                "plugin_guest_counter_total",
+                "plugin_reported_total",
                 "Counters that plugins keep themselves",
                 &["plugin", "name"],
             ),

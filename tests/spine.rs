@@ -209,6 +209,15 @@ fn demo_shows_the_standard_plugins_working_and_a_live_swap() {
         metric(&body, &series).unwrap_or(0.0)
     };
     assert!(plugin("pii_scrub", "replaced") > 0.0, "pii_scrub scrubbed events\n{body}");
+    // Its per-detector counters reach /metrics through the host.
+    let findings: f64 = body
+        .lines()
+        .filter(|l| {
+            l.starts_with("synaptic_telemetry_plugin_reported_total{") && l.contains("plugin=\"pii_scrub\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(findings >= plugin("pii_scrub", "replaced"), "a finding per scrubbed event at least\n{body}");
     assert!(plugin("sample", "dropped") > 0.0, "sample dropped its share\n{body}");
     assert!(plugin("sample", "replaced") > 0.0, "sample stamped what it kept\n{body}");
     assert!(plugin("filter", "dropped") > 0.0, "filter.rhai dropped DEBUG events\n{body}");

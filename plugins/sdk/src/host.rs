@@ -18,7 +18,7 @@ pub fn log(level: Level, message: &str) {
 }
 
 /// Adds `delta` to the plugin's counter `name` (on /metrics as
-/// `synaptic_telemetry_plugin_guest_counter_total{plugin, name}`).
+/// `synaptic_telemetry_plugin_reported_total{plugin, name}`).
 pub fn count(name: &str, delta: u64) {
     imp::count(name, delta)
 }
