@@ -26,6 +26,12 @@ if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq build-essential
 fi
 
+# promtool checks our /metrics output as Prometheus would read it.
+if ! command -v promtool >/dev/null 2>&1; then
+    step "installing Prometheus (for promtool)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus
+fi
+
 # A Kafka-protocol broker for the Kafka tests: tansu, pinned, from crates.io.
 export PATH="$HOME/.cargo/bin:$PATH"
 TANSU_VERSION=0.6.0

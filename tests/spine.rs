@@ -165,6 +165,22 @@ fn validate_reports_all_three_mistakes_with_positions() {
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
 }
 
+/// `promtool check metrics` (installed by tests/run.sh) reports nothing on `body`.
+fn promtool_finds_nothing(body: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs (tests/run.sh installs it)");
+    child.stdin.take().expect("stdin").write_all(body.as_bytes()).expect("metrics written to promtool");
+    let out = child.wait_with_output().expect("promtool finishes");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}");
+}
+
 /// Raw PII the generator puts into free text (see `source::traffic`).
 const GENERATED_PII: [&str; 5] =
     ["jane.doe@example.com", "078-05-1120", "hunter2", "203.0.113.42", "4111 1111 1111 1111"];
@@ -224,6 +240,7 @@ fn demo_shows_the_standard_plugins_working_and_a_live_swap() {
     assert!(plugin("stamp", "replaced") > 0.0, "stamp stamped events\n{body}");
     assert_eq!(http_get(addr, "/health").0, 200);
     assert_eq!(http_get(addr, "/ready").0, 200);
+    promtool_finds_nothing(&body);
 
     // A live swap: a new build of stamp.wasm lands in the plugins directory.
     let staged = plugins.join("stamp.wasm.new");
