@@ -97,13 +97,11 @@ impl<'de> Visitor<'de> for KeyName {
 /// also counts as new, which costs only a re-encoding.)
 pub fn has_new_field(value: &Dynamic, raw: &[u8]) -> bool {
     let Ok(map) = value.as_map_ref() else { return false };
-    let mut needle = Vec::with_capacity(32);
     map.keys().any(|key| {
-        needle.clear();
-        needle.push(b'"');
-        needle.extend_from_slice(key.as_bytes());
-        needle.push(b'"');
-        memchr::memmem::find(raw, &needle).is_none()
+        let key = key.as_bytes();
+        let quoted_at =
+            |at: usize| at > 0 && raw.get(at - 1) == Some(&b'"') && raw.get(at + key.len()) == Some(&b'"');
+        !memchr::memmem::find_iter(raw, key).any(quoted_at)
     })
 }
 

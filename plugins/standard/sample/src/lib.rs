@@ -193,17 +193,19 @@ impl Sample {
     }
 }
 
-/// `"sample_rate":<rate>,` as serde_json writes the f64 (`1.0`, `0.001`), as a
-/// re-encoded event would have it. The few rates a config has are written once.
-fn rate_field(rate: f64, written: &mut Vec<(u64, String)>) -> String {
-    if let Some((_, field)) = written.iter().find(|(bits, _)| *bits == rate.to_bits()) {
-        return field.clone();
+/// Appends `"sample_rate":<rate>,` as serde_json writes the f64 (`1.0`, `0.001`),
+/// as a re-encoded event would have it. The few rates a config has are written once.
+fn push_rate_field(out: &mut Vec<u8>, rate: f64, written: &mut Vec<(u64, String)>) {
+    match written.iter().find(|(bits, _)| *bits == rate.to_bits()) {
+        Some((_, field)) => out.extend_from_slice(field.as_bytes()),
+        None => {
+            let field = format!("\"sample_rate\":{},", Value::from(rate));
+            out.extend_from_slice(field.as_bytes());
+            if written.len() < 64 {
+                written.push((rate.to_bits(), field));
+            }
+        }
     }
-    let field = format!("\"sample_rate\":{},", Value::from(rate));
-    if written.len() < 64 {
-        written.push((rate.to_bits(), field.clone()));
-    }
-    field
 }
 
 /// The event with `sample_rate` set: inserted after the opening brace (no parse),
@@ -212,10 +214,9 @@ fn stamp(raw: &[u8], rate: f64, carried: Option<f64>, written: &mut Vec<(u64, St
     match carried {
         None => {
             let Some(brace) = raw.iter().position(|&b| b == b'{') else { return Verdict::Keep };
-            let field = rate_field(rate, written);
-            let mut out = Vec::with_capacity(raw.len() + field.len());
+            let mut out = Vec::with_capacity(raw.len() + 24);
             out.extend_from_slice(&raw[..=brace]);
-            out.extend_from_slice(field.as_bytes());
+            push_rate_field(&mut out, rate, written);
             out.extend_from_slice(&raw[brace + 1..]);
             Verdict::Replace(out)
         }
