@@ -291,7 +291,12 @@ fn confirm(kind: Kind, text: &str, span: Range<usize>) -> Option<Range<usize>> {
         Kind::PrivateKey => Some(span),
         // Lengths live here, not in the patterns: large counted repetitions blow up
         // the automaton that all patterns share.
-        Kind::Jwt => s.split('.').all(|part| part.len() >= 4).then_some(span),
+        // The header and payload are `eyJ` and at least 4 more; the signature at least 4.
+        Kind::Jwt => {
+            let parts: Vec<usize> = s.split('.').map(str::len).collect();
+            matches!(parts[..], [header, payload, signature] if header >= 7 && payload >= 7 && signature >= 4)
+                .then_some(span)
+        }
         Kind::AwsAccessKey => (s.len() == 20).then_some(span),
         Kind::GithubToken => {
             let ok = match s.strip_prefix("github_pat_") {
@@ -300,14 +305,18 @@ fn confirm(kind: Kind, text: &str, span: Range<usize>) -> Option<Range<usize>> {
             };
             ok.then_some(span)
         }
-        Kind::SlackToken => (s.len() >= 15).then_some(span),
+        Kind::SlackToken => {
+            // A token: `xoxb-` and 10 more; a webhook: its services URL (33) and 20 more.
+            let min = if s.starts_with("https://") { 53 } else { 15 };
+            (s.len() >= min).then_some(span)
+        }
         Kind::UrlCredentials => {
             let start = s.find("://")? + 3;
             Some(shift(start..s.len() - 1))
         }
         Kind::Authorization => {
             let value = after_separator(s)?;
-            Some(shift(value..s.len()))
+            (s.len() - value >= 6).then(|| shift(value..s.len()))
         }
         Kind::BearerToken => {
             let token_start = s.find(char::is_whitespace)?;
@@ -664,6 +673,20 @@ mod tests {
         ] {
             assert_eq!(kinds(text), vec![], "{text}");
         }
+    }
+
+    #[test]
+    fn formats_shorter_than_their_minimum_are_not_secrets() {
+        for text in [
+            "Authorization: abc",
+            "eyJab.eyJabcd.sig1",
+            "xoxb-12345",
+            "https://hooks.slack.com/services/T00/B00",
+        ] {
+            assert_eq!(kinds(text), vec![], "{text}");
+        }
+        assert_eq!(kinds("Authorization: abcdef").len(), 1);
+        assert_eq!(kinds("https://hooks.slack.com/services/T0000/B0000/XXXXXXXXXXXX").len(), 1);
     }
 
     #[test]
