@@ -83,6 +83,22 @@ pub fn value_end(raw: &[u8], at: usize) -> Option<usize> {
     Some(scan.at)
 }
 
+/// For a string whose contents start at `start` (just after its opening quote):
+/// the index of its closing quote, and whether it has escapes. `None` when it is
+/// not closed.
+pub fn string_end(raw: &[u8], start: usize) -> Option<(usize, bool)> {
+    let mut end = start;
+    let mut escaped = false;
+    loop {
+        end += memchr::memchr2(b'"', b'\\', raw.get(end..)?)?;
+        if raw[end] == b'"' {
+            return Some((end, escaped));
+        }
+        escaped = true;
+        end += 2;
+    }
+}
+
 /// A cursor over JSON bytes. Every method returns `None` on bytes that are not JSON.
 struct Scan<'a> {
     raw: &'a [u8],
@@ -111,16 +127,7 @@ impl<'a> Scan<'a> {
             return None;
         }
         let start = self.at + 1;
-        let mut end = start;
-        let mut escaped = false;
-        loop {
-            end += memchr::memchr2(b'"', b'\\', self.raw.get(end..)?)?;
-            if self.raw[end] == b'"' {
-                break;
-            }
-            escaped = true;
-            end += 2;
-        }
+        let (end, escaped) = string_end(self.raw, start)?;
         self.at = end + 1;
         Some((&self.raw[start..end], escaped))
     }

@@ -164,17 +164,8 @@ impl<'a> Walker<'a> {
             return Err(format!("expected a string at byte {}", self.at));
         }
         let start = self.at + 1;
-        let mut end = start;
-        let mut escaped = false;
-        loop {
-            let rest = self.raw.get(end..).unwrap_or_default();
-            end += memchr::memchr2(b'"', b'\\', rest).ok_or("unterminated string")?;
-            if self.raw[end] == b'"' {
-                break;
-            }
-            escaped = true;
-            end += 2;
-        }
+        let (end, escaped) = synaptic_plugin_sdk::field::string_end(self.raw, start)
+            .ok_or_else(|| format!("unterminated string at byte {}", self.at))?;
         self.at = end + 1;
         if escaped {
             let quoted = &self.raw[start - 1..=end];
