@@ -55,9 +55,12 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
 
     let mut sink_tasks = Vec::new();
     let mut routes = Vec::new();
+    let traces = config.traces();
     for sink in &config.sinks {
-        let output =
-            Output::open(&sink.output).await.with_context(|| format!("starting sink `{}`", sink.name))?;
+        let output = Output::open(&sink.output, &traces)
+            .await
+            .with_context(|| format!("starting sink `{}`", sink.name))?;
+        let takes_spans = output.takes_spans();
         let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
         sink_tasks.push(SinkTask {
             name: sink.name.clone(),
@@ -70,10 +73,11 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
             name: sink.name.clone(),
             matcher: sink.matcher.as_ref().map(Matcher::new),
             tx,
+            takes_spans,
         });
     }
     let dead_letter_output =
-        Output::open(&config.dead_letter).await.context("starting the dead-letter sink")?;
+        Output::open(&config.dead_letter, &traces).await.context("starting the dead-letter sink")?;
     let (dlq_tx, dlq_rx) = mpsc::channel(QUEUE_BATCHES);
     sink_tasks.push(SinkTask {
         name: "dead_letter".into(),

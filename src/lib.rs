@@ -25,7 +25,12 @@
 //!   and bounds in-flight batches.
 //! - [`ack`] — the per-batch tracker and per-sink deliveries behind at-least-once.
 //! - [`pipeline`] — decode + validate → steps → route, then hand-over to the sinks.
-//! - [`step`] — the `Step` trait and the built-in steps `tag` and `drop`.
+//! - [`step`] — the `Step` trait and the built-in steps `tag`, `drop` and `traces`
+//!   (spans from events with a duration, sampled by trace id).
+//! - [`metrics`] — the `metrics` step: the declarative metric mapping
+//!   (`mapping`, `config/metrics.yaml` built in) with promtool's naming rules
+//!   checked at load, per-event-type plans that read each event's fields in one
+//!   scan, and bounded metric families with their text exposition (`store`).
 //! - [`plugin`] — hot-swappable plugin steps: the WebAssembly runtime (`wasm`:
 //!   pooled instances, epoch deadlines, memory caps, WASI denied by default), the
 //!   Rhai runtime on the same contract (`script`: a raw engine with limits), the
@@ -38,8 +43,9 @@
 //!   `plugins/standard`; `sample` and `filter` also as scripts in `plugins/*.rhai`.
 //! - [`route`] — `match` clauses and per-sink selections; [`glob`] — their globs
 //!   (the SDK's, re-exported).
-//! - [`sink`] — sink tasks with retry, and the outputs `stdout`, `file` (rotation) and
-//!   `kafka` (idempotent producer, acknowledged on delivery reports).
+//! - [`sink`] — sink tasks with retry, and the outputs `stdout`, `file` (rotation),
+//!   `kafka` (idempotent producer, acknowledged on delivery reports), `otlp` (spans
+//!   over OTLP/gRPC or OTLP/HTTP) and `influxdb` (line protocol, gzip).
 //! - [`telemetry`] — the pipeline's own Prometheus metrics.
 //! - [`server`] — `/metrics`, `/health`, `/ready`.
 //! - [`clock`] — Unix-millisecond wall clock.
@@ -50,6 +56,7 @@ pub mod clock;
 pub mod config;
 pub mod event;
 pub mod glob;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod route;

@@ -199,6 +199,8 @@ fn run_pipeline(config: Config, listen: Option<SocketAddr>, demo: bool) -> anyho
                 OutputConfig::File(f) => format!("  {name}: {}", f.path.display()),
                 OutputConfig::Kafka(k) => format!("  {name}: kafka topic {} at {}", k.topic, k.brokers),
                 OutputConfig::Stdout => format!("  {name}: this terminal"),
+                OutputConfig::Otlp(o) => format!("  {name}: spans over OTLP to {}", o.endpoint),
+                OutputConfig::Influx(i) => format!("  {name}: InfluxDB {} database {}", i.url, i.database),
             })
             .collect();
         let on_listening: Box<dyn FnOnce(SocketAddr) + Send> = Box::new(move |addr| {

@@ -20,6 +20,8 @@ pub struct SinkRoute {
     pub name: String,
     pub matcher: Option<Matcher>,
     pub tx: mpsc::Sender<SinkMessage>,
+    /// An `otlp` sink: it gets the batch's spans, never events.
+    pub takes_spans: bool,
 }
 
 pub struct Pipeline {
@@ -27,6 +29,7 @@ pub struct Pipeline {
     max_event_bytes: usize,
     steps: Vec<RunningStep>,
     sinks: Vec<SinkRoute>,
+    span_sinks: Vec<SinkRoute>,
     matchers: Vec<Option<Matcher>>,
     dead_letter: mpsc::Sender<SinkMessage>,
     telemetry: Arc<Telemetry>,
@@ -43,6 +46,7 @@ pub struct Processed {
     pub lines: Arc<Vec<Bytes>>,
     pub selections: Vec<Selection>,
     pub dead_letters: Vec<DeadLetter>,
+    pub spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>,
 }
 
 impl Pipeline {
@@ -54,6 +58,8 @@ impl Pipeline {
         dead_letter: mpsc::Sender<SinkMessage>,
         telemetry: Arc<Telemetry>,
     ) -> Self {
+        let (span_sinks, sinks): (Vec<SinkRoute>, Vec<SinkRoute>) =
+            sinks.into_iter().partition(|s| s.takes_spans);
         let matchers = sinks.iter().map(|s| s.matcher.clone()).collect();
         let mut kinds: Vec<EventKind> = EventKind::KNOWN.to_vec();
         kinds.push(EventKind::Unknown);
@@ -65,6 +71,7 @@ impl Pipeline {
             max_event_bytes,
             steps,
             sinks,
+            span_sinks,
             matchers,
             dead_letter,
             type_counters,
@@ -89,6 +96,15 @@ impl Pipeline {
                 let input = SinkInput::Events { lines: processed.lines.clone(), selection };
                 if sink.tx.send(SinkMessage { input, delivery: tracker.delivery() }).await.is_err() {
                     tracing::error!(sink = %sink.name, "sink task is gone; its events are not acknowledged");
+                }
+            }
+            if !processed.spans.is_empty() {
+                let spans = Arc::new(processed.spans);
+                for sink in &self.span_sinks {
+                    let input = SinkInput::Spans(spans.clone());
+                    if sink.tx.send(SinkMessage { input, delivery: tracker.delivery() }).await.is_err() {
+                        tracing::error!(sink = %sink.name, "sink task is gone; its spans are not acknowledged");
+                    }
                 }
             }
             if !processed.dead_letters.is_empty() {
@@ -155,7 +171,7 @@ impl Pipeline {
         let (selections, unrouted) = route(&batch.events, &self.matchers);
         self.telemetry.unrouted.inc_by(unrouted as u64);
         let lines = batch.events.into_iter().map(Event::into_wire).collect();
-        Processed { lines: Arc::new(lines), selections, dead_letters: batch.dead_letters }
+        Processed { lines: Arc::new(lines), selections, dead_letters: batch.dead_letters, spans: batch.spans }
     }
 
     fn decode(&self, record: RawRecord) -> Result<Event, DeadLetter> {

@@ -8,6 +8,8 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use std::sync::{Arc, Mutex};
+
 use crate::event::EventKind;
 
 const PREFIX: &str = "synaptic_telemetry";
@@ -34,6 +36,11 @@ pub struct Telemetry {
     /// High watermark minus committed offset, per assigned partition.
     pub kafka_lag: IntGaugeVec,
     plugins: PluginFamilies,
+    /// Per metric of the metrics step: series_overflow, key_overflow, missing_value.
+    pub metric_problems: IntCounterVec,
+    /// Spans the traces step made, by outcome (exported, sampled_out, …).
+    pub spans: IntCounterVec,
+    exports: Mutex<Vec<Arc<dyn MetricExport>>>,
 }
 
 /// The metric families of plugins; one handle set per plugin is taken from them.
@@ -347,6 +354,19 @@ impl Telemetry {
                 g
             },
             plugins: PluginFamilies::new(&registry),
+            metric_problems: counter_vec(
+                &registry,
+                "metric_problems_total",
+                "Events the metrics step could not fully count: series_overflow (folded into the __overflow__ series), key_overflow (a keyed gauge at max_keys), missing_value",
+                &["metric", "problem"],
+            ),
+            spans: counter_vec(
+                &registry,
+                "spans_total",
+                "Events the traces step considered: span (made into a span), sampled_out (trace not sampled)",
+                &["outcome"],
+            ),
+            exports: Mutex::new(Vec::new()),
             registry,
         };
         for kind in EventKind::KNOWN {
@@ -402,8 +422,24 @@ impl Telemetry {
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metric families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        let mut text = String::from_utf8(out).unwrap_or_default();
+        let exports = self.exports.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for export in exports.iter() {
+            export.render(&mut text);
+        }
+        text
     }
+
+    /// Adds metrics rendered by someone else (the metrics step's families) to
+    /// `/metrics`.
+    pub fn add_export(&self, export: Arc<dyn MetricExport>) {
+        self.exports.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(export);
+    }
+}
+
+/// Metric families rendered in the Prometheus text format by their owner.
+pub trait MetricExport: Send + Sync {
+    fn render(&self, out: &mut String);
 }
 
 impl Default for Telemetry {

@@ -26,10 +26,15 @@ if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq build-essential
 fi
 
-# promtool checks our /metrics output as Prometheus would read it.
-if ! command -v promtool >/dev/null 2>&1; then
-    step "installing Prometheus (for promtool)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus
+# Real services the tests talk to, from Debian: Prometheus and promtool (scrape and
+# lint /metrics), InfluxDB 1.x (the influxdb sink); curl for their admin calls.
+missing=()
+command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+    step "installing ${missing[*]} (Debian packages)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
 # A Kafka-protocol broker for the Kafka tests: tansu, pinned, from crates.io.
@@ -57,6 +62,9 @@ PLUGIN_BENCH_EVENTS=20000 cargo bench --locked --bench plugin
 
 step "standard plugins benchmark smoke run (20,000 events; the full run is: cargo bench --bench standard_plugins)"
 STANDARD_BENCH_EVENTS=20000 cargo bench --locked --bench standard_plugins
+
+step "metrics benchmark smoke run (20,000 events; the full run is: cargo bench --bench metrics)"
+METRICS_BENCH_EVENTS=20000 cargo bench --locked --bench metrics
 
 step "kafka benchmark smoke run (20,000 events; the full run is: cargo bench --bench kafka)"
 KAFKA_BENCH_EVENTS=20000 cargo bench --locked --bench kafka

@@ -36,6 +36,11 @@ impl Diagnostics {
         });
     }
 
+    /// Records an error found in another file (a file this one refers to).
+    pub fn push(&mut self, error: ConfigError) {
+        self.errors.push(error);
+    }
+
     pub fn file(&self) -> &str {
         &self.file
     }

@@ -118,6 +118,73 @@ pub enum StepKind {
     Drop { matcher: MatchConfig },
     /// A hot-swappable plugin (WebAssembly component).
     Plugin(PluginStepConfig),
+    /// The spec's metrics, derived from events by a mapping, served on /metrics.
+    Metrics(MetricsStepConfig),
+    /// Spans from events that carry a duration, handed to the `otlp` sinks.
+    Traces(TracesConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricsStepConfig {
+    /// The mapping file (`mapping:`), or the built-in spec mapping when absent.
+    pub source: String,
+    pub mapping: crate::metrics::mapping::Mapping,
+}
+
+#[derive(Debug, Clone)]
+pub struct TracesConfig {
+    /// Share of traces kept, decided by the trace id (so every span of a trace is
+    /// kept or dropped together, on every instance).
+    pub sampling_rate: f64,
+    /// Event type → the `data` field holding its duration in milliseconds.
+    pub durations: BTreeMap<String, String>,
+    /// Resource attributes `service.name`, `service.version`, `deployment.environment`.
+    pub service_name: String,
+    pub service_version: String,
+    pub environment: String,
+}
+
+impl Default for TracesConfig {
+    fn default() -> Self {
+        TracesConfig {
+            sampling_rate: 0.1,
+            durations: default_span_durations(),
+            service_name: "codex-synaptic".into(),
+            service_version: "1.0.0".into(),
+            environment: "production".into(),
+        }
+    }
+}
+
+impl Config {
+    /// The traces step's config (service attributes for `otlp` sinks), or the defaults.
+    pub fn traces(&self) -> TracesConfig {
+        self.pipeline
+            .iter()
+            .find_map(|s| match &s.kind {
+                StepKind::Traces(t) => Some(t.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The built-in metric mapping: every metric of the spec's Metrics Schema.
+pub const SPEC_METRICS: &str = include_str!("../../config/metrics.yaml");
+
+/// Event types with a duration, and where it is, as the spec's events carry it.
+pub fn default_span_durations() -> BTreeMap<String, String> {
+    [
+        ("consensus.decision", "decision_time_ms"),
+        ("consensus.proposal", "decision_time_ms"),
+        ("task.completed", "duration_ms"),
+        ("task.execution", "duration_ms"),
+        ("bridge.message", "processing_time_ms"),
+        ("memory.bridge.sync", "sync_duration_ms"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -143,6 +210,41 @@ pub enum OutputConfig {
     Stdout,
     File(FileSinkConfig),
     Kafka(KafkaSinkConfig),
+    /// Receives the traces step's spans (not events).
+    Otlp(OtlpSinkConfig),
+    Influx(InfluxSinkConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct OtlpSinkConfig {
+    /// `http://host:4317` (gRPC) or `http://host:4318` (HTTP; `/v1/traces` is added).
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// gzip the requests.
+    pub compression: bool,
+    pub timeout: Duration,
+    /// Extra request headers (authentication).
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct InfluxSinkConfig {
+    /// `http://host:8086`; points are written to `{url}/write`.
+    pub url: String,
+    pub database: String,
+    pub retention_policy: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Fields written as tags besides component and severity (`data.namespace`).
+    pub tag_fields: Vec<String>,
+    pub gzip: bool,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -214,20 +316,28 @@ impl Config {
     /// Like `parse`, with a relative `plugins.dir` taken from `base` (the demo
     /// finds its plugins in the source tree wherever it is started).
     pub fn parse_relative_to(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors> {
-        let mut cx = Diagnostics::new(file);
-        let root = yaml::parse(text).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: file.to_string(),
-                line: e.line,
-                col: e.col,
-                message: format!("YAML syntax error: {}", e.message),
-            }])
-        })?;
-        let config = decode_config(&root, base, &mut cx);
-        match config {
-            Some(config) if !cx.has_errors() => Ok(config),
-            _ => Err(ConfigErrors(cx.into_errors())),
-        }
+        parse_document(text, file, |root, cx| decode_config(root, base, cx))
+    }
+}
+
+/// Parses one strict YAML document and decodes it, with every error of both stages.
+pub fn parse_document<T>(
+    text: &str,
+    file: &str,
+    decode: impl FnOnce(&Node, &mut Diagnostics) -> Option<T>,
+) -> Result<T, ConfigErrors> {
+    let root = yaml::parse(text).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: file.to_string(),
+            line: e.line,
+            col: e.col,
+            message: format!("YAML syntax error: {}", e.message),
+        }])
+    })?;
+    let mut cx = Diagnostics::new(file);
+    match decode(&root, &mut cx) {
+        Some(value) if !cx.has_errors() => Ok(value),
+        _ => Err(ConfigErrors(cx.into_errors())),
     }
 }
 
@@ -247,7 +357,7 @@ fn decode_config(root: &Node, base: &Path, cx: &mut Diagnostics) -> Option<Confi
     let batch = decode_batch(map.node("batch"), cx);
     let limits = decode_limits(map.node("limits"), cx);
     let plugins = plugin::decode_host(map.node("plugins"), base, cx);
-    let pipeline = map.node("pipeline").map(|n| decode_steps(n, &plugins, cx)).unwrap_or_default();
+    let pipeline = map.node("pipeline").map(|n| decode_steps(n, &plugins, base, cx)).unwrap_or_default();
     let sinks = match map.node("sinks") {
         Some(node) => decode_sinks(node, cx),
         None => {
@@ -409,19 +519,85 @@ fn check_unique_name(names: &mut Vec<String>, name: &str, pos: Pos, what: &str, 
     names.push(name.to_string());
 }
 
-fn decode_steps(node: &Node, plugins: &PluginHostConfig, cx: &mut Diagnostics) -> Vec<StepConfig> {
+fn decode_metrics_step(
+    map: &mut MapReader<'_>,
+    base: &Path,
+    cx: &mut Diagnostics,
+) -> Option<MetricsStepConfig> {
+    use crate::metrics::mapping::{Mapping, DEFAULT_PREFIX};
+    let prefix = map.or("prefix", DEFAULT_PREFIX.to_string(), cx);
+    if !prefix.is_empty() && crate::metrics::mapping::check_name(&format!("{prefix}x"), "gauge").is_err() {
+        cx.error(map.key_pos("prefix"), format!("prefix `{prefix}` is not a valid start of a metric name"));
+    }
+    let file: Option<String> = map.optional("mapping", cx);
+    let loaded = match &file {
+        Some(f) => {
+            let path = base.join(f);
+            Mapping::load_file(&path, &prefix).map(|m| (path.display().to_string(), m))
+        }
+        None => Mapping::parse(SPEC_METRICS, "<built-in config/metrics.yaml>", &prefix)
+            .map(|m| ("<built-in>".to_string(), m)),
+    };
+    match loaded {
+        Ok((source, mapping)) => {
+            if let Err(e) = crate::metrics::MetricsStep::check(&mapping) {
+                cx.error(map.key_pos("mapping"), e);
+                return None;
+            }
+            Some(MetricsStepConfig { source, mapping })
+        }
+        Err(errors) => {
+            errors.0.into_iter().for_each(|e| cx.push(e));
+            None
+        }
+    }
+}
+
+fn decode_traces(map: &mut MapReader<'_>, cx: &mut Diagnostics) -> Option<TracesConfig> {
+    let sampling_rate = map.or("sampling_rate", 0.1, cx);
+    if !(0.0..=1.0).contains(&sampling_rate) {
+        cx.error(map.key_pos("sampling_rate"), "sampling_rate must be from 0.0 to 1.0");
+    }
+    let mut durations = default_span_durations();
+    if let Some(extra) = map.optional::<BTreeMap<String, String>>("durations", cx) {
+        durations.extend(extra);
+    }
+    Some(TracesConfig {
+        sampling_rate,
+        durations,
+        service_name: map.or("service_name", "codex-synaptic".to_string(), cx),
+        service_version: map.or("service_version", "1.0.0".to_string(), cx),
+        environment: map.or("environment", "production".to_string(), cx),
+    })
+}
+
+fn decode_steps(
+    node: &Node,
+    plugins: &PluginHostConfig,
+    base: &Path,
+    cx: &mut Diagnostics,
+) -> Vec<StepConfig> {
     #[derive(Clone, Copy)]
     enum Kind {
         Tag,
         Drop,
         Plugin,
+        Metrics,
+        Traces,
     }
     let mut names = Vec::new();
     let mut steps = Vec::new();
+    let mut metrics_steps = 0;
     for (item, index) in named_items(node, "pipeline", cx) {
         let what = format!("pipeline step {}", index + 1);
         let Some(mut map) = MapReader::new(item, &what, cx) else { continue };
-        let kinds = [("tag", Kind::Tag), ("drop", Kind::Drop), ("plugin", Kind::Plugin)];
+        let kinds = [
+            ("tag", Kind::Tag),
+            ("drop", Kind::Drop),
+            ("plugin", Kind::Plugin),
+            ("metrics", Kind::Metrics),
+            ("traces", Kind::Traces),
+        ];
         let kind = section_type(&mut map, &what, &kinds, cx);
         let name: Option<String> = map.optional("name", cx);
         let kind = match kind {
@@ -434,6 +610,14 @@ fn decode_steps(node: &Node, plugins: &PluginHostConfig, cx: &mut Diagnostics) -
                 }
             },
             Some(Kind::Plugin) => plugin::decode_step(&mut map, plugins, cx).map(StepKind::Plugin),
+            Some(Kind::Metrics) => {
+                metrics_steps += 1;
+                if metrics_steps == 2 {
+                    cx.error(map.pos(), "only one metrics step: two would expose the same metrics twice");
+                }
+                decode_metrics_step(&mut map, base, cx).map(StepKind::Metrics)
+            }
+            Some(Kind::Traces) => decode_traces(&mut map, cx).map(StepKind::Traces),
             None => None,
         };
         // A plugin is named after its file; the built-ins after their position.
@@ -442,6 +626,8 @@ fn decode_steps(node: &Node, plugins: &PluginHostConfig, cx: &mut Diagnostics) -
                 p.path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_string()
             }
             Some(StepKind::Tag { .. }) => format!("tag_{}", index + 1),
+            Some(StepKind::Metrics(_)) => "metrics".to_string(),
+            Some(StepKind::Traces(_)) => "traces".to_string(),
             _ => format!("drop_{}", index + 1),
         });
         check_unique_name(&mut names, &name, map.key_pos("name"), "step", cx);
@@ -453,7 +639,7 @@ fn decode_steps(node: &Node, plugins: &PluginHostConfig, cx: &mut Diagnostics) -
     steps
 }
 
-fn decode_match(node: &Node, cx: &mut Diagnostics) -> Option<MatchConfig> {
+pub(crate) fn decode_match(node: &Node, cx: &mut Diagnostics) -> Option<MatchConfig> {
     let mut map = MapReader::new(node, "match", cx)?;
     let event_type = map.optional::<OneOrMany<String>>("event_type", cx).map(|v| v.0);
     let component = map.optional::<OneOrMany<String>>("component", cx).map(|v| v.0);
@@ -478,6 +664,12 @@ fn decode_sinks(node: &Node, cx: &mut Diagnostics) -> Vec<SinkConfig> {
         let name: Option<String> = map.required("name", cx);
         let matcher = map.node("match").and_then(|m| decode_match(m, cx));
         let output = decode_output_fields(&mut map, &what, cx);
+        if matches!(output, Some(OutputConfig::Otlp(_))) && matcher.is_some() {
+            cx.error(
+                map.key_pos("match"),
+                "an otlp sink receives the traces step's spans, not events: `match` does not apply",
+            );
+        }
         if let Some(name) = &name {
             check_unique_name(&mut names, name, map.key_pos("name"), "sink", cx);
         }
@@ -505,10 +697,76 @@ fn decode_output_fields(map: &mut MapReader<'_>, what: &str, cx: &mut Diagnostic
         Stdout,
         File,
         Kafka,
+        Otlp,
+        Influx,
     }
-    let kinds = [("stdout", Kind::Stdout), ("file", Kind::File), ("kafka", Kind::Kafka)];
+    let kinds = [
+        ("stdout", Kind::Stdout),
+        ("file", Kind::File),
+        ("kafka", Kind::Kafka),
+        ("otlp", Kind::Otlp),
+        ("influxdb", Kind::Influx),
+    ];
     match section_type(map, what, &kinds, cx)? {
         Kind::Stdout => Some(OutputConfig::Stdout),
+        Kind::Otlp => {
+            let endpoint: Option<String> = map.required("endpoint", cx);
+            let protocol = map
+                .node("protocol")
+                .and_then(|n| {
+                    one_of(
+                        n,
+                        &[("grpc", OtlpProtocol::Grpc), ("http/protobuf", OtlpProtocol::HttpProtobuf)],
+                        cx,
+                    )
+                })
+                .unwrap_or(OtlpProtocol::Grpc);
+            if let Some(e) = &endpoint {
+                if !(e.starts_with("http://") || e.starts_with("https://")) {
+                    cx.error(
+                        map.key_pos("endpoint"),
+                        format!("endpoint must start with http:// or https://, got `{e}`"),
+                    );
+                }
+            }
+            Some(OutputConfig::Otlp(OtlpSinkConfig {
+                endpoint: endpoint?,
+                protocol,
+                compression: map
+                    .node("compression")
+                    .and_then(|n| one_of(n, &[("gzip", true), ("none", false)], cx))
+                    .unwrap_or(true),
+                timeout: map.or("timeout", Duration::from_secs(10), cx),
+                headers: map.or("headers", BTreeMap::new(), cx),
+            }))
+        }
+        Kind::Influx => {
+            let url: Option<String> = map.required("url", cx);
+            if let Some(u) = &url {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    cx.error(
+                        map.key_pos("url"),
+                        format!("url must start with http:// or https://, got `{u}`"),
+                    );
+                }
+            }
+            let tag_fields: Vec<String> = map.or("tag_fields", Vec::new(), cx);
+            for field in &tag_fields {
+                if let Err(e) = crate::metrics::mapping::parse_field(field) {
+                    cx.error(map.key_pos("tag_fields"), e);
+                }
+            }
+            Some(OutputConfig::Influx(InfluxSinkConfig {
+                url: url?,
+                database: map.or("database", "codex_metrics".to_string(), cx),
+                retention_policy: map.optional("retention_policy", cx),
+                username: map.optional("username", cx),
+                password: map.optional("password", cx),
+                tag_fields,
+                gzip: map.or("gzip", true, cx),
+                timeout: map.or("timeout", Duration::from_secs(10), cx),
+            }))
+        }
         Kind::Kafka => {
             let brokers: Option<String> = map.required("brokers", cx);
             let topic: Option<String> = map.required("topic", cx);

@@ -20,6 +20,25 @@ use serde_json::{Map, Value};
 
 pub use dead_letter::{DeadLetter, Stage};
 use scan::{Header, Text};
+use synaptic_plugin_sdk::field::Scalar;
+
+/// The objects of the envelope a step can read fields from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Section {
+    Data,
+    Context,
+    Tags,
+}
+
+impl Section {
+    pub fn key(self) -> &'static str {
+        match self {
+            Section::Data => "data",
+            Section::Context => "context",
+            Section::Tags => "tags",
+        }
+    }
+}
 
 /// TRACE < DEBUG < INFO < WARN < ERROR < FATAL; shared with the plugin SDK, so
 /// host and plugins order severities the same way.
@@ -226,6 +245,8 @@ impl Event {
             alias,
             severity,
             timestamp_ms,
+            sections: scan::Sections::default(),
+            sample_rate: doc.get("sample_rate").and_then(Value::as_f64),
         };
         let multiline = memchr::memchr(b'\n', &raw).is_some();
         let schema_warning = !problems.is_empty();
@@ -289,6 +310,42 @@ impl Event {
         self.header.component.resolve(&self.raw)
     }
 
+    /// The `sample_rate` a sampler stamped on the event (the product of every
+    /// sampling it went through), if any.
+    pub fn sample_rate(&self) -> Option<f64> {
+        self.header.sample_rate
+    }
+
+    /// Reads several fields of one section (`paths` relative to it, e.g.
+    /// `[["agent_id"], ["resource_usage", "memory_mb"]]`) into `out`: scalars only,
+    /// `None` where absent. Scans just that object's bytes when the event is as it
+    /// arrived; reads the document when a step changed it.
+    pub fn read_section<'a, P, S>(&'a self, section: Section, paths: &[P], out: &mut [Option<Scalar<'a>>])
+    where
+        P: AsRef<[S]>,
+        S: AsRef<str>,
+    {
+        let span = match section {
+            Section::Data => self.header.sections.data,
+            Section::Context => self.header.sections.context,
+            Section::Tags => self.header.sections.tags,
+        };
+        if let (false, Some((start, end))) = (self.dirty, span) {
+            if let Some(bytes) = self.raw.get(start as usize..end as usize) {
+                if synaptic_plugin_sdk::field::find_many(bytes, paths, out) {
+                    return;
+                }
+            }
+        }
+        let root = self.doc().get(section.key());
+        for (slot, path) in out.iter_mut().zip(paths) {
+            let value = root.and_then(|root| {
+                path.as_ref().iter().try_fold(root, |v, key| v.as_object()?.get(key.as_ref()))
+            });
+            *slot = value.and_then(scalar_of);
+        }
+    }
+
     /// The whole document, parsed on first use.
     pub fn doc(&self) -> &Map<String, Value> {
         self.doc.get_or_init(|| parse_object(&self.raw))
@@ -343,6 +400,19 @@ impl Event {
         // are finite by construction.
         Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
     }
+}
+
+/// A JSON value as a scalar; objects, arrays and null are not scalars.
+fn scalar_of(value: &Value) -> Option<Scalar<'_>> {
+    Some(match value {
+        Value::String(s) => Scalar::Text(Cow::Borrowed(s)),
+        Value::Bool(b) => Scalar::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Scalar::Int(i),
+            None => Scalar::Float(n.as_f64()?),
+        },
+        _ => return None,
+    })
 }
 
 /// The document of bytes already validated as a JSON object.
@@ -423,6 +493,8 @@ pub struct Batch {
     pub events: Vec<Event>,
     pub dead_letters: Vec<DeadLetter>,
     pub dropped: usize,
+    /// Spans the traces step derived from the batch's events, for `otlp` sinks.
+    pub spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>,
 }
 
 #[cfg(test)]

@@ -60,6 +60,19 @@ pub struct Header {
     pub alias: bool,
     pub severity: Severity,
     pub timestamp_ms: i64,
+    /// Where `data`, `context` and `tags` sit in the raw bytes, so steps that read a
+    /// few fields scan only the object they need. `None` on the precise path.
+    pub sections: Sections,
+    /// The `sample_rate` a sampler stamped on the event, if any.
+    pub sample_rate: Option<f64>,
+}
+
+/// Byte ranges of the envelope's objects within the raw event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sections {
+    pub data: Option<(u32, u32)>,
+    pub context: Option<(u32, u32)>,
+    pub tags: Option<(u32, u32)>,
 }
 
 #[derive(Deserialize)]
@@ -80,6 +93,14 @@ struct Envelope<'a> {
     context: Option<&'a RawValue>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
+    sample_rate: Option<f64>,
+}
+
+/// The range a borrowed raw value occupies within `raw`.
+fn span_of(value: Option<&RawValue>, raw: &[u8]) -> Option<(u32, u32)> {
+    let text = value?.get();
+    let start = (text.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
+    (start + text.len() <= raw.len()).then_some((start as u32, (start + text.len()) as u32))
 }
 
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -118,6 +139,11 @@ pub fn scan(raw: &[u8]) -> Option<Header> {
         (true, Some(name)) => Text::Static(name),
         _ => Text::from_cow(event_type, raw),
     };
+    let sections = Sections {
+        data: span_of(envelope.data, raw),
+        context: span_of(envelope.context, raw),
+        tags: span_of(envelope.tags, raw),
+    };
     Some(Header {
         event_id: Text::from_cow(envelope.event_id?, raw),
         component: Text::from_cow(envelope.component?, raw),
@@ -126,6 +152,8 @@ pub fn scan(raw: &[u8]) -> Option<Header> {
         alias,
         severity,
         timestamp_ms,
+        sections,
+        sample_rate: envelope.sample_rate,
     })
 }
 

@@ -5,7 +5,9 @@
 //! acknowledgement and the batch is reported failed.
 
 mod file;
+mod influx;
 mod kafka;
+mod otlp;
 mod stdout;
 
 use std::sync::Arc;
@@ -15,15 +17,18 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::ack::Delivery;
-use crate::config::OutputConfig;
+use crate::config::{OutputConfig, TracesConfig};
 use bytes::Bytes;
 
 use crate::event::DeadLetter;
 use crate::route::Selection;
 use crate::telemetry::SinkCounters;
+use opentelemetry_proto::tonic::trace::v1::Span;
 
 pub use file::FileOutput;
+pub use influx::InfluxOutput;
 pub use kafka::KafkaOutput;
+pub use otlp::{OtlpOutput, SCOPE_NAME};
 pub use stdout::StdoutOutput;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,13 +39,31 @@ pub enum SinkError {
     Write { path: String, source: std::io::Error },
     #[error("kafka topic `{topic}`: {message}")]
     Kafka { topic: String, message: String },
+    #[error("OTLP endpoint `{endpoint}`: {message}")]
+    Otlp { endpoint: String, message: String },
+    #[error("InfluxDB `{url}`: {message}")]
+    Influx { url: String, message: String },
+}
+
+/// gzip for request bodies (OTLP/HTTP, InfluxDB).
+fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder =
+        flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+    encoder.write_all(body)?;
+    encoder.finish()
 }
 
 /// What a sink is asked to write: events as JSON lines (without newline), shared by
 /// every sink of the batch, or dead-letter records.
 pub enum SinkInput {
-    Events { lines: Arc<Vec<Bytes>>, selection: Selection },
+    Events {
+        lines: Arc<Vec<Bytes>>,
+        selection: Selection,
+    },
     DeadLetters(Vec<DeadLetter>),
+    /// The traces step's spans, for `otlp` outputs.
+    Spans(Arc<Vec<Span>>),
 }
 
 pub struct SinkMessage {
@@ -74,6 +97,8 @@ impl SinkInput {
                     push(out, &|o| letter.encode(o));
                 }
             }
+            // Spans are not lines; `otlp` outputs take them as they are.
+            SinkInput::Spans(_) => {}
         }
     }
 }
@@ -83,15 +108,25 @@ pub enum Output {
     Stdout(StdoutOutput),
     File(FileOutput),
     Kafka(KafkaOutput),
+    Otlp(OtlpOutput),
+    Influx(InfluxOutput),
 }
 
 impl Output {
-    pub async fn open(config: &OutputConfig) -> Result<Output, SinkError> {
+    /// `traces` describes the spans' service for `otlp` outputs.
+    pub async fn open(config: &OutputConfig, traces: &TracesConfig) -> Result<Output, SinkError> {
         Ok(match config {
             OutputConfig::Stdout => Output::Stdout(StdoutOutput::new()),
             OutputConfig::File(c) => Output::File(FileOutput::open(c).await?),
             OutputConfig::Kafka(c) => Output::Kafka(KafkaOutput::open(c)?),
+            OutputConfig::Otlp(c) => Output::Otlp(OtlpOutput::open(c, traces)?),
+            OutputConfig::Influx(c) => Output::Influx(InfluxOutput::open(c)?),
         })
+    }
+
+    /// Whether the output takes spans instead of events.
+    pub fn takes_spans(&self) -> bool {
+        matches!(self, Output::Otlp(_))
     }
 
     /// Writes the encoded lines: streams take the buffer whole, message outputs one
@@ -104,6 +139,25 @@ impl Output {
                 let lines: Vec<&[u8]> = ranges.iter().map(|r| &buf[r.clone()]).collect();
                 o.write(&lines).await
             }
+            Output::Influx(o) => {
+                let lines: Vec<&[u8]> = ranges.iter().map(|r| &buf[r.clone()]).collect();
+                o.write(&lines).await
+            }
+            // Spans arrive as `SinkInput::Spans`; an otlp output is routed no events.
+            Output::Otlp(_) => Ok(()),
+        }
+    }
+
+    async fn write_input(
+        &mut self,
+        input: &SinkInput,
+        buf: &[u8],
+        ranges: &[std::ops::Range<usize>],
+    ) -> Result<(), SinkError> {
+        match (self, input) {
+            (Output::Otlp(o), SinkInput::Spans(spans)) => o.write(spans).await,
+            (_, SinkInput::Spans(_)) => Ok(()),
+            (output, _) => output.write(buf, ranges).await,
         }
     }
 
@@ -112,6 +166,7 @@ impl Output {
             Output::Stdout(o) => o.flush().await,
             Output::File(o) => o.close().await,
             Output::Kafka(o) => o.close().await,
+            Output::Otlp(_) | Output::Influx(_) => Ok(()),
         }
     }
 }
@@ -141,10 +196,13 @@ impl SinkTask {
             buf.clear();
             ranges.clear();
             message.input.encode_lines(&mut buf, &mut ranges);
-            let count = ranges.len() as u64;
+            let count = match &message.input {
+                SinkInput::Spans(spans) => spans.len() as u64,
+                _ => ranges.len() as u64,
+            };
             let mut backoff = FIRST_BACKOFF;
             loop {
-                match self.output.write(&buf, &ranges).await {
+                match self.output.write_input(&message.input, &buf, &ranges).await {
                     Ok(()) => {
                         self.counters.sent.inc_by(count);
                         message.delivery.ack();

@@ -228,15 +228,16 @@ impl Traffic {
         let step = self.rng.range_f64(0.0, 0.01);
         let next_run = format!("swarm_{}", self.rng.hex(8));
         let swarm = &mut self.swarms[i];
-        swarm.iteration += 1;
-        swarm.convergence = (swarm.convergence + step).min(1.0);
         if swarm.convergence >= 0.99 {
-            // Converged: the optimizer starts a new run, under a new id, so that
-            // (swarm_id, iteration) names one iteration of one run.
+            // The last iteration converged (and said so): the optimizer starts a new
+            // run, under a new id, so that (swarm_id, iteration) names one iteration
+            // of one run.
             swarm.id = next_run;
             swarm.iteration = 0;
             swarm.convergence = 0.1;
         }
+        swarm.iteration += 1;
+        swarm.convergence = (swarm.convergence + step).min(1.0);
         let (id, algorithm, iteration, convergence) =
             (swarm.id.clone(), swarm.algorithm, swarm.iteration, swarm.convergence);
         let data = json!({

@@ -3,15 +3,18 @@
 
 mod drop;
 mod tag;
+mod traces;
 
 use crate::config::{StepConfig, StepKind};
 use crate::event::{Batch, SchemaMode};
+use crate::metrics::MetricsStep;
 use crate::plugin::PluginHost;
 use crate::route::Matcher;
 use crate::telemetry::{StepCounters, Telemetry};
 
 pub use drop::DropStep;
 pub use tag::TagStep;
+pub use traces::TracesStep;
 
 /// One pipeline stage. Built-in steps and (hot-swappable) plugins implement it.
 pub trait Step: Send {
@@ -41,6 +44,8 @@ impl RunningStep {
             StepKind::Plugin(plugin) => {
                 Box::new(plugins.build_step(&config.name, plugin, schema, telemetry)?)
             }
+            StepKind::Metrics(m) => Box::new(MetricsStep::new(&config.name, m.mapping.clone(), telemetry)),
+            StepKind::Traces(t) => Box::new(TracesStep::new(&config.name, t, telemetry)),
         };
         Ok(RunningStep { counters: telemetry.step_counters(step.name()), step })
     }

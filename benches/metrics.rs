@@ -1,0 +1,147 @@
+//! Cost of the metrics step with the full spec mapping (`config/metrics.yaml`), in
+//! ns per event, on ~430-byte generator events in 512-event batches, two ways:
+//!
+//! - in place, as the pipeline runs it: decode + validate a batch, then the step;
+//!   the step's cost is the difference to decode + validate alone (the baseline,
+//!   measured in the same run, rounds interleaved);
+//! - alone, on batches decoded beforehand and cold in cache: an upper bound, since
+//!   it pays memory misses that the pipeline (which just decoded the batch) does not.
+//!
+//! The traces step (10% of traces sampled) is timed alone for reference.
+//!
+//! Target: metrics ≤ 300 ns/event. Run on one core:
+//! `taskset -c 1 cargo bench --bench metrics`; `METRICS_BENCH_EVENTS=N` (default 200,000).
+
+#[path = "common.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use synaptic_telemetry::config::{TracesConfig, SPEC_METRICS};
+use synaptic_telemetry::event::{Batch, Event, Position, SchemaMode};
+use synaptic_telemetry::metrics::mapping::{Mapping, DEFAULT_PREFIX};
+use synaptic_telemetry::metrics::MetricsStep;
+use synaptic_telemetry::step::{Step, TracesStep};
+use synaptic_telemetry::telemetry::Telemetry;
+
+const BATCH: usize = 512;
+const ROUNDS: usize = 7;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The floor: touches each event as every step must (its type), nothing else.
+struct ReadType(usize);
+
+impl Step for ReadType {
+    fn name(&self) -> &str {
+        "read_type"
+    }
+    fn process(&mut self, batch: &mut Batch) {
+        for event in &batch.events {
+            self.0 = self.0.wrapping_add(event.event_type().len());
+        }
+    }
+}
+
+fn main() {
+    let count: usize =
+        std::env::var("METRICS_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let lines = common::generator_lines(count);
+    let mean = lines.iter().map(|l| l.len()).sum::<usize>() / count.max(1);
+    println!("metrics bench: {count} generator events, mean {mean} bytes, batches of {BATCH}");
+    let batches: Vec<Vec<Event>> = lines
+        .chunks(BATCH)
+        .enumerate()
+        .map(|(b, chunk)| {
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let seq = (b * BATCH + i) as u64;
+                    Event::decode(l.clone(), Position::Generator { seq }, SchemaMode::Strict).expect("valid")
+                })
+                .collect()
+        })
+        .collect();
+
+    let telemetry = Telemetry::new();
+    let mapping = Mapping::parse(SPEC_METRICS, "config/metrics.yaml", DEFAULT_PREFIX).expect("spec mapping");
+    let families = mapping.metrics.len();
+    let mut steps: Vec<(&str, Box<dyn Step>, Duration)> = vec![
+        ("floor (read the event type)", Box::new(ReadType(0)), Duration::MAX),
+        (
+            "metrics (full spec mapping)",
+            Box::new(MetricsStep::new("metrics", mapping, &telemetry)),
+            Duration::MAX,
+        ),
+        (
+            "traces (10% of traces)",
+            Box::new(TracesStep::new("traces", &TracesConfig::default(), &telemetry)),
+            Duration::MAX,
+        ),
+    ];
+    println!("{families} metric families in the mapping");
+
+    // In place: decode + validate, with and without the step.
+    let chunks: Vec<&[bytes::Bytes]> = lines.chunks(BATCH).collect();
+    let mut in_place = [Duration::MAX; 2];
+    let mut in_place_step = MetricsStep::new(
+        "metrics",
+        Mapping::parse(SPEC_METRICS, "config/metrics.yaml", DEFAULT_PREFIX).expect("spec mapping"),
+        &Telemetry::new(),
+    );
+    for _ in 0..ROUNDS {
+        for (with_step, best) in in_place.iter_mut().enumerate() {
+            let started = Instant::now();
+            for (b, chunk) in chunks.iter().enumerate() {
+                let events = chunk
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, l)| {
+                        let seq = (b * BATCH + i) as u64;
+                        Event::decode(l.clone(), Position::Generator { seq }, SchemaMode::Strict).ok()
+                    })
+                    .collect();
+                let mut batch = Batch { events, ..Batch::default() };
+                if with_step == 1 {
+                    in_place_step.process(&mut batch);
+                }
+                std::hint::black_box(&batch);
+            }
+            *best = (*best).min(started.elapsed());
+        }
+    }
+
+    for _ in 0..ROUNDS {
+        for (_, step, best) in &mut steps {
+            // Fresh batches each round, built outside the timing.
+            let mut round: Vec<Batch> =
+                batches.iter().map(|events| Batch { events: events.clone(), ..Batch::default() }).collect();
+            let started = Instant::now();
+            for batch in &mut round {
+                step.process(batch);
+            }
+            *best = (*best).min(started.elapsed());
+            std::hint::black_box(&round);
+        }
+    }
+    let per_event = |d: Duration| d.as_nanos() as f64 / count as f64;
+    let (decode, with_metrics) = (per_event(in_place[0]), per_event(in_place[1]));
+    println!("in place: decode + validate {decode:.1} ns/event; + metrics {with_metrics:.1} ns/event");
+    let in_place_cost = with_metrics - decode;
+    println!(
+        "metrics step in place: {in_place_cost:.1} ns/event (target <= 300): {}",
+        if in_place_cost <= 300.0 { "met" } else { "NOT met" }
+    );
+    println!("alone, on cache-cold batches:");
+    let floor = per_event(steps[0].2);
+    println!("{:<32} {:>12} {:>14}", "step", "ns/event", "minus floor");
+    for (label, _, best) in &steps {
+        let ns = per_event(*best);
+        println!("{label:<32} {ns:>12.1} {:>14.1}", ns - floor);
+    }
+    println!("metrics step alone (upper bound): {:.1} ns/event", per_event(steps[1].2));
+    let rendered = telemetry.render();
+    println!("/metrics after the run: {} bytes, {} lines", rendered.len(), rendered.lines().count());
+}

@@ -1,0 +1,652 @@
+//! The `metrics` step: the spec's metrics derived from events, by a declarative
+//! mapping (`mapping`), kept in bounded families (`store`) and served on `/metrics`.
+//!
+//! Per event the step does as little as it can: the metrics and lookups that can
+//! match an event type are worked out once (a plan per type), the fields they read
+//! are found in one scan of the event's `data` (or `context`/`tags`) bytes, and each
+//! matching metric resolves its label set to a series through a hash of the values.
+//! Behind a sampler, counts are scaled by `1 / sample_rate`, so a count is exact
+//! wherever the step sits.
+
+pub mod mapping;
+pub mod store;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use prometheus::IntCounter;
+use synaptic_plugin_sdk::field::Scalar;
+
+use crate::event::{Batch, Event, EventKind, Section};
+use crate::glob::Glob;
+use crate::route::Matcher;
+use crate::step::Step;
+use crate::telemetry::{MetricExport, Telemetry};
+use mapping::{Case, Condition, FieldRef, LabelSource, Literal, Mapping, MetricKind, Test};
+use store::{Admission, Family, FamilyKind};
+
+/// Fields one event type may read across every metric and lookup.
+const MAX_PLAN_FIELDS: usize = 16;
+/// Plans kept for event types the schema does not know.
+const MAX_UNKNOWN_PLANS: usize = 256;
+
+/// FNV-1a for the step's string-keyed maps: keys are short ids, and SipHash's
+/// flooding resistance is not worth its cost here (the maps are bounded).
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FastMap<V> = HashMap<Box<str>, V, std::hash::BuildHasherDefault<Fnv>>;
+
+/// The families, shared between the step (writer) and `/metrics` (reader).
+pub struct MetricFamilies(Mutex<Vec<Family>>);
+
+impl MetricFamilies {
+    fn lock(&self) -> MutexGuard<'_, Vec<Family>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl MetricExport for MetricFamilies {
+    fn render(&self, out: &mut String) {
+        for family in self.lock().iter() {
+            family.render(out);
+        }
+    }
+}
+
+/// A field as a plan reads it.
+#[derive(Debug, Clone, Copy)]
+enum Ref {
+    Slot(u8),
+    EventType,
+    Component,
+    Severity,
+    EventId,
+}
+
+#[derive(Debug, Clone)]
+struct PlanCondition {
+    field: Ref,
+    test: Test,
+}
+
+#[derive(Debug, Clone)]
+enum PlanLabel {
+    Const,
+    Field { fields: Vec<Ref>, lookup: Option<(usize, Ref)> },
+}
+
+#[derive(Debug, Clone)]
+struct PlanMetric {
+    metric: usize,
+    conditions: Vec<PlanCondition>,
+    labels: Vec<PlanLabel>,
+    value: Option<(Ref, Option<Ref>)>,
+    key: Vec<Ref>,
+    remove_when: Vec<PlanCondition>,
+}
+
+#[derive(Debug, Clone)]
+struct PlanLookup {
+    lookup: usize,
+    key: Ref,
+    value: Ref,
+}
+
+/// What one event type needs: the fields to read per section, then the lookups to
+/// learn and the metrics to update.
+#[derive(Debug, Clone, Default)]
+struct Plan {
+    reads: Vec<(Section, Vec<Vec<String>>, usize)>,
+    slots: usize,
+    lookups: Vec<PlanLookup>,
+    metrics: Vec<PlanMetric>,
+}
+
+/// A lookup table in two generations: when the current one is full it becomes the
+/// previous one, so memory is bounded and recently learned keys survive.
+#[derive(Default)]
+struct LookupTable {
+    current: FastMap<Box<str>>,
+    previous: FastMap<Box<str>>,
+    half: usize,
+}
+
+impl LookupTable {
+    fn learn(&mut self, key: &str, value: &str) {
+        if self.current.get(key).is_some_and(|v| v.as_ref() == value) {
+            return;
+        }
+        if self.current.len() >= self.half {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(key.into(), value.into());
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.current.get(key).or_else(|| self.previous.get(key)).map(AsRef::as_ref)
+    }
+}
+
+struct KeyEntry {
+    series: u32,
+    value: f64,
+    last_ms: i64,
+}
+
+#[derive(Default)]
+struct KeyedState {
+    entries: FastMap<KeyEntry>,
+    next_sweep_ms: i64,
+}
+
+/// Per-metric handles of `synaptic_telemetry_metric_problems_total`.
+struct Problems {
+    series_overflow: IntCounter,
+    key_overflow: IntCounter,
+    missing_value: IntCounter,
+}
+
+pub struct MetricsStep {
+    name: String,
+    mapping: Mapping,
+    matchers: Vec<Option<Matcher>>,
+    lookup_matchers: Vec<Option<Matcher>>,
+    families: Arc<MetricFamilies>,
+    plans: Vec<Arc<Plan>>,
+    unknown_plans: HashMap<String, Arc<Plan>>,
+    lookups: Vec<LookupTable>,
+    keyed: Vec<KeyedState>,
+    problems: Vec<Problems>,
+    /// Reused for keys made of several fields.
+    scratch: String,
+}
+
+impl MetricsStep {
+    /// Builds the step and registers its families on `/metrics`.
+    pub fn new(name: &str, mapping: Mapping, telemetry: &Telemetry) -> Self {
+        let families: Vec<Family> = mapping
+            .metrics
+            .iter()
+            .map(|m| {
+                let (kind, bounds) = match &m.kind {
+                    MetricKind::Counter => (FamilyKind::Counter, Vec::new()),
+                    MetricKind::Gauge | MetricKind::KeyedGauge(_) => (FamilyKind::Gauge, Vec::new()),
+                    MetricKind::Histogram(b) => (FamilyKind::Histogram, b.clone()),
+                };
+                let labels = m.labels.iter().map(|l| l.name.clone()).collect();
+                Family::new(&m.name, &m.help, kind, labels, bounds, m.max_series)
+            })
+            .collect();
+        let families = Arc::new(MetricFamilies(Mutex::new(families)));
+        telemetry.add_export(families.clone());
+        let problems = mapping
+            .metrics
+            .iter()
+            .map(|m| {
+                let counter =
+                    |problem: &str| telemetry.metric_problems.with_label_values(&[&m.name, problem]);
+                Problems {
+                    series_overflow: counter("series_overflow"),
+                    key_overflow: counter("key_overflow"),
+                    missing_value: counter("missing_value"),
+                }
+            })
+            .collect();
+        // The event type is decided by the plan; matchers keep only the rest.
+        let runtime_matcher = |m: &crate::config::MatchConfig| {
+            (!m.component.is_empty() || m.min_severity.is_some())
+                .then(|| Matcher::new(&crate::config::MatchConfig { event_type: Vec::new(), ..m.clone() }))
+        };
+        let mut step = MetricsStep {
+            name: name.to_string(),
+            matchers: mapping.metrics.iter().map(|m| runtime_matcher(&m.matcher)).collect(),
+            lookup_matchers: mapping.lookups.iter().map(|l| runtime_matcher(&l.matcher)).collect(),
+            lookups: mapping
+                .lookups
+                .iter()
+                .map(|l| LookupTable { half: l.max_entries / 2, ..LookupTable::default() })
+                .collect(),
+            keyed: mapping.metrics.iter().map(|_| KeyedState::default()).collect(),
+            families,
+            plans: Vec::new(),
+            unknown_plans: HashMap::new(),
+            problems,
+            scratch: String::new(),
+            mapping,
+        };
+        let mut kinds: Vec<EventKind> = EventKind::KNOWN.to_vec();
+        kinds.push(EventKind::Unknown);
+        kinds.sort_by_key(|k| *k as usize);
+        step.plans = kinds
+            .into_iter()
+            .map(|k| Arc::new(k.canonical_name().map_or_else(Plan::default, |name| step.plan_for(name))))
+            .collect();
+        step
+    }
+
+    /// The families this step maintains (tests and benchmarks render them).
+    pub fn families(&self) -> Arc<MetricFamilies> {
+        self.families.clone()
+    }
+
+    /// Checks that every event type's plan stays within the field limit; run at
+    /// load so a mapping that reads too much is rejected before it runs.
+    pub fn check(mapping: &Mapping) -> Result<(), String> {
+        for kind in EventKind::KNOWN {
+            let Some(name) = kind.canonical_name() else { continue };
+            let fields = plan_fields(mapping, name).len();
+            if fields > MAX_PLAN_FIELDS {
+                return Err(format!(
+                    "metrics and lookups for `{name}` read {fields} distinct fields, more than {MAX_PLAN_FIELDS}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn plan_for(&self, event_type: &str) -> Plan {
+        let matches = |m: &crate::config::MatchConfig| type_matches(m, event_type);
+        let builder = PlanBuilder { fields: plan_fields(&self.mapping, event_type) };
+        let lookups = (self.mapping.lookups.iter().enumerate())
+            .filter(|(_, l)| matches(&l.matcher))
+            .filter_map(|(i, l)| {
+                Some(PlanLookup { lookup: i, key: builder.field(&l.key)?, value: builder.field(&l.value)? })
+            })
+            .collect();
+        let metrics = (self.mapping.metrics.iter().enumerate())
+            .filter(|(_, m)| matches(&m.matcher))
+            .filter_map(|(i, m)| {
+                let conditions = builder.conditions(&m.conditions)?;
+                let labels = m
+                    .labels
+                    .iter()
+                    .map(|l| match &l.source {
+                        LabelSource::Const(_) => Some(PlanLabel::Const),
+                        LabelSource::Field { fields, lookup } => Some(PlanLabel::Field {
+                            fields: fields.iter().map(|f| builder.field(f)).collect::<Option<Vec<_>>>()?,
+                            lookup: match lookup {
+                                Some((l, key)) => Some((*l, builder.field(key)?)),
+                                None => None,
+                            },
+                        }),
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                let value = match &m.value {
+                    Some(v) => Some((
+                        builder.field(&v.field)?,
+                        match &v.times {
+                            Some(t) => Some(builder.field(t)?),
+                            None => None,
+                        },
+                    )),
+                    None => None,
+                };
+                let (key, remove_when) = match &m.kind {
+                    MetricKind::KeyedGauge(k) => (
+                        k.key.iter().map(|f| builder.field(f)).collect::<Option<Vec<_>>>()?,
+                        builder.conditions(&k.remove_when)?,
+                    ),
+                    _ => (Vec::new(), Vec::new()),
+                };
+                Some(PlanMetric { metric: i, conditions, labels, value, key, remove_when })
+            })
+            .collect();
+        Plan { reads: builder.reads(), slots: builder.fields.len(), lookups, metrics }
+    }
+
+    fn process_event(&mut self, event: &Event, families: &mut [Family]) {
+        let plan = match event.kind() {
+            EventKind::Unknown => {
+                let event_type = event.event_type();
+                if !self.unknown_plans.contains_key(event_type) {
+                    let plan = self.plan_for(event_type);
+                    if self.unknown_plans.len() >= MAX_UNKNOWN_PLANS {
+                        // Endless distinct types: work per event rather than grow.
+                        return self.apply(&plan, event, families);
+                    }
+                    self.unknown_plans.insert(event_type.to_string(), Arc::new(plan));
+                }
+                match self.unknown_plans.get(event_type) {
+                    Some(plan) => plan.clone(),
+                    None => return,
+                }
+            }
+            kind => match self.plans.get(kind as usize) {
+                Some(plan) if plan.lookups.is_empty() && plan.metrics.is_empty() => return,
+                Some(plan) => plan.clone(),
+                None => return,
+            },
+        };
+        self.apply(&plan, event, families);
+    }
+
+    fn apply(&mut self, plan: &Plan, event: &Event, families: &mut [Family]) {
+        if plan.lookups.is_empty() && plan.metrics.is_empty() {
+            return;
+        }
+        let mut slots: [Option<Scalar<'_>>; MAX_PLAN_FIELDS] = Default::default();
+        for (section, paths, first) in &plan.reads {
+            let end = (first + paths.len()).min(MAX_PLAN_FIELDS);
+            event.read_section(*section, paths, &mut slots[*first..end]);
+        }
+        let read = Reader { event, slots: &slots[..plan.slots.min(MAX_PLAN_FIELDS)] };
+
+        for l in &plan.lookups {
+            if self.lookup_matchers[l.lookup].as_ref().is_some_and(|m| !m.matches(event)) {
+                continue;
+            }
+            if let (Some(key), Some(value)) = (read.get(l.key), read.get(l.value)) {
+                self.lookups[l.lookup].learn(&key.text(), &value.text());
+            }
+        }
+
+        let weight = match event.sample_rate() {
+            Some(rate) if rate > 0.0 && rate <= 1.0 => 1.0 / rate,
+            _ => 1.0,
+        };
+        for pm in &plan.metrics {
+            let m = pm.metric;
+            if self.matchers[m].as_ref().is_some_and(|matcher| !matcher.matches(event)) {
+                continue;
+            }
+            if !pm.conditions.iter().all(|c| holds(&c.test, read.get(c.field))) {
+                continue;
+            }
+            let def = &self.mapping.metrics[m];
+            let value = match pm.value {
+                Some((field, times)) => {
+                    let base = read.get(field).and_then(|v| v.as_f64());
+                    let factor = match times {
+                        Some(t) => read.get(t).and_then(|v| v.as_f64()),
+                        None => Some(1.0),
+                    };
+                    let scale = def.value.as_ref().map_or(1.0, |v| v.scale);
+                    match (base, factor) {
+                        (Some(b), Some(f)) if (b * f * scale).is_finite() => Some(b * f * scale),
+                        _ => {
+                            self.problems[m].missing_value.inc();
+                            continue;
+                        }
+                    }
+                }
+                None => None,
+            };
+            let mut labels: [Cow<'_, str>; mapping::MAX_LABELS] = Default::default();
+            for (i, (label, plan_label)) in
+                def.labels.iter().zip(&pm.labels).enumerate().take(mapping::MAX_LABELS)
+            {
+                labels[i] = label_value(label, plan_label, &read, &self.lookups);
+            }
+            let family = &mut families[m];
+            let (series, admission) = family.series(&labels[..def.labels.len().min(mapping::MAX_LABELS)]);
+            if admission == Admission::Overflow {
+                self.problems[m].series_overflow.inc();
+            }
+            match &def.kind {
+                MetricKind::Counter => family.values_mut(series).value += value.unwrap_or(1.0) * weight,
+                MetricKind::Gauge => {
+                    if let Some(v) = value {
+                        family.values_mut(series).value = v;
+                    }
+                }
+                MetricKind::Histogram(_) => {
+                    if let Some(v) = value {
+                        family.observe(series, v, weight);
+                    }
+                }
+                MetricKind::KeyedGauge(k) => {
+                    let remove = !pm.remove_when.is_empty()
+                        && pm.remove_when.iter().all(|c| holds(&c.test, read.get(c.field)));
+                    let Some(key) = key_text(&pm.key, &read, &mut self.scratch) else {
+                        self.problems[m].missing_value.inc();
+                        continue;
+                    };
+                    let state = &mut self.keyed[m];
+                    let now = event.timestamp_ms();
+                    if remove {
+                        if let Some(old) = state.entries.remove(key.as_ref()) {
+                            family.values_mut(old.series).value -= old.value;
+                        }
+                    } else {
+                        let contribution = value.unwrap_or(1.0);
+                        let full = state.entries.len() >= k.max_keys;
+                        match state.entries.get_mut(key.as_ref()) {
+                            Some(entry) => {
+                                family.values_mut(entry.series).value -= entry.value;
+                                family.values_mut(series).value += contribution;
+                                entry.series = series;
+                                entry.value = contribution;
+                                entry.last_ms = entry.last_ms.max(now);
+                            }
+                            None if full => self.problems[m].key_overflow.inc(),
+                            None => {
+                                family.values_mut(series).value += contribution;
+                                let entry = KeyEntry { series, value: contribution, last_ms: now };
+                                state.entries.insert(Box::from(key.as_ref()), entry);
+                            }
+                        }
+                    }
+                    if let Some(expire) = k.expire_after {
+                        expire_keys(state, family, now, expire.as_millis() as i64);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Removes keys not refreshed within `expire_ms` of the newest event time; swept
+/// a few times per expiry period, not per event.
+fn expire_keys(state: &mut KeyedState, family: &mut Family, now: i64, expire_ms: i64) {
+    if now < state.next_sweep_ms {
+        return;
+    }
+    state.next_sweep_ms = now + (expire_ms / 4).max(1);
+    let cutoff = now - expire_ms;
+    state.entries.retain(|_, entry| {
+        let keep = entry.last_ms >= cutoff;
+        if !keep {
+            family.values_mut(entry.series).value -= entry.value;
+        }
+        keep
+    });
+}
+
+struct Reader<'e, 's> {
+    event: &'e Event,
+    slots: &'s [Option<Scalar<'e>>],
+}
+
+impl<'e> Reader<'e, '_> {
+    fn get(&self, r: Ref) -> Option<Scalar<'e>> {
+        match r {
+            Ref::Slot(i) => self.slots.get(i as usize)?.clone(),
+            Ref::EventType => Some(Scalar::Text(Cow::Borrowed(self.event.event_type()))),
+            Ref::Component => Some(Scalar::Text(Cow::Borrowed(self.event.component()))),
+            Ref::Severity => Some(Scalar::Text(Cow::Borrowed(self.event.severity().as_str()))),
+            Ref::EventId => Some(Scalar::Text(Cow::Borrowed(self.event.event_id()))),
+        }
+    }
+}
+
+/// The key of a keyed gauge; several fields are joined in `scratch`.
+fn key_text<'k>(key: &[Ref], read: &Reader<'k, '_>, scratch: &'k mut String) -> Option<Cow<'k, str>> {
+    if let [single] = key {
+        return read.get(*single).map(scalar_text);
+    }
+    scratch.clear();
+    for (i, r) in key.iter().enumerate() {
+        if i > 0 {
+            scratch.push('\u{1f}');
+        }
+        scratch.push_str(&scalar_text(read.get(*r)?));
+    }
+    Some(Cow::Borrowed(scratch.as_str()))
+}
+
+fn scalar_text(value: Scalar<'_>) -> Cow<'_, str> {
+    match value {
+        Scalar::Text(t) => t,
+        Scalar::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),
+        other => Cow::Owned(other.text().into_owned()),
+    }
+}
+
+fn label_value<'a>(
+    label: &'a mapping::LabelDef,
+    plan: &PlanLabel,
+    read: &Reader<'a, '_>,
+    lookups: &'a [LookupTable],
+) -> Cow<'a, str> {
+    let raw: Option<Cow<'a, str>> = match (&label.source, plan) {
+        (LabelSource::Const(value), _) => return Cow::Borrowed(value),
+        (_, PlanLabel::Field { fields, lookup }) => {
+            fields.iter().find_map(|f| read.get(*f)).map(scalar_text).or_else(|| {
+                let (table, key) = (*lookup)?;
+                let key = read.get(key).map(scalar_text)?;
+                lookups.get(table)?.get(&key).map(Cow::Borrowed)
+            })
+        }
+        _ => None,
+    };
+    let Some(value) = raw else { return Cow::Borrowed(&label.default) };
+    let value = match label.map.get(value.as_ref()) {
+        Some(mapped) => Cow::Borrowed(mapped.as_str()),
+        None => value,
+    };
+    match label.case {
+        Case::Upper if value.chars().any(|c| c.is_lowercase()) => Cow::Owned(value.to_uppercase()),
+        Case::Lower if value.chars().any(|c| c.is_uppercase()) => Cow::Owned(value.to_lowercase()),
+        _ => value,
+    }
+}
+
+fn holds(test: &Test, value: Option<Scalar<'_>>) -> bool {
+    let eq = |lit: &Literal, v: &Scalar<'_>| match v {
+        Scalar::Text(t) => t.as_ref() == lit.text,
+        Scalar::Bool(b) => lit.text == if *b { "true" } else { "false" },
+        number => lit.number.is_some_and(|n| Some(n) == number.as_f64()),
+    };
+    match (test, value) {
+        (Test::Present(want), v) => v.is_some() == *want,
+        (_, None) => matches!(test, Test::NotIn(_)),
+        (Test::Equals(lit), Some(v)) => eq(lit, &v),
+        (Test::In(lits), Some(v)) => lits.iter().any(|l| eq(l, &v)),
+        (Test::NotIn(lits), Some(v)) => !lits.iter().any(|l| eq(l, &v)),
+        (Test::AtLeast(min), Some(v)) => v.as_f64().is_some_and(|n| n >= *min),
+        (Test::AtMost(max), Some(v)) => v.as_f64().is_some_and(|n| n <= *max),
+    }
+}
+
+/// Resolves fields to the slots of one plan's reads.
+struct PlanBuilder {
+    fields: Vec<(Section, Vec<String>)>,
+}
+
+impl PlanBuilder {
+    fn field(&self, f: &FieldRef) -> Option<Ref> {
+        Some(match f {
+            FieldRef::EventType => Ref::EventType,
+            FieldRef::Component => Ref::Component,
+            FieldRef::Severity => Ref::Severity,
+            FieldRef::EventId => Ref::EventId,
+            FieldRef::In(section, path) => {
+                let i = self.fields.iter().position(|(s, p)| s == section && p == path)?;
+                // Checked at load (`MetricsStep::check`); beyond it a field reads as absent.
+                Ref::Slot(u8::try_from(i).ok().filter(|i| (*i as usize) < MAX_PLAN_FIELDS)?)
+            }
+        })
+    }
+
+    fn conditions(&self, conditions: &[Condition]) -> Option<Vec<PlanCondition>> {
+        conditions
+            .iter()
+            .map(|c| Some(PlanCondition { field: self.field(&c.field)?, test: c.test.clone() }))
+            .collect()
+    }
+
+    /// One read per section, with the section's first slot.
+    fn reads(&self) -> Vec<(Section, Vec<Vec<String>>, usize)> {
+        let mut reads: Vec<(Section, Vec<Vec<String>>, usize)> = Vec::new();
+        for (i, (section, path)) in self.fields.iter().enumerate().take(MAX_PLAN_FIELDS) {
+            match reads.last_mut() {
+                Some((s, paths, _)) if s == section => paths.push(path.clone()),
+                _ => reads.push((*section, vec![path.clone()], i)),
+            }
+        }
+        reads
+    }
+}
+
+/// Every field the lookups and metrics that can match `event_type` read, in
+/// `data`, `context` or `tags`, each once, grouped by section.
+fn plan_fields(mapping: &Mapping, event_type: &str) -> Vec<(Section, Vec<String>)> {
+    let mut fields: Vec<&FieldRef> = Vec::new();
+    for l in mapping.lookups.iter().filter(|l| type_matches(&l.matcher, event_type)) {
+        fields.push(&l.key);
+        fields.push(&l.value);
+    }
+    for m in mapping.metrics.iter().filter(|m| type_matches(&m.matcher, event_type)) {
+        fields.extend(m.conditions.iter().map(|c| &c.field));
+        for l in &m.labels {
+            if let LabelSource::Field { fields: label_fields, lookup } = &l.source {
+                fields.extend(label_fields.iter());
+                fields.extend(lookup.iter().map(|(_, k)| k));
+            }
+        }
+        if let Some(v) = &m.value {
+            fields.push(&v.field);
+            fields.extend(v.times.iter());
+        }
+        if let MetricKind::KeyedGauge(k) = &m.kind {
+            fields.extend(k.key.iter());
+            fields.extend(k.remove_when.iter().map(|c| &c.field));
+        }
+    }
+    let mut out: Vec<(Section, Vec<String>)> = fields
+        .into_iter()
+        .filter_map(|f| match f {
+            FieldRef::In(section, path) => Some((*section, path.clone())),
+            _ => None,
+        })
+        .collect();
+    out.sort_by(|a, b| (a.0 as u8, &a.1).cmp(&(b.0 as u8, &b.1)));
+    out.dedup();
+    out
+}
+
+fn type_matches(m: &crate::config::MatchConfig, event_type: &str) -> bool {
+    m.event_type.is_empty() || m.event_type.iter().any(|g| Glob::new(g).matches(event_type))
+}
+
+impl Step for MetricsStep {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn process(&mut self, batch: &mut Batch) {
+        let families = self.families.clone();
+        let mut families = families.lock();
+        for event in &batch.events {
+            self.process_event(event, &mut families);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

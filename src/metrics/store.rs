@@ -1,0 +1,345 @@
+//! The metric families the metrics step maintains, and their Prometheus text
+//! exposition. The step writes under one lock per batch; `/metrics` reads under the
+//! same lock.
+//!
+//! Cardinality is bounded per family: once a family holds `max_series` label sets,
+//! observations for new label sets go to one overflow series whose labels all read
+//! `__overflow__`. Totals stay exact (a sum over series still counts every event),
+//! memory stays bounded, and the overflow is counted on the pipeline's own metrics.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// The label value of the overflow series.
+pub const OVERFLOW: &str = "__overflow__";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FamilyKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl FamilyKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            FamilyKind::Counter => "counter",
+            FamilyKind::Gauge => "gauge",
+            FamilyKind::Histogram => "histogram",
+        }
+    }
+}
+
+/// One series' numbers. Counts are `f64`: behind a sampler an event counts
+/// `1 / sample_rate` times.
+#[derive(Debug, Clone, Default)]
+pub struct Values {
+    /// Counter total or gauge value.
+    pub value: f64,
+    /// Histogram: per-bucket (not cumulative) counts, the last one being +Inf.
+    pub buckets: Vec<f64>,
+    pub sum: f64,
+    pub count: f64,
+}
+
+#[derive(Debug)]
+struct Series {
+    labels: Box<[Box<str>]>,
+    values: Values,
+}
+
+/// The hash is already a hash: hashing it again would only cost time.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type HashIndex = HashMap<u64, u32, BuildHasherDefault<PassThrough>>;
+
+pub struct Family {
+    pub name: String,
+    help: String,
+    pub kind: FamilyKind,
+    pub label_names: Vec<String>,
+    /// Upper bounds of histogram buckets, without +Inf.
+    bounds: Vec<f64>,
+    max_series: usize,
+    series: Vec<Series>,
+    /// Label-set hash → series; true collisions fall back to a scan of `collided`.
+    index: HashIndex,
+    collided: Vec<u32>,
+    overflow: Option<u32>,
+}
+
+/// What `series` did for a new label set beyond the bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Existing,
+    New,
+    Overflow,
+}
+
+impl Family {
+    pub fn new(
+        name: &str,
+        help: &str,
+        kind: FamilyKind,
+        label_names: Vec<String>,
+        bounds: Vec<f64>,
+        max_series: usize,
+    ) -> Self {
+        let mut family = Family {
+            name: name.to_string(),
+            help: help.to_string(),
+            kind,
+            label_names,
+            bounds,
+            max_series,
+            series: Vec::new(),
+            index: HashIndex::default(),
+            collided: Vec::new(),
+            overflow: None,
+        };
+        // A family without labels has exactly one series; show it from the start
+        // (a counter at 0 says "nothing happened", absence says "not measured").
+        if family.label_names.is_empty() {
+            family.series(&[]);
+        }
+        family
+    }
+
+    fn empty_values(&self) -> Values {
+        let buckets =
+            if self.kind == FamilyKind::Histogram { vec![0.0; self.bounds.len() + 1] } else { Vec::new() };
+        Values { buckets, ..Values::default() }
+    }
+
+    /// The series of a label set (values in `label_names` order), created when new.
+    pub fn series(&mut self, labels: &[Cow<'_, str>]) -> (u32, Admission) {
+        let hash = hash_labels(labels);
+        if let Some(&id) = self.index.get(&hash) {
+            if same(&self.series[id as usize].labels, labels) {
+                return (id, Admission::Existing);
+            }
+            if let Some(&id) =
+                self.collided.iter().find(|&&id| same(&self.series[id as usize].labels, labels))
+            {
+                return (id, Admission::Existing);
+            }
+        }
+        if self.series.len() >= self.max_series && !self.label_names.is_empty() {
+            let id = match self.overflow {
+                Some(id) => id,
+                None => {
+                    let labels = vec![Box::<str>::from(OVERFLOW); self.label_names.len()].into_boxed_slice();
+                    let values = self.empty_values();
+                    self.series.push(Series { labels, values });
+                    let id = (self.series.len() - 1) as u32;
+                    self.overflow = Some(id);
+                    id
+                }
+            };
+            return (id, Admission::Overflow);
+        }
+        let labels: Box<[Box<str>]> = labels.iter().map(|l| Box::from(l.as_ref())).collect();
+        let values = self.empty_values();
+        self.series.push(Series { labels, values });
+        let id = (self.series.len() - 1) as u32;
+        match self.index.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(_) => self.collided.push(id),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(id);
+            }
+        }
+        (id, Admission::New)
+    }
+
+    pub fn values_mut(&mut self, id: u32) -> &mut Values {
+        &mut self.series[id as usize].values
+    }
+
+    pub fn observe(&mut self, id: u32, value: f64, weight: f64) {
+        let Family { bounds, series, .. } = self;
+        let values = &mut series[id as usize].values;
+        let bucket = bounds.partition_point(|b| *b < value);
+        if let Some(slot) = values.buckets.get_mut(bucket) {
+            *slot += weight;
+        }
+        values.sum += value * weight;
+        values.count += weight;
+    }
+
+    /// Appends the family in the Prometheus text format (0.0.4).
+    pub fn render(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, escape_help(&self.help));
+        let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind.as_str());
+        for series in &self.series {
+            match self.kind {
+                FamilyKind::Counter | FamilyKind::Gauge => {
+                    out.push_str(&self.name);
+                    self.write_labels(out, &series.labels, None);
+                    let _ = writeln!(out, " {}", Number(series.values.value));
+                }
+                FamilyKind::Histogram => {
+                    let mut cumulative = 0.0;
+                    for (i, count) in series.values.buckets.iter().enumerate() {
+                        cumulative += count;
+                        let le =
+                            self.bounds.get(i).map_or_else(|| "+Inf".to_string(), |b| Number(*b).to_string());
+                        let _ = write!(out, "{}_bucket", self.name);
+                        self.write_labels(out, &series.labels, Some(&le));
+                        let _ = writeln!(out, " {}", Number(cumulative));
+                    }
+                    let _ = write!(out, "{}_sum", self.name);
+                    self.write_labels(out, &series.labels, None);
+                    let _ = writeln!(out, " {}", Number(series.values.sum));
+                    let _ = write!(out, "{}_count", self.name);
+                    self.write_labels(out, &series.labels, None);
+                    let _ = writeln!(out, " {}", Number(series.values.count));
+                }
+            }
+        }
+    }
+
+    fn write_labels(&self, out: &mut String, values: &[Box<str>], le: Option<&str>) {
+        if values.is_empty() && le.is_none() {
+            return;
+        }
+        out.push('{');
+        let mut first = true;
+        for (name, value) in self.label_names.iter().zip(values) {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            let _ = write!(out, "{name}=\"{}\"", escape_label(value));
+        }
+        if let Some(le) = le {
+            if !first {
+                out.push(',');
+            }
+            let _ = write!(out, "le=\"{le}\"");
+        }
+        out.push('}');
+    }
+}
+
+fn same(stored: &[Box<str>], labels: &[Cow<'_, str>]) -> bool {
+    stored.len() == labels.len() && stored.iter().zip(labels).all(|(a, b)| a.as_ref() == b.as_ref())
+}
+
+/// FNV-1a over the values with a separator byte that cannot occur in UTF-8.
+fn hash_labels(labels: &[Cow<'_, str>]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for label in labels {
+        for &b in label.as_bytes().iter().chain(std::iter::once(&0xffu8)) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// A sample value as the text format writes it: whole numbers without a fraction.
+struct Number(f64);
+
+impl std::fmt::Display for Number {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        if v.is_nan() {
+            f.write_str("NaN")
+        } else if v.is_infinite() {
+            f.write_str(if v > 0.0 { "+Inf" } else { "-Inf" })
+        } else if v.fract() == 0.0 && v.abs() < 9.0e15 {
+            write!(f, "{}", v as i64)
+        } else {
+            write!(f, "{v}")
+        }
+    }
+}
+
+fn escape_label(value: &str) -> Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return Cow::Borrowed(value);
+    }
+    Cow::Owned(value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
+}
+
+fn escape_help(help: &str) -> Cow<'_, str> {
+    if !help.contains(['\\', '\n']) {
+        return Cow::Borrowed(help);
+    }
+    Cow::Owned(help.replace('\\', "\\\\").replace('\n', "\\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels<'a>(values: &[&'a str]) -> Vec<Cow<'a, str>> {
+        values.iter().map(|v| Cow::Borrowed(*v)).collect()
+    }
+
+    #[test]
+    fn histogram_renders_cumulative_buckets() {
+        let mut f =
+            Family::new("x_seconds", "X", FamilyKind::Histogram, vec!["k".into()], vec![0.1, 1.0], 10);
+        let (id, _) = f.series(&labels(&["a"]));
+        for v in [0.05, 0.1, 0.5, 2.0] {
+            f.observe(id, v, 1.0);
+        }
+        let mut out = String::new();
+        f.render(&mut out);
+        assert_eq!(
+            out,
+            "# HELP x_seconds X\n# TYPE x_seconds histogram\n\
+             x_seconds_bucket{k=\"a\",le=\"0.1\"} 2\nx_seconds_bucket{k=\"a\",le=\"1\"} 3\n\
+             x_seconds_bucket{k=\"a\",le=\"+Inf\"} 4\nx_seconds_sum{k=\"a\"} 2.65\nx_seconds_count{k=\"a\"} 4\n"
+        );
+    }
+
+    #[test]
+    fn series_beyond_the_bound_fold_into_one_overflow_series() {
+        let mut f = Family::new("n_total", "N", FamilyKind::Counter, vec!["id".into()], vec![], 3);
+        let mut admissions = Vec::new();
+        for i in 0..10 {
+            let value = i.to_string();
+            let (id, admission) = f.series(&[Cow::Borrowed(value.as_str())]);
+            f.values_mut(id).value += 1.0;
+            admissions.push(admission);
+        }
+        assert_eq!(admissions.iter().filter(|a| **a == Admission::New).count(), 3);
+        assert_eq!(admissions.iter().filter(|a| **a == Admission::Overflow).count(), 7);
+        assert_eq!(f.series.len(), 4, "3 series plus the overflow one");
+        let total: f64 = f.series.iter().map(|s| s.values.value).sum();
+        assert_eq!(total, 10.0, "every event still counted");
+        let mut out = String::new();
+        f.render(&mut out);
+        assert!(out.contains("n_total{id=\"__overflow__\"} 7\n"), "{out}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut f = Family::new("e", "h\\elp\nx", FamilyKind::Gauge, vec!["v".into()], vec![], 10);
+        let (id, _) = f.series(&labels(&["a\"b\\c\nd"]));
+        f.values_mut(id).value = 0.25;
+        let mut out = String::new();
+        f.render(&mut out);
+        assert!(out.contains("# HELP e h\\\\elp\\nx\n"), "{out}");
+        assert!(out.contains("e{v=\"a\\\"b\\\\c\\nd\"} 0.25\n"), "{out}");
+    }
+}

@@ -1,0 +1,240 @@
+//! The `influxdb` output: events as InfluxDB 1.x points, written in line protocol
+//! to `/write` (database `codex_metrics` by default, as the spec's custom exporter
+//! names it), one gzip-compressed request per batch, acknowledged on HTTP 204.
+//!
+//! A point per event: measurement = event type; tags = component, severity and
+//! the configured `tag_fields`; fields = every number and boolean in `data`
+//! (nested keys joined with dots), or `count=1i` when there is none; time = the
+//! event's timestamp in milliseconds plus a sub-millisecond offset taken from a
+//! hash of its event id, in nanoseconds. InfluxDB keeps one point per series and
+//! time, so two events of one millisecond must not share a time, while a replayed
+//! event must: it then writes the same point again, stored once, and at-least-once
+//! delivery doubles nothing.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use super::SinkError;
+use crate::config::InfluxSinkConfig;
+use crate::metrics::mapping::{parse_field, FieldRef};
+
+pub struct InfluxOutput {
+    client: reqwest::Client,
+    url: String,
+    auth: Option<(String, Option<String>)>,
+    tag_fields: Vec<(String, FieldRef)>,
+    gzip: bool,
+    body: String,
+}
+
+impl InfluxOutput {
+    pub fn open(config: &InfluxSinkConfig) -> Result<InfluxOutput, SinkError> {
+        let client =
+            reqwest::Client::builder().timeout(config.timeout).build().map_err(|e| SinkError::Influx {
+                url: config.url.clone(),
+                message: format!("cannot build the HTTP client: {e}"),
+            })?;
+        let mut url = format!(
+            "{}/write?db={}&precision=ns",
+            config.url.trim_end_matches('/'),
+            query_escape(&config.database)
+        );
+        if let Some(rp) = &config.retention_policy {
+            let _ = write!(url, "&rp={}", query_escape(rp));
+        }
+        // Checked at config load; a field that does not parse is left out.
+        let tag_fields = config
+            .tag_fields
+            .iter()
+            .filter_map(|f| parse_field(f).ok().map(|r| (f.rsplit('.').next().unwrap_or(f).to_string(), r)))
+            .collect();
+        Ok(InfluxOutput {
+            client,
+            url,
+            auth: config.username.clone().map(|u| (u, config.password.clone())),
+            tag_fields,
+            gzip: config.gzip,
+            body: String::new(),
+        })
+    }
+
+    pub async fn write(&mut self, lines: &[&[u8]]) -> Result<(), SinkError> {
+        self.body.clear();
+        for line in lines {
+            // Lines are events the pipeline validated as JSON objects.
+            if let Ok(Value::Object(event)) = serde_json::from_slice::<Value>(line) {
+                point(&event, &self.tag_fields, &mut self.body);
+            }
+        }
+        if self.body.is_empty() {
+            return Ok(());
+        }
+        let error = |message: String| SinkError::Influx { url: self.url.clone(), message };
+        let mut request = self.client.post(&self.url);
+        if let Some((user, password)) = &self.auth {
+            request = request.basic_auth(user, password.as_ref());
+        }
+        let body = if self.gzip {
+            request = request.header("content-encoding", "gzip");
+            super::gzip(self.body.as_bytes()).map_err(|e| error(format!("gzip: {e}")))?
+        } else {
+            self.body.as_bytes().to_vec()
+        };
+        let response = request.body(body).send().await.map_err(|e| error(format!("POST: {e}")))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = response.text().await.unwrap_or_default();
+        if status.as_u16() == 400 {
+            // A point InfluxDB refuses (a field whose type changed) is refused
+            // again on retry; the rest of the batch was written.
+            tracing::error!(url = %self.url, %status, response = %text.trim(), "InfluxDB refused some points; not retried");
+            return Ok(());
+        }
+        Err(error(format!("HTTP {status}: {}", text.trim())))
+    }
+}
+
+/// Appends one line-protocol point for the event.
+fn point(event: &serde_json::Map<String, Value>, tag_fields: &[(String, FieldRef)], out: &mut String) {
+    let text = |k: &str| event.get(k).and_then(Value::as_str).unwrap_or("");
+    let Some(timestamp) = event.get("timestamp").and_then(Value::as_i64) else { return };
+    escape(text("event_type"), EscapeAs::Measurement, out);
+    let mut tags: Vec<(&str, String)> =
+        vec![("component", text("component").into()), ("severity", text("severity").into())];
+    for (name, field) in tag_fields {
+        if let Some(value) = lookup(event, field) {
+            tags.push((name, value));
+        }
+    }
+    tags.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, value) in tags.iter().filter(|(_, v)| !v.is_empty()) {
+        out.push(',');
+        escape(name, EscapeAs::Key, out);
+        out.push('=');
+        escape(value, EscapeAs::Key, out);
+    }
+    out.push(' ');
+    let fields_start = out.len();
+    if let Some(Value::Object(data)) = event.get("data") {
+        fields("", data, out);
+    }
+    if out.len() == fields_start {
+        out.push_str("count=1i");
+    } else if out.ends_with(',') {
+        out.pop();
+    }
+    let offset = fnv1a(text("event_id").as_bytes()) % 1_000_000;
+    let _ = writeln!(out, " {}", timestamp.saturating_mul(1_000_000).saturating_add(offset as i64));
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+fn fields(prefix: &str, object: &serde_json::Map<String, Value>, out: &mut String) {
+    for (key, value) in object {
+        let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match value {
+            Value::Object(inner) => fields(&key, inner, out),
+            Value::Bool(b) => {
+                escape(&key, EscapeAs::Key, out);
+                let _ = write!(out, "={b},");
+            }
+            Value::Number(n) => {
+                escape(&key, EscapeAs::Key, out);
+                // Integers as floats: a field that is 3 in one event and 2.5 in the
+                // next must keep one type, or InfluxDB refuses the second.
+                let _ = write!(out, "={},", n.as_f64().unwrap_or(0.0));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn lookup(event: &serde_json::Map<String, Value>, field: &FieldRef) -> Option<String> {
+    let value = match field {
+        FieldRef::EventType => event.get("event_type"),
+        FieldRef::Component => event.get("component"),
+        FieldRef::Severity => event.get("severity"),
+        FieldRef::EventId => event.get("event_id"),
+        FieldRef::In(section, path) => {
+            path.iter().try_fold(event.get(section.key())?, |v, k| v.as_object()?.get(k))
+        }
+    }?;
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(_) | Value::Number(_) => Some(value.to_string()),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum EscapeAs {
+    Measurement,
+    Key,
+}
+
+/// Line protocol escaping: commas and spaces everywhere, `=` in tag keys/values
+/// and field keys; newlines cannot be escaped and become spaces.
+fn escape(text: &str, how: EscapeAs, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            ',' | ' ' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '=' if matches!(how, EscapeAs::Key) => out.push_str("\\="),
+            '\\' => out.push_str("\\\\"),
+            '\n' | '\r' => out.push_str("\\ "),
+            c => out.push(c),
+        }
+    }
+}
+
+fn query_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_become_line_protocol_points() {
+        let event: Value = serde_json::json!({
+            "event_id": "e1", "timestamp": 1700000000123i64, "component": "memory bridge",
+            "event_type": "memory.bridge.sync", "severity": "INFO",
+            "data": {"namespace": "agents", "sync_duration_ms": 12, "ok": true, "nested": {"a,b": 2.5}, "note": "x"}
+        });
+        let Value::Object(event) = event else { unreachable!() };
+        let tags = vec![("namespace".to_string(), parse_field("data.namespace").expect("field"))];
+        let mut out = String::new();
+        point(&event, &tags, &mut out);
+        let offset = fnv1a(b"e1") % 1_000_000;
+        assert_eq!(
+            out,
+            format!(
+                "memory.bridge.sync,component=memory\\ bridge,namespace=agents,severity=INFO \
+                 nested.a\\,b=2.5,ok=true,sync_duration_ms=12 {}\n",
+                1_700_000_000_123_000_000 + offset
+            )
+        );
+        let bare: Value =
+            serde_json::json!({"timestamp": 5, "event_type": "x", "component": "c", "severity": "INFO"});
+        let Value::Object(bare) = bare else { unreachable!() };
+        out.clear();
+        point(&bare, &[], &mut out);
+        assert_eq!(
+            out,
+            format!("x,component=c,severity=INFO count=1i {}\n", 5_000_000 + fnv1a(b"") % 1_000_000)
+        );
+    }
+}

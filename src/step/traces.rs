@@ -1,0 +1,247 @@
+//! The `traces` step: events that carry a duration become OpenTelemetry spans,
+//! handed with the batch to the `otlp` sinks (acknowledged like events).
+//!
+//! A span ends at the event's timestamp and starts `duration` earlier. Its ids come
+//! from the event's `context` (`trace_id`, `span_id`, `parent_span_id`, hex) when
+//! present and well-formed, else they are derived from the event id, so a replayed
+//! event makes the same span. Traces are sampled by trace id the way OpenTelemetry's
+//! `TraceIdRatioBased` sampler does (the trace id's last 8 bytes against the rate):
+//! every span of a trace, on every instance, is kept or dropped together.
+
+use std::collections::BTreeMap;
+
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span, Status};
+use prometheus::IntCounter;
+use serde_json::Value;
+use synaptic_plugin_sdk::field::Scalar;
+
+use crate::config::TracesConfig;
+use crate::event::{Batch, Event, Section, Severity};
+use crate::step::Step;
+use crate::telemetry::Telemetry;
+
+pub struct TracesStep {
+    name: String,
+    /// Event type → path of its duration inside `data`.
+    durations: BTreeMap<String, Vec<String>>,
+    /// Keep a trace when its id's last 8 bytes (>> 1) are below this.
+    threshold: u64,
+    made: IntCounter,
+    sampled_out: IntCounter,
+    no_duration: IntCounter,
+}
+
+impl TracesStep {
+    pub fn new(name: &str, config: &TracesConfig, telemetry: &Telemetry) -> Self {
+        let durations = config
+            .durations
+            .iter()
+            .map(|(t, f)| (t.clone(), f.split('.').map(str::to_string).collect()))
+            .collect();
+        let outcome = |o: &str| telemetry.spans.with_label_values(&[o]);
+        TracesStep {
+            name: name.to_string(),
+            durations,
+            threshold: ratio_threshold(config.sampling_rate),
+            made: outcome("span"),
+            sampled_out: outcome("sampled_out"),
+            no_duration: outcome("no_duration"),
+        }
+    }
+
+    /// The span of one event, or why there is none.
+    fn span_of(&self, event: &Event) -> Result<Option<Span>, ()> {
+        let Some(path) = self.durations.get(event.event_type()) else { return Ok(None) };
+        let mut duration = [None];
+        event.read_section(Section::Data, &[path], &mut duration);
+        let Some(duration_ms) = duration[0].as_ref().and_then(Scalar::as_f64).filter(|d| *d >= 0.0) else {
+            return Err(());
+        };
+        let mut ids = [None, None, None];
+        event.read_section(Section::Context, &[["trace_id"], ["span_id"], ["parent_span_id"]], &mut ids);
+        let hex_id = |slot: &Option<Scalar<'_>>, len: usize| match slot {
+            Some(Scalar::Text(t)) => decode_hex(t, len),
+            _ => None,
+        };
+        let trace_id = hex_id(&ids[0], 16).unwrap_or_else(|| derive_id(event.event_id(), b"trace", 16));
+        if !sampled(&trace_id, self.threshold) {
+            return Ok(None);
+        }
+        let span_id = hex_id(&ids[1], 8).unwrap_or_else(|| derive_id(event.event_id(), b"span", 8));
+        let parent_span_id = hex_id(&ids[2], 8).unwrap_or_default();
+
+        let end_ns = (event.timestamp_ms().max(0) as u64).saturating_mul(1_000_000);
+        let start_ns = end_ns.saturating_sub((duration_ms * 1e6).round() as u64);
+        let data = event.doc().get("data");
+        let mut attributes = Vec::new();
+        if let Some(Value::Object(data)) = data {
+            flatten("", data, &mut attributes);
+        }
+        attributes.push(text_attr("event.id", event.event_id()));
+        attributes.push(text_attr("event.component", event.component()));
+        attributes.push(text_attr("event.severity", event.severity().as_str()));
+        Ok(Some(Span {
+            trace_id,
+            span_id,
+            parent_span_id,
+            name: event.event_type().to_string(),
+            kind: SpanKind::Internal as i32,
+            start_time_unix_nano: start_ns,
+            end_time_unix_nano: end_ns,
+            attributes,
+            status: Some(status_of(event, data)),
+            ..Span::default()
+        }))
+    }
+}
+
+impl Step for TracesStep {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn process(&mut self, batch: &mut Batch) {
+        let (mut made, mut sampled_out, mut no_duration) = (0, 0, 0);
+        for event in &batch.events {
+            match self.span_of(event) {
+                Ok(Some(span)) => {
+                    batch.spans.push(span);
+                    made += 1;
+                }
+                Ok(None) if self.durations.contains_key(event.event_type()) => sampled_out += 1,
+                Ok(None) => {}
+                Err(()) => no_duration += 1,
+            }
+        }
+        self.made.inc_by(made);
+        self.sampled_out.inc_by(sampled_out);
+        self.no_duration.inc_by(no_duration);
+    }
+}
+
+/// OpenTelemetry's ratio sampler: a trace is kept when its id's last 8 bytes, as a
+/// big-endian number shifted right by one, are below `rate × 2^63`.
+fn ratio_threshold(rate: f64) -> u64 {
+    if rate >= 1.0 {
+        u64::MAX
+    } else if rate <= 0.0 {
+        0
+    } else {
+        (rate * (1u64 << 63) as f64) as u64
+    }
+}
+
+fn sampled(trace_id: &[u8], threshold: u64) -> bool {
+    if threshold == u64::MAX {
+        return true;
+    }
+    let mut low = [0u8; 8];
+    if let Some(tail) = trace_id.get(trace_id.len().saturating_sub(8)..) {
+        low[8 - tail.len()..].copy_from_slice(tail);
+    }
+    (u64::from_be_bytes(low) >> 1) < threshold
+}
+
+/// A hex id of exactly `len` bytes that is not all zero (OTLP's "invalid id").
+fn decode_hex(text: &str, len: usize) -> Option<Vec<u8>> {
+    let bytes = hex::decode(text).ok()?;
+    (bytes.len() == len && bytes.iter().any(|b| *b != 0)).then_some(bytes)
+}
+
+/// `len` bytes from the event id: SHA-256 of a domain tag and the id, so the same
+/// event always makes the same ids and trace and span ids differ.
+fn derive_id(event_id: &str, domain: &[u8], len: usize) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new().chain_update(domain).chain_update(event_id.as_bytes()).finalize();
+    digest[..len].to_vec()
+}
+
+/// ERROR when the event reports a failure (`success: false`, a `failure`/`error`
+/// status, a TIMEOUT decision) or has severity ERROR or FATAL; else UNSET, as
+/// OpenTelemetry asks of instrumentation that does not know better.
+fn status_of(event: &Event, data: Option<&Value>) -> Status {
+    let field = |k: &str| data.and_then(|d| d.get(k));
+    let failed = field("success") == Some(&Value::Bool(false))
+        || field("status")
+            .and_then(Value::as_str)
+            .is_some_and(|s| matches!(s, "failure" | "failed" | "error"))
+        || field("decision").and_then(Value::as_str) == Some("TIMEOUT")
+        || event.severity() >= Severity::Error;
+    if !failed {
+        return Status::default();
+    }
+    let message = ["error_message", "error_type", "decision", "status"]
+        .iter()
+        .find_map(|k| field(k).and_then(Value::as_str))
+        .unwrap_or("failed")
+        .to_string();
+    Status { message, code: StatusCode::Error as i32 }
+}
+
+fn text_attr(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.to_string())) }),
+    }
+}
+
+/// `data` as attributes: nested objects flattened with dots
+/// (`resource_usage.cpu_percent`), arrays of scalars as arrays, nulls left out.
+fn flatten(prefix: &str, object: &serde_json::Map<String, Value>, out: &mut Vec<KeyValue>) {
+    for (key, value) in object {
+        let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match value {
+            Value::Object(inner) => flatten(&key, inner, out),
+            other => {
+                if let Some(value) = any_value_of(other) {
+                    out.push(KeyValue { key, value: Some(value) });
+                }
+            }
+        }
+    }
+}
+
+fn any_value_of(value: &Value) -> Option<AnyValue> {
+    let v = match value {
+        Value::Null | Value::Object(_) => return None,
+        Value::Bool(b) => any_value::Value::BoolValue(*b),
+        Value::String(s) => any_value::Value::StringValue(s.clone()),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => any_value::Value::IntValue(i),
+            None => any_value::Value::DoubleValue(n.as_f64()?),
+        },
+        Value::Array(items) => any_value::Value::ArrayValue(ArrayValue {
+            values: items.iter().filter_map(any_value_of).collect(),
+        }),
+    };
+    Some(AnyValue { value: Some(v) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_follows_the_ratio_and_the_trace_id_alone() {
+        let threshold = ratio_threshold(0.1);
+        let kept =
+            (0u64..100_000).filter(|i| sampled(&derive_id(&i.to_string(), b"trace", 16), threshold)).count();
+        // Binomial(100000, 0.1): sd ≈ 95; 5 sd either side.
+        assert!((9_525..=10_475).contains(&kept), "kept {kept}");
+        assert!(sampled(&[0u8; 16], threshold));
+        assert!(!sampled(&[0xffu8; 16], threshold));
+        assert!(sampled(&[0xffu8; 16], ratio_threshold(1.0)));
+        assert!(!sampled(&[0u8; 16], ratio_threshold(0.0)));
+    }
+
+    #[test]
+    fn ids_must_be_hex_of_the_right_length_and_not_zero() {
+        assert_eq!(decode_hex("0102030405060708", 8), Some(vec![1, 2, 3, 4, 5, 6, 7, 8]));
+        assert_eq!(decode_hex("0102", 8), None);
+        assert_eq!(decode_hex("zz02030405060708", 8), None);
+        assert_eq!(decode_hex("0000000000000000", 8), None);
+        assert_eq!(derive_id("e-1", b"span", 8), derive_id("e-1", b"span", 8));
+        assert_ne!(derive_id("e-1", b"span", 8), derive_id("e-2", b"span", 8));
+    }
+}

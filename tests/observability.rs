@@ -1,0 +1,527 @@
+//! Metrics, traces and InfluxDB against the real things: a Prometheus server that
+//! scrapes the pipeline, OTLP receivers built on the official protobuf definitions
+//! (gRPC and HTTP), and an InfluxDB 1.x server. Each test starts what it needs on
+//! loopback ports and stops it; every wait is bounded.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{command, http_get, write_config, Running};
+use serde_json::Value;
+
+/// A service process stopped when the test ends, however it ends.
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn require(binary: &str) -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(binary)).find(|p| p.is_file()));
+    found.unwrap_or_else(|| panic!("`{binary}` is not installed: tests/run.sh installs it (Debian package)"))
+}
+
+/// Generator events, written to a file: the input and the ground truth.
+fn generate(dir: &Path, count: u64, seed: u64) -> (PathBuf, Vec<Value>) {
+    let path = dir.join("input.jsonl");
+    let status = command()
+        .args(["generate", "--count", &count.to_string(), "--seed", &seed.to_string(), "--rate", "200"])
+        .arg("--out")
+        .arg(&path)
+        .status()
+        .expect("generate runs");
+    assert!(status.success());
+    let text = std::fs::read_to_string(&path).expect("input");
+    let events = text.lines().map(|l| serde_json::from_str(l).expect("generated JSON")).collect();
+    (path, events)
+}
+
+fn wait_until<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn data<'a>(event: &'a Value, key: &str) -> Option<&'a Value> {
+    event.get("data")?.get(key)
+}
+
+fn of_type<'a>(events: &'a [Value], types: &'a [&str]) -> impl Iterator<Item = &'a Value> + 'a {
+    events.iter().filter(move |e| types.iter().any(|t| e["event_type"] == *t))
+}
+
+/// A GET whose body is JSON (Prometheus and InfluxDB query APIs).
+fn get_json(addr: SocketAddr, path_and_query: &str) -> Option<Value> {
+    let (status, body) = std::panic::catch_unwind(|| http_get(addr, path_and_query)).ok()?;
+    (status == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+}
+
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn prometheus_scrapes_exact_counts_and_buckets() {
+    let prometheus = require("prometheus");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (input, events) = generate(dir.path(), 20_000, 11);
+
+    // The pipeline reads stdin, so it keeps serving /metrics after the input is in.
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "source: {{type: file, path: \"-\"}}\n\
+             pipeline:\n  - type: metrics\n\
+             sinks:\n  - {{name: out, type: file, path: {out}}}\n\
+             dead_letter: {{type: file, path: {dead}}}\n",
+            out = dir.path().join("out.jsonl").display(),
+            dead = dir.path().join("dead.jsonl").display(),
+        ),
+    );
+    let mut cmd = command();
+    cmd.args(["run", "--listen", "127.0.0.1:0", "--config"]).arg(&config).stdin(Stdio::piped());
+    let mut running = Running::spawn(cmd);
+    let addr = running.wait_for_address(Duration::from_secs(30));
+    let mut stdin = running.child.stdin.take().expect("stdin");
+    stdin.write_all(&std::fs::read(&input).expect("input")).expect("feed the pipeline");
+    stdin.flush().expect("flush");
+    wait_until("all input through the metrics step", Duration::from_secs(60), || {
+        let (_, body) = http_get(addr, "/metrics");
+        (common::metric(&body, "synaptic_telemetry_step_events_total{outcome=\"in\",step=\"metrics\"}")
+            == Some(events.len() as f64))
+        .then_some(())
+    });
+
+    // What promtool says about our exposition: nothing.
+    let (_, body) = http_get(addr, "/metrics");
+    let mut promtool = Command::new(require("promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    promtool.stdin.take().expect("stdin").write_all(body.as_bytes()).expect("write");
+    let checked = promtool.wait_with_output().expect("promtool runs");
+    let complaints =
+        format!("{}{}", String::from_utf8_lossy(&checked.stdout), String::from_utf8_lossy(&checked.stderr));
+    assert!(checked.status.success() && complaints.trim().is_empty(), "promtool: {complaints}");
+
+    // A real Prometheus scrapes it.
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: synaptic\n    \
+             static_configs: [{{targets: ['{addr}']}}]\n"
+        ),
+    )
+    .expect("prometheus config");
+    let _prometheus = Service(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+    let prom: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let query = |q: &str| -> Option<BTreeMap<String, f64>> {
+        let answer = get_json(prom, &format!("/api/v1/query?query={}", encode(q)))?;
+        let result = answer["data"]["result"].as_array()?;
+        if result.is_empty() {
+            return None;
+        }
+        Some(
+            result
+                .iter()
+                .map(|r| {
+                    let key = r["metric"].as_object().map(|m| {
+                        m.iter()
+                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    });
+                    let value = r["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+                    (key.unwrap_or_default(), value)
+                })
+                .collect(),
+        )
+    };
+
+    // Ground truth from the input itself.
+    let tasks: Vec<&Value> = of_type(&events, &["task.completed", "task.execution"]).collect();
+    let mut completed = BTreeMap::new();
+    for t in &tasks {
+        let success = data(t, "success").and_then(Value::as_bool).expect("success");
+        *completed.entry(format!("success={success}")).or_insert(0.0) += 1.0;
+    }
+    let bounds = [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0];
+    let mut buckets = BTreeMap::new();
+    for (i, le) in bounds.iter().map(|b| format!("{b}")).chain(["+Inf".to_string()]).enumerate() {
+        let bound = bounds.get(i).copied().unwrap_or(f64::INFINITY);
+        let n = tasks
+            .iter()
+            .filter(|t| data(t, "duration_ms").and_then(Value::as_f64).expect("duration") * 0.001 <= bound)
+            .count();
+        buckets.insert(format!("le={le}"), n as f64);
+    }
+    let sent = of_type(&events, &["bridge.message"])
+        .filter(|e| data(e, "direction") == Some(&"OUTBOUND".into()))
+        .count();
+    let mut violations = BTreeMap::new();
+    for v in of_type(&events, &["security.violation", "security.policy.violation"]) {
+        let severity = data(v, "severity").and_then(Value::as_str).expect("severity").to_uppercase();
+        *violations.entry(format!("severity={severity}")).or_insert(0.0) += 1.0;
+    }
+
+    let scraped = wait_until("Prometheus has scraped the pipeline", Duration::from_secs(60), || {
+        let got = query("sum by (success) (codex_synaptic_task_completed_total)")?;
+        (got == completed).then_some(got)
+    });
+    assert_eq!(scraped, completed);
+    assert_eq!(query("sum by (le) (codex_synaptic_task_execution_time_seconds_bucket)"), Some(buckets));
+    assert_eq!(
+        query("sum(codex_synaptic_bridge_messages_sent_total)"),
+        Some(BTreeMap::from([(String::new(), sent as f64)]))
+    );
+    assert_eq!(query("sum by (severity) (codex_synaptic_security_violations_total)"), Some(violations));
+    let count = query("sum(codex_synaptic_task_execution_time_seconds_count)").expect("count");
+    assert_eq!(count.values().next().copied(), Some(tasks.len() as f64));
+
+    drop(stdin);
+    let (code, summary) = running.finish(Duration::from_secs(30));
+    assert_eq!(code, 0, "{summary}");
+}
+
+mod otlp_receiver {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use prost::Message;
+
+    pub type Received = Arc<Mutex<Vec<ExportTraceServiceRequest>>>;
+
+    struct Collector(Received);
+
+    #[tonic::async_trait]
+    impl TraceService for Collector {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            self.0.lock().expect("lock").push(request.into_inner());
+            Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+        }
+    }
+
+    /// An OTLP/gRPC receiver (accepting gzip) and an OTLP/HTTP one, on their own
+    /// runtime, until the returned runtime is dropped.
+    pub fn start() -> (tokio::runtime::Runtime, SocketAddr, Received, SocketAddr, Received) {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let grpc_received: Received = Arc::default();
+        let http_received: Received = Arc::default();
+        let grpc = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let grpc_addr = grpc.local_addr().expect("addr");
+        let http = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let http_addr = http.local_addr().expect("addr");
+        let service = TraceServiceServer::new(Collector(grpc_received.clone()))
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+        runtime.spawn(async move {
+            grpc.set_nonblocking(true).expect("nonblocking");
+            let listener = tokio::net::TcpListener::from_std(grpc).expect("listener");
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            let _ =
+                tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await;
+        });
+        let store = http_received.clone();
+        runtime.spawn(async move {
+            http.set_nonblocking(true).expect("nonblocking");
+            let listener = tokio::net::TcpListener::from_std(http).expect("listener");
+            let app = axum::Router::new().route(
+                "/v1/traces",
+                axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let store = store.clone();
+                    async move {
+                        let gzip = headers.get("content-encoding").is_some_and(|v| v == "gzip");
+                        let bytes = if gzip {
+                            let mut out = Vec::new();
+                            std::io::Read::read_to_end(
+                                &mut flate2::read::GzDecoder::new(body.as_ref()),
+                                &mut out,
+                            )
+                            .expect("gzip body");
+                            out
+                        } else {
+                            body.to_vec()
+                        };
+                        let request =
+                            ExportTraceServiceRequest::decode(bytes.as_slice()).expect("protobuf body");
+                        store.lock().expect("lock").push(request);
+                        ExportTraceServiceResponse::default().encode_to_vec()
+                    }
+                }),
+            );
+            let _ = axum::serve(listener, app).await;
+        });
+        (runtime, grpc_addr, grpc_received, http_addr, http_received)
+    }
+}
+
+#[test]
+fn spans_reach_otlp_receivers_over_grpc_and_http() {
+    let (_runtime, grpc, grpc_received, http, http_received) = otlp_receiver::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (input, events) = generate(dir.path(), 3_000, 5);
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "source: {{type: file, path: {input}}}\n\
+             pipeline:\n  - {{type: traces, sampling_rate: 1.0, service_version: 2.3.4, environment: test}}\n\
+             sinks:\n  - {{name: out, type: file, path: {out}}}\n  \
+             - {{name: grpc, type: otlp, endpoint: \"http://{grpc}\", protocol: grpc}}\n  \
+             - {{name: http, type: otlp, endpoint: \"http://{http}\", protocol: http/protobuf}}\n\
+             dead_letter: {{type: file, path: {dead}}}\n",
+            input = input.display(),
+            out = dir.path().join("out.jsonl").display(),
+            dead = dir.path().join("dead.jsonl").display(),
+        ),
+    );
+    let mut cmd = command();
+    cmd.args(["run", "--listen", "127.0.0.1:0", "--config"]).arg(&config);
+    let (code, summary) = Running::spawn(cmd).finish(Duration::from_secs(60));
+    assert_eq!(code, 0, "{summary}");
+
+    let durations = [
+        ("consensus.decision", "decision_time_ms"),
+        ("consensus.proposal", "decision_time_ms"),
+        ("task.completed", "duration_ms"),
+        ("task.execution", "duration_ms"),
+        ("bridge.message", "processing_time_ms"),
+        ("memory.bridge.sync", "sync_duration_ms"),
+    ];
+    let expected: Vec<&Value> = events
+        .iter()
+        .filter(|e| durations.iter().any(|(t, f)| e["event_type"] == *t && data(e, f).is_some()))
+        .collect();
+    assert!(expected.len() > 1000, "the input has spans to make: {}", expected.len());
+
+    for (transport, received) in [("grpc", grpc_received), ("http", http_received)] {
+        let requests = received.lock().expect("lock").clone();
+        let mut spans = BTreeMap::new();
+        for request in &requests {
+            for rs in &request.resource_spans {
+                let resource: BTreeMap<String, String> = rs
+                    .resource
+                    .as_ref()
+                    .expect("resource")
+                    .attributes
+                    .iter()
+                    .map(|kv| (kv.key.clone(), text_of(kv.value.as_ref())))
+                    .collect();
+                assert_eq!(
+                    resource.get("service.name").map(String::as_str),
+                    Some("codex-synaptic"),
+                    "{transport}"
+                );
+                assert_eq!(resource.get("service.version").map(String::as_str), Some("2.3.4"));
+                assert_eq!(resource.get("deployment.environment").map(String::as_str), Some("test"));
+                for ss in &rs.scope_spans {
+                    assert_eq!(ss.scope.as_ref().map(|s| s.name.as_str()), Some("codex-synaptic-telemetry"));
+                    for span in &ss.spans {
+                        let id = span
+                            .attributes
+                            .iter()
+                            .find(|kv| kv.key == "event.id")
+                            .map(|kv| text_of(kv.value.as_ref()))
+                            .expect("event.id attribute");
+                        assert!(spans.insert(id, span.clone()).is_none(), "{transport}: one span per event");
+                    }
+                }
+            }
+        }
+        assert_eq!(spans.len(), expected.len(), "{transport}: every event with a duration made one span");
+        for event in &expected {
+            let id = event["event_id"].as_str().expect("id");
+            let span = &spans[id];
+            let (_, field) = durations.iter().find(|(t, _)| event["event_type"] == *t).expect("type");
+            let ts = event["timestamp"].as_i64().expect("ts") as u64;
+            let duration_ns =
+                (data(event, field).and_then(Value::as_f64).expect("duration") * 1e6).round() as u64;
+            assert_eq!(span.name, event["event_type"].as_str().expect("type"));
+            assert_eq!(span.end_time_unix_nano, ts * 1_000_000, "{transport} {id}: end = timestamp");
+            assert_eq!(span.start_time_unix_nano, ts * 1_000_000 - duration_ns, "{transport} {id}: start");
+            let context = &event["context"];
+            assert_eq!(hex::encode(&span.trace_id), context["trace_id"].as_str().expect("trace id"));
+            assert_eq!(hex::encode(&span.span_id), context["span_id"].as_str().expect("span id"));
+            let attributes: BTreeMap<&str, String> =
+                span.attributes.iter().map(|kv| (kv.key.as_str(), text_of(kv.value.as_ref()))).collect();
+            for (key, value) in event["data"].as_object().expect("data") {
+                if let Some(scalar) = value
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| (value.is_number() || value.is_boolean()).then(|| value.to_string()))
+                {
+                    assert_eq!(
+                        attributes.get(key.as_str()),
+                        Some(&scalar),
+                        "{transport} {id}: attribute {key}"
+                    );
+                }
+            }
+            let failed = data(event, "success") == Some(&Value::Bool(false))
+                || data(event, "status") == Some(&"failure".into())
+                || data(event, "decision") == Some(&"TIMEOUT".into())
+                || matches!(event["severity"].as_str(), Some("ERROR" | "FATAL"));
+            let code = span.status.as_ref().map_or(0, |s| s.code);
+            assert_eq!(code == 2, failed, "{transport} {id}: status");
+        }
+    }
+}
+
+fn text_of(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(V::StringValue(s)) => s.clone(),
+        Some(V::BoolValue(b)) => b.to_string(),
+        Some(V::IntValue(i)) => i.to_string(),
+        Some(V::DoubleValue(d)) => {
+            serde_json::Number::from_f64(*d).map_or_else(String::new, |n| n.to_string())
+        }
+        _ => String::new(),
+    }
+}
+
+#[test]
+fn influxdb_receives_every_event_as_a_point() {
+    let influxd = require("influxd");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (http_port, rpc_port) = (free_port(), free_port());
+    let root = dir.path().join("influx");
+    std::fs::write(
+        dir.path().join("influxdb.conf"),
+        format!(
+            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc_port}\"\n\
+             [meta]\n  dir = \"{root}/meta\"\n\
+             [data]\n  dir = \"{root}/data\"\n  wal-dir = \"{root}/wal\"\n  query-log-enabled = false\n\
+             [http]\n  bind-address = \"127.0.0.1:{http_port}\"\n  log-enabled = false\n\
+             [monitor]\n  store-enabled = false\n",
+            root = root.display()
+        ),
+    )
+    .expect("influx config");
+    let _influx = Service(
+        Command::new(influxd)
+            .arg("-config")
+            .arg(dir.path().join("influxdb.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("influxd starts"),
+    );
+    let influx: SocketAddr = format!("127.0.0.1:{http_port}").parse().expect("addr");
+    wait_until("InfluxDB answers", Duration::from_secs(30), || {
+        std::panic::catch_unwind(|| http_get(influx, "/ping")).ok().filter(|(s, _)| *s == 204)
+    });
+    let create = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "-XPOST",
+            &format!("http://{influx}/query"),
+            "--data-urlencode",
+            "q=CREATE DATABASE codex_metrics",
+        ])
+        .status();
+    assert!(create.is_ok_and(|s| s.success()), "database created");
+
+    let (input, events) = generate(dir.path(), 5_000, 9);
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "source: {{type: file, path: {input}}}\n\
+             sinks:\n  - {{name: influx, type: influxdb, url: \"http://{influx}\", tag_fields: [data.namespace]}}\n\
+             dead_letter: {{type: file, path: {dead}}}\n",
+            input = input.display(),
+            dead = dir.path().join("dead.jsonl").display(),
+        ),
+    );
+    let mut cmd = command();
+    cmd.args(["run", "--listen", "127.0.0.1:0", "--config"]).arg(&config);
+    let (code, summary) = Running::spawn(cmd).finish(Duration::from_secs(60));
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["acknowledged"], events.len() as u64, "{summary}");
+
+    let query = |q: &str| get_json(influx, &format!("/query?db=codex_metrics&epoch=ms&q={}", encode(q)));
+    let mut per_type: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in &events {
+        // The pipeline writes the canonical name of an alias.
+        let event_type = match e["event_type"].as_str().expect("type") {
+            "mesh.topology_change" => "mesh.topology.change",
+            other => other,
+        };
+        *per_type.entry(event_type).or_default() += 1;
+    }
+    for (event_type, count) in &per_type {
+        // count(*) counts per field; within one series (one tag set) the largest
+        // is its number of points: events of one component share their fields.
+        let answer =
+            query(&format!("SELECT count(*) FROM \"{event_type}\" GROUP BY *")).expect("query answered");
+        let series = answer["results"][0]["series"].as_array().cloned().unwrap_or_default();
+        let points: u64 = series
+            .iter()
+            .map(|s| {
+                let columns = s["columns"].as_array().cloned().unwrap_or_default();
+                let values = s["values"][0].as_array().cloned().unwrap_or_default();
+                columns
+                    .iter()
+                    .zip(&values)
+                    .filter(|(c, _)| c.as_str() != Some("time"))
+                    .filter_map(|(_, v)| v.as_u64())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .sum();
+        assert_eq!(points, *count as u64, "{event_type}: {answer}");
+    }
+    let syncs: Vec<&Value> = of_type(&events, &["memory.bridge.sync"]).collect();
+    let total: f64 = syncs.iter().filter_map(|e| data(e, "sync_duration_ms").and_then(Value::as_f64)).sum();
+    let answer = query("SELECT sum(\"sync_duration_ms\") FROM \"memory.bridge.sync\"").expect("sum");
+    let stored = answer["results"][0]["series"][0]["values"][0][1].as_f64().expect("sum value");
+    assert!((stored - total).abs() < 1e-6 * total.max(1.0), "sum {stored} vs {total}");
+    let answer = query("SHOW TAG VALUES FROM \"memory.bridge.sync\" WITH KEY = \"namespace\"").expect("tags");
+    let namespaces = answer["results"][0]["series"][0]["values"].as_array().map_or(0, Vec::len);
+    let expected: std::collections::BTreeSet<&str> =
+        syncs.iter().filter_map(|e| data(e, "namespace").and_then(Value::as_str)).collect();
+    assert_eq!(namespaces, expected.len(), "{answer}");
+}
