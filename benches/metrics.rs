@@ -142,6 +142,40 @@ fn main() {
         println!("{label:<32} {ns:>12.1} {:>14.1}", ns - floor);
     }
     println!("metrics step alone (upper bound): {:.1} ns/event", per_event(steps[1].2));
+    if std::env::var_os("METRICS_BENCH_BY_TYPE").is_some() {
+        by_type(&batches, count);
+    }
     let rendered = telemetry.render();
     println!("/metrics after the run: {} bytes, {} lines", rendered.len(), rendered.lines().count());
+}
+
+/// Where the step's time goes: the step alone over each event type's events
+/// (`METRICS_BENCH_BY_TYPE=1`), ns per event of that type and its share of all.
+fn by_type(batches: &[Vec<Event>], count: usize) {
+    let mut groups: std::collections::BTreeMap<String, Vec<Event>> = std::collections::BTreeMap::new();
+    for event in batches.iter().flatten() {
+        groups.entry(event.event_type().to_string()).or_default().push(event.clone());
+    }
+    let mapping = Mapping::parse(SPEC_METRICS, "config/metrics.yaml", DEFAULT_PREFIX).expect("spec mapping");
+    let mut step = MetricsStep::new("metrics", mapping, &Telemetry::new());
+    println!("{:<28} {:>8} {:>10} {:>14}", "event type", "events", "ns/event", "ns per stream event");
+    let only = std::env::var("METRICS_BENCH_TYPE").ok();
+    for (event_type, events) in &groups {
+        if only.as_ref().is_some_and(|o| o != event_type) {
+            continue;
+        }
+        let mut best = Duration::MAX;
+        for _ in 0..ROUNDS {
+            let mut round: Vec<Batch> =
+                events.chunks(BATCH).map(|c| Batch { events: c.to_vec(), ..Batch::default() }).collect();
+            let started = Instant::now();
+            for batch in &mut round {
+                step.process(batch);
+            }
+            best = best.min(started.elapsed());
+        }
+        let ns = best.as_nanos() as f64 / events.len() as f64;
+        let share = best.as_nanos() as f64 / count as f64;
+        println!("{event_type:<28} {:>8} {ns:>10.1} {share:>14.1}", events.len());
+    }
 }

@@ -156,7 +156,10 @@ fn validate_reports_all_three_mistakes_with_positions() {
     assert_eq!(errors.len(), 3, "{text}");
     assert!(errors[0].contains("three-mistakes.bad.yaml:5:3: unknown key `seeed` in source"), "{text}");
     assert!(errors[1].contains(":8:11: expected a duration"), "{text}");
-    assert!(errors[2].contains(":11:11: expected one of stdout, file, kafka, got `s3`"), "{text}");
+    assert!(
+        errors[2].contains(":11:11: expected one of stdout, file, kafka, otlp, influxdb, got `s3`"),
+        "{text}"
+    );
 
     let ok = command()
         .args(["validate", "tests/fixtures/config/stdin.good.yaml", "config/demo.yaml", "config/kafka.yaml"])

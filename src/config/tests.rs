@@ -26,13 +26,17 @@ fn the_embedded_demo_config_is_valid() {
     let dir = fake_plugin_dir();
     let config =
         Config::parse_relative_to(crate::DEMO_CONFIG, "demo.yaml", dir.path()).expect("demo config parses");
-    assert_eq!(config.pipeline.len(), 6);
-    let StepKind::Plugin(scrub) = &config.pipeline[2].kind else { panic!("third step is a plugin") };
+    assert_eq!(config.pipeline.len(), 8);
+    let StepKind::Plugin(scrub) = &config.pipeline[1].kind else { panic!("second step is a plugin") };
     assert_eq!(scrub.path, dir.path().join("plugins/pii_scrub.wasm"));
     assert_eq!(scrub.config.get("mode"), Some(&serde_json::json!("redact")));
     assert_eq!(scrub.deadline, Duration::from_millis(200));
     assert_eq!(scrub.memory, 32 << 20);
-    let StepKind::Plugin(filter) = &config.pipeline[3].kind else { panic!("fourth step is a plugin") };
+    let StepKind::Metrics(metrics) = &config.pipeline[2].kind else { panic!("third step is metrics") };
+    assert_eq!(metrics.mapping.metrics.len(), 31, "the built-in spec mapping");
+    let StepKind::Traces(traces) = &config.pipeline[3].kind else { panic!("fourth step is traces") };
+    assert_eq!(traces.sampling_rate, 0.1);
+    let StepKind::Plugin(filter) = &config.pipeline[5].kind else { panic!("sixth step is a plugin") };
     assert_eq!(filter.path, dir.path().join("plugins/filter.rhai"));
     assert_eq!(filter.config.get("min_severity"), Some(&serde_json::json!("INFO")));
     assert_eq!(config.sinks.len(), 2);
@@ -81,7 +85,9 @@ fn missing_sections_and_types_are_named() {
     let errs = errors("source: {rate: 3}\nsinks: [{name: a, type: kafkaa}]\ndead_letter: {type: stdout}\n");
     assert!(errs.iter().any(|e| e.contains("source is missing required key `type`")), "{errs:#?}");
     assert!(
-        errs.iter().any(|e| e.contains("c.yaml:2:25: expected one of stdout, file, kafka, got `kafkaa`")),
+        errs.iter()
+            .any(|e| e
+                .contains("c.yaml:2:25: expected one of stdout, file, kafka, otlp, influxdb, got `kafkaa`")),
         "{errs:#?}"
     );
 }

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 pub use dead_letter::{DeadLetter, Stage};
 use scan::{Header, Text};
-use synaptic_plugin_sdk::field::Scalar;
+use synaptic_plugin_sdk::field::{Finder, Scalar};
 
 /// The objects of the envelope a step can read fields from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -316,15 +316,11 @@ impl Event {
         self.header.sample_rate
     }
 
-    /// Reads several fields of one section (`paths` relative to it, e.g.
-    /// `[["agent_id"], ["resource_usage", "memory_mb"]]`) into `out`: scalars only,
-    /// `None` where absent. Scans just that object's bytes when the event is as it
-    /// arrived; reads the document when a step changed it.
-    pub fn read_section<'a, P, S>(&'a self, section: Section, paths: &[P], out: &mut [Option<Scalar<'a>>])
-    where
-        P: AsRef<[S]>,
-        S: AsRef<str>,
-    {
+    /// Reads several fields of one section (the `finder`'s paths are relative to
+    /// it, e.g. `[["agent_id"], ["resource_usage", "memory_mb"]]`) into `out`:
+    /// scalars only, `None` where absent. Scans just that object's bytes when the
+    /// event is as it arrived; reads the document when a step changed it.
+    pub fn read_section<'a>(&'a self, section: Section, finder: &Finder, out: &mut [Option<Scalar<'a>>]) {
         let span = match section {
             Section::Data => self.header.sections.data,
             Section::Context => self.header.sections.context,
@@ -332,16 +328,14 @@ impl Event {
         };
         if let (false, Some((start, end))) = (self.dirty, span) {
             if let Some(bytes) = self.raw.get(start as usize..end as usize) {
-                if synaptic_plugin_sdk::field::find_many(bytes, paths, out) {
+                if finder.find(bytes, out) {
                     return;
                 }
             }
         }
         let root = self.doc().get(section.key());
-        for (slot, path) in out.iter_mut().zip(paths) {
-            let value = root.and_then(|root| {
-                path.as_ref().iter().try_fold(root, |v, key| v.as_object()?.get(key.as_ref()))
-            });
+        for (slot, path) in out.iter_mut().zip(finder.paths()) {
+            let value = root.and_then(|root| path.iter().try_fold(root, |v, key| v.as_object()?.get(key)));
             *slot = value.and_then(scalar_of);
         }
     }

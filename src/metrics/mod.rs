@@ -8,6 +8,7 @@
 //! Behind a sampler, counts are scaled by `1 / sample_rate`, so a count is exact
 //! wherever the step sits.
 
+mod lookup;
 pub mod mapping;
 pub mod store;
 
@@ -16,40 +17,25 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus::IntCounter;
-use synaptic_plugin_sdk::field::Scalar;
+use synaptic_plugin_sdk::field::{Finder, Scalar};
 
 use crate::event::{Batch, Event, EventKind, Section};
 use crate::glob::Glob;
 use crate::route::Matcher;
 use crate::step::Step;
 use crate::telemetry::{MetricExport, Telemetry};
+use lookup::LookupTable;
 use mapping::{Case, Condition, FieldRef, LabelSource, Literal, Mapping, MetricKind, Test};
 use store::{Admission, Family, FamilyKind};
 
 /// Fields one event type may read across every metric and lookup.
-const MAX_PLAN_FIELDS: usize = 16;
+const MAX_PLAN_FIELDS: usize = 12;
 /// Plans kept for event types the schema does not know.
 const MAX_UNKNOWN_PLANS: usize = 256;
 
-/// FNV-1a for the step's string-keyed maps: keys are short ids, and SipHash's
-/// flooding resistance is not worth its cost here (the maps are bounded).
-#[derive(Default)]
-struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for b in bytes {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-type FastMap<V> = HashMap<Box<str>, V, std::hash::BuildHasherDefault<Fnv>>;
+/// The step's string-keyed maps hash with `WordHash`: keys are short ids, and
+/// SipHash's flooding resistance is not worth its cost here (the maps are bounded).
+type FastMap<V> = HashMap<Box<str>, V, std::hash::BuildHasherDefault<store::WordHash>>;
 
 /// The families, shared between the step (writer) and `/metrics` (reader).
 pub struct MetricFamilies(Mutex<Vec<Family>>);
@@ -111,35 +97,10 @@ struct PlanLookup {
 /// learn and the metrics to update.
 #[derive(Debug, Clone, Default)]
 struct Plan {
-    reads: Vec<(Section, Vec<Vec<String>>, usize)>,
+    reads: Vec<(Section, Finder, usize)>,
     slots: usize,
     lookups: Vec<PlanLookup>,
     metrics: Vec<PlanMetric>,
-}
-
-/// A lookup table in two generations: when the current one is full it becomes the
-/// previous one, so memory is bounded and recently learned keys survive.
-#[derive(Default)]
-struct LookupTable {
-    current: FastMap<Box<str>>,
-    previous: FastMap<Box<str>>,
-    half: usize,
-}
-
-impl LookupTable {
-    fn learn(&mut self, key: &str, value: &str) {
-        if self.current.get(key).is_some_and(|v| v.as_ref() == value) {
-            return;
-        }
-        if self.current.len() >= self.half {
-            self.previous = std::mem::take(&mut self.current);
-        }
-        self.current.insert(key.into(), value.into());
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.current.get(key).or_else(|| self.previous.get(key)).map(AsRef::as_ref)
-    }
 }
 
 struct KeyEntry {
@@ -167,8 +128,8 @@ pub struct MetricsStep {
     matchers: Vec<Option<Matcher>>,
     lookup_matchers: Vec<Option<Matcher>>,
     families: Arc<MetricFamilies>,
-    plans: Vec<Arc<Plan>>,
-    unknown_plans: HashMap<String, Arc<Plan>>,
+    plans: Vec<Plan>,
+    unknown_plans: HashMap<String, Plan>,
     lookups: Vec<LookupTable>,
     keyed: Vec<KeyedState>,
     problems: Vec<Problems>,
@@ -216,11 +177,7 @@ impl MetricsStep {
             name: name.to_string(),
             matchers: mapping.metrics.iter().map(|m| runtime_matcher(&m.matcher)).collect(),
             lookup_matchers: mapping.lookups.iter().map(|l| runtime_matcher(&l.matcher)).collect(),
-            lookups: mapping
-                .lookups
-                .iter()
-                .map(|l| LookupTable { half: l.max_entries / 2, ..LookupTable::default() })
-                .collect(),
+            lookups: mapping.lookups.iter().map(|l| LookupTable::new(l.max_entries)).collect(),
             keyed: mapping.metrics.iter().map(|_| KeyedState::default()).collect(),
             families,
             plans: Vec::new(),
@@ -234,7 +191,7 @@ impl MetricsStep {
         kinds.sort_by_key(|k| *k as usize);
         step.plans = kinds
             .into_iter()
-            .map(|k| Arc::new(k.canonical_name().map_or_else(Plan::default, |name| step.plan_for(name))))
+            .map(|k| k.canonical_name().map_or_else(Plan::default, |name| step.plan_for(name)))
             .collect();
         step
     }
@@ -309,30 +266,15 @@ impl MetricsStep {
         Plan { reads: builder.reads(), slots: builder.fields.len(), lookups, metrics }
     }
 
-    fn process_event(&mut self, event: &Event, families: &mut [Family]) {
-        let plan = match event.kind() {
-            EventKind::Unknown => {
-                let event_type = event.event_type();
-                if !self.unknown_plans.contains_key(event_type) {
-                    let plan = self.plan_for(event_type);
-                    if self.unknown_plans.len() >= MAX_UNKNOWN_PLANS {
-                        // Endless distinct types: work per event rather than grow.
-                        return self.apply(&plan, event, families);
-                    }
-                    self.unknown_plans.insert(event_type.to_string(), Arc::new(plan));
-                }
-                match self.unknown_plans.get(event_type) {
-                    Some(plan) => plan.clone(),
-                    None => return,
-                }
+    /// The plan for an event type the schema does not know, made on first sight.
+    fn unknown_plan<'p>(&self, unknown: &'p mut HashMap<String, Plan>, event_type: &str) -> Option<&'p Plan> {
+        if !unknown.contains_key(event_type) {
+            if unknown.len() >= MAX_UNKNOWN_PLANS {
+                return None;
             }
-            kind => match self.plans.get(kind as usize) {
-                Some(plan) if plan.lookups.is_empty() && plan.metrics.is_empty() => return,
-                Some(plan) => plan.clone(),
-                None => return,
-            },
-        };
-        self.apply(&plan, event, families);
+            unknown.insert(event_type.to_string(), self.plan_for(event_type));
+        }
+        unknown.get(event_type)
     }
 
     fn apply(&mut self, plan: &Plan, event: &Event, families: &mut [Family]) {
@@ -340,9 +282,9 @@ impl MetricsStep {
             return;
         }
         let mut slots: [Option<Scalar<'_>>; MAX_PLAN_FIELDS] = Default::default();
-        for (section, paths, first) in &plan.reads {
-            let end = (first + paths.len()).min(MAX_PLAN_FIELDS);
-            event.read_section(*section, paths, &mut slots[*first..end]);
+        for (section, finder, first) in &plan.reads {
+            let end = (first + finder.paths().len()).min(MAX_PLAN_FIELDS);
+            event.read_section(*section, finder, &mut slots[*first..end]);
         }
         let read = Reader { event, slots: &slots[..plan.slots.min(MAX_PLAN_FIELDS)] };
 
@@ -386,14 +328,21 @@ impl MetricsStep {
                 }
                 None => None,
             };
-            let mut labels: [Cow<'_, str>; mapping::MAX_LABELS] = Default::default();
-            for (i, (label, plan_label)) in
-                def.labels.iter().zip(&pm.labels).enumerate().take(mapping::MAX_LABELS)
-            {
-                labels[i] = label_value(label, plan_label, &read, &self.lookups);
-            }
             let family = &mut families[m];
-            let (series, admission) = family.series(&labels[..def.labels.len().min(mapping::MAX_LABELS)]);
+            let value_of = |i: usize| label_value(&def.labels[i], &pm.labels[i], &read, &self.lookups);
+            // Most metrics have at most two labels: no array of eight to fill and drop.
+            let (series, admission) = match def.labels.len().min(pm.labels.len()) {
+                0 => family.series(&[]),
+                1 => family.series(&[value_of(0)]),
+                2 => family.series(&[value_of(0), value_of(1)]),
+                n => {
+                    let mut labels: [Cow<'_, str>; mapping::MAX_LABELS] = Default::default();
+                    for (i, slot) in labels.iter_mut().enumerate().take(n) {
+                        *slot = value_of(i);
+                    }
+                    family.series(&labels[..n.min(mapping::MAX_LABELS)])
+                }
+            };
             if admission == Admission::Overflow {
                 self.problems[m].series_overflow.inc();
             }
@@ -581,15 +530,15 @@ impl PlanBuilder {
     }
 
     /// One read per section, with the section's first slot.
-    fn reads(&self) -> Vec<(Section, Vec<Vec<String>>, usize)> {
-        let mut reads: Vec<(Section, Vec<Vec<String>>, usize)> = Vec::new();
+    fn reads(&self) -> Vec<(Section, Finder, usize)> {
+        let mut grouped: Vec<(Section, Vec<Vec<String>>, usize)> = Vec::new();
         for (i, (section, path)) in self.fields.iter().enumerate().take(MAX_PLAN_FIELDS) {
-            match reads.last_mut() {
+            match grouped.last_mut() {
                 Some((s, paths, _)) if s == section => paths.push(path.clone()),
-                _ => reads.push((*section, vec![path.clone()], i)),
+                _ => grouped.push((*section, vec![path.clone()], i)),
             }
         }
-        reads
+        grouped.into_iter().map(|(section, paths, first)| (section, Finder::new(&paths), first)).collect()
     }
 }
 
@@ -642,9 +591,28 @@ impl Step for MetricsStep {
     fn process(&mut self, batch: &mut Batch) {
         let families = self.families.clone();
         let mut families = families.lock();
+        // The plans are read while the state changes: hold them apart for the batch.
+        let plans = std::mem::take(&mut self.plans);
+        let mut unknown = std::mem::take(&mut self.unknown_plans);
         for event in &batch.events {
-            self.process_event(event, &mut families);
+            match event.kind() {
+                EventKind::Unknown => match self.unknown_plan(&mut unknown, event.event_type()) {
+                    Some(plan) => self.apply(plan, event, &mut families),
+                    // Endless distinct types: work per event rather than grow.
+                    None => {
+                        let plan = self.plan_for(event.event_type());
+                        self.apply(&plan, event, &mut families);
+                    }
+                },
+                kind => {
+                    if let Some(plan) = plans.get(kind as usize) {
+                        self.apply(plan, event, &mut families);
+                    }
+                }
+            }
         }
+        self.plans = plans;
+        self.unknown_plans = unknown;
     }
 }
 

@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, Ke
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span, Status};
 use prometheus::IntCounter;
 use serde_json::Value;
-use synaptic_plugin_sdk::field::Scalar;
+use synaptic_plugin_sdk::field::{Finder, Scalar};
 
 use crate::config::TracesConfig;
 use crate::event::{Batch, Event, Section, Severity};
@@ -23,10 +23,12 @@ use crate::telemetry::Telemetry;
 
 pub struct TracesStep {
     name: String,
-    /// Event type → path of its duration inside `data`.
-    durations: BTreeMap<String, Vec<String>>,
+    /// Event type → a finder of its duration inside `data`.
+    durations: BTreeMap<String, Finder>,
     /// Keep a trace when its id's last 8 bytes (>> 1) are below this.
     threshold: u64,
+    /// trace_id, span_id, parent_span_id in `context`.
+    context_ids: Finder,
     made: IntCounter,
     sampled_out: IntCounter,
     no_duration: IntCounter,
@@ -37,13 +39,14 @@ impl TracesStep {
         let durations = config
             .durations
             .iter()
-            .map(|(t, f)| (t.clone(), f.split('.').map(str::to_string).collect()))
+            .map(|(t, f)| (t.clone(), Finder::new(&[f.split('.').collect::<Vec<_>>()])))
             .collect();
         let outcome = |o: &str| telemetry.spans.with_label_values(&[o]);
         TracesStep {
             name: name.to_string(),
             durations,
             threshold: ratio_threshold(config.sampling_rate),
+            context_ids: Finder::new(&[["trace_id"], ["span_id"], ["parent_span_id"]]),
             made: outcome("span"),
             sampled_out: outcome("sampled_out"),
             no_duration: outcome("no_duration"),
@@ -52,14 +55,14 @@ impl TracesStep {
 
     /// The span of one event, or why there is none.
     fn span_of(&self, event: &Event) -> Result<Option<Span>, ()> {
-        let Some(path) = self.durations.get(event.event_type()) else { return Ok(None) };
+        let Some(finder) = self.durations.get(event.event_type()) else { return Ok(None) };
         let mut duration = [None];
-        event.read_section(Section::Data, &[path], &mut duration);
+        event.read_section(Section::Data, finder, &mut duration);
         let Some(duration_ms) = duration[0].as_ref().and_then(Scalar::as_f64).filter(|d| *d >= 0.0) else {
             return Err(());
         };
         let mut ids = [None, None, None];
-        event.read_section(Section::Context, &[["trace_id"], ["span_id"], ["parent_span_id"]], &mut ids);
+        event.read_section(Section::Context, &self.context_ids, &mut ids);
         let hex_id = |slot: &Option<Scalar<'_>>, len: usize| match slot {
             Some(Scalar::Text(t)) => decode_hex(t, len),
             _ => None,
