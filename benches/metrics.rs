@@ -25,7 +25,7 @@ use synaptic_telemetry::step::{Step, TracesStep};
 use synaptic_telemetry::telemetry::Telemetry;
 
 const BATCH: usize = 512;
-const ROUNDS: usize = 7;
+const ROUNDS: usize = 11;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -142,6 +142,9 @@ fn main() {
         println!("{label:<32} {ns:>12.1} {:>14.1}", ns - floor);
     }
     println!("metrics step alone (upper bound): {:.1} ns/event", per_event(steps[1].2));
+    if std::env::var_os("METRICS_BENCH_SCAN").is_some() {
+        scan_only(&batches);
+    }
     if std::env::var_os("METRICS_BENCH_BY_TYPE").is_some() {
         by_type(&batches, count);
     }
@@ -178,4 +181,32 @@ fn by_type(batches: &[Vec<Event>], count: usize) {
         let share = best.as_nanos() as f64 / count as f64;
         println!("{event_type:<28} {:>8} {ns:>10.1} {share:>14.1}", events.len());
     }
+}
+
+/// The field scan alone, hot in cache (`METRICS_BENCH_SCAN=1`): five `data`
+/// paths looked up in every event of a batch, the batch repeated.
+fn scan_only(batches: &[Vec<Event>]) {
+    use synaptic_plugin_sdk::field::Finder;
+    use synaptic_telemetry::event::Section;
+    let finder = Finder::new(&[["agent_id"], ["task_id"], ["duration_ms"], ["success"], ["bridge_type"]]);
+    let mut best = Duration::MAX;
+    let mut found = 0usize;
+    let events: usize = batches.iter().take(50).map(Vec::len).sum();
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        for batch in batches.iter().take(50) {
+            for _ in 0..20 {
+                for event in batch {
+                    let mut out = [None, None, None, None, None];
+                    event.read_section(Section::Data, &finder, &mut out);
+                    found += out.iter().filter(|o| o.is_some()).count();
+                }
+            }
+        }
+        best = best.min(started.elapsed());
+    }
+    println!(
+        "field scan, hot: {:.1} ns/event ({found} found)",
+        best.as_nanos() as f64 / (events * 20) as f64
+    );
 }

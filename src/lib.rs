@@ -14,7 +14,8 @@
 //! - [`app`] — wires source → pipeline → sinks and the HTTP server; orderly shutdown.
 //! - [`config`] — the strict YAML config: a position-marked YAML tree (`yaml`), a
 //!   decoder that reports every error with `file:line:col` (`decode`), the sections;
-//!   the plugin host and plugin steps (`plugin`).
+//!   the plugin host and plugin steps (`plugin`); the metrics and traces steps and
+//!   the `otlp` and `influxdb` sinks (`observe`).
 //! - [`event`] — the envelope and the batch; schema v1.0 as a field table (`schema`),
 //!   checked by a zero-copy pass over the bytes (`scan`) with a precise fallback that
 //!   names every problem; one field read from the bytes without a document
@@ -29,8 +30,9 @@
 //!   (spans from events with a duration, sampled by trace id).
 //! - [`metrics`] — the `metrics` step: the declarative metric mapping
 //!   (`mapping`, `config/metrics.yaml` built in) with promtool's naming rules
-//!   checked at load, per-event-type plans that read each event's fields in one
-//!   scan, and bounded metric families with their text exposition (`store`).
+//!   checked at load (`names`), per-event-type plans that read each event's fields
+//!   in one scan (`plan`), lookup tables learned from the stream (`lookup`), and
+//!   bounded metric families with their text exposition (`store`).
 //! - [`plugin`] — hot-swappable plugin steps: the WebAssembly runtime (`wasm`:
 //!   pooled instances, epoch deadlines, memory caps, WASI denied by default), the
 //!   Rhai runtime on the same contract (`script`: a raw engine with limits), the

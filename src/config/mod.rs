@@ -4,6 +4,7 @@
 //! reported at once. Every field is documented here and in `config/demo.yaml`.
 
 pub mod decode;
+mod observe;
 pub mod plugin;
 pub mod yaml;
 
@@ -14,6 +15,10 @@ use std::time::Duration;
 
 pub use decode::ConfigError;
 use decode::{one_of, ByteSize, Decode, Diagnostics, MapReader, OneOrMany};
+pub use observe::{
+    default_span_durations, InfluxSinkConfig, MetricsStepConfig, OtlpProtocol, OtlpSinkConfig, TracesConfig,
+    SPEC_METRICS,
+};
 pub use plugin::{DirGrant, Grants, OnError, PluginHostConfig, PluginStepConfig};
 use yaml::{Node, NodeKind, Pos};
 
@@ -124,69 +129,6 @@ pub enum StepKind {
     Traces(TracesConfig),
 }
 
-#[derive(Debug, Clone)]
-pub struct MetricsStepConfig {
-    /// The mapping file (`mapping:`), or the built-in spec mapping when absent.
-    pub source: String,
-    pub mapping: crate::metrics::mapping::Mapping,
-}
-
-#[derive(Debug, Clone)]
-pub struct TracesConfig {
-    /// Share of traces kept, decided by the trace id (so every span of a trace is
-    /// kept or dropped together, on every instance).
-    pub sampling_rate: f64,
-    /// Event type → the `data` field holding its duration in milliseconds.
-    pub durations: BTreeMap<String, String>,
-    /// Resource attributes `service.name`, `service.version`, `deployment.environment`.
-    pub service_name: String,
-    pub service_version: String,
-    pub environment: String,
-}
-
-impl Default for TracesConfig {
-    fn default() -> Self {
-        TracesConfig {
-            sampling_rate: 0.1,
-            durations: default_span_durations(),
-            service_name: "codex-synaptic".into(),
-            service_version: "1.0.0".into(),
-            environment: "production".into(),
-        }
-    }
-}
-
-impl Config {
-    /// The traces step's config (service attributes for `otlp` sinks), or the defaults.
-    pub fn traces(&self) -> TracesConfig {
-        self.pipeline
-            .iter()
-            .find_map(|s| match &s.kind {
-                StepKind::Traces(t) => Some(t.clone()),
-                _ => None,
-            })
-            .unwrap_or_default()
-    }
-}
-
-/// The built-in metric mapping: every metric of the spec's Metrics Schema.
-pub const SPEC_METRICS: &str = include_str!("../../config/metrics.yaml");
-
-/// Event types with a duration, and where it is, as the spec's events carry it.
-pub fn default_span_durations() -> BTreeMap<String, String> {
-    [
-        ("consensus.decision", "decision_time_ms"),
-        ("consensus.proposal", "decision_time_ms"),
-        ("task.completed", "duration_ms"),
-        ("task.execution", "duration_ms"),
-        ("bridge.message", "processing_time_ms"),
-        ("memory.bridge.sync", "sync_duration_ms"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MatchConfig {
     /// Globs on the canonical event_type; empty means any.
@@ -213,38 +155,6 @@ pub enum OutputConfig {
     /// Receives the traces step's spans (not events).
     Otlp(OtlpSinkConfig),
     Influx(InfluxSinkConfig),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OtlpProtocol {
-    Grpc,
-    HttpProtobuf,
-}
-
-#[derive(Debug, Clone)]
-pub struct OtlpSinkConfig {
-    /// `http://host:4317` (gRPC) or `http://host:4318` (HTTP; `/v1/traces` is added).
-    pub endpoint: String,
-    pub protocol: OtlpProtocol,
-    /// gzip the requests.
-    pub compression: bool,
-    pub timeout: Duration,
-    /// Extra request headers (authentication).
-    pub headers: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct InfluxSinkConfig {
-    /// `http://host:8086`; points are written to `{url}/write`.
-    pub url: String,
-    pub database: String,
-    pub retention_policy: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// Fields written as tags besides component and severity (`data.namespace`).
-    pub tag_fields: Vec<String>,
-    pub gzip: bool,
-    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -519,58 +429,6 @@ fn check_unique_name(names: &mut Vec<String>, name: &str, pos: Pos, what: &str, 
     names.push(name.to_string());
 }
 
-fn decode_metrics_step(
-    map: &mut MapReader<'_>,
-    base: &Path,
-    cx: &mut Diagnostics,
-) -> Option<MetricsStepConfig> {
-    use crate::metrics::mapping::{Mapping, DEFAULT_PREFIX};
-    let prefix = map.or("prefix", DEFAULT_PREFIX.to_string(), cx);
-    if !prefix.is_empty() && crate::metrics::mapping::check_name(&format!("{prefix}x"), "gauge").is_err() {
-        cx.error(map.key_pos("prefix"), format!("prefix `{prefix}` is not a valid start of a metric name"));
-    }
-    let file: Option<String> = map.optional("mapping", cx);
-    let loaded = match &file {
-        Some(f) => {
-            let path = base.join(f);
-            Mapping::load_file(&path, &prefix).map(|m| (path.display().to_string(), m))
-        }
-        None => Mapping::parse(SPEC_METRICS, "<built-in config/metrics.yaml>", &prefix)
-            .map(|m| ("<built-in>".to_string(), m)),
-    };
-    match loaded {
-        Ok((source, mapping)) => {
-            if let Err(e) = crate::metrics::MetricsStep::check(&mapping) {
-                cx.error(map.key_pos("mapping"), e);
-                return None;
-            }
-            Some(MetricsStepConfig { source, mapping })
-        }
-        Err(errors) => {
-            errors.0.into_iter().for_each(|e| cx.push(e));
-            None
-        }
-    }
-}
-
-fn decode_traces(map: &mut MapReader<'_>, cx: &mut Diagnostics) -> Option<TracesConfig> {
-    let sampling_rate = map.or("sampling_rate", 0.1, cx);
-    if !(0.0..=1.0).contains(&sampling_rate) {
-        cx.error(map.key_pos("sampling_rate"), "sampling_rate must be from 0.0 to 1.0");
-    }
-    let mut durations = default_span_durations();
-    if let Some(extra) = map.optional::<BTreeMap<String, String>>("durations", cx) {
-        durations.extend(extra);
-    }
-    Some(TracesConfig {
-        sampling_rate,
-        durations,
-        service_name: map.or("service_name", "codex-synaptic".to_string(), cx),
-        service_version: map.or("service_version", "1.0.0".to_string(), cx),
-        environment: map.or("environment", "production".to_string(), cx),
-    })
-}
-
 fn decode_steps(
     node: &Node,
     plugins: &PluginHostConfig,
@@ -615,9 +473,9 @@ fn decode_steps(
                 if metrics_steps == 2 {
                     cx.error(map.pos(), "only one metrics step: two would expose the same metrics twice");
                 }
-                decode_metrics_step(&mut map, base, cx).map(StepKind::Metrics)
+                observe::decode_metrics_step(&mut map, base, cx).map(StepKind::Metrics)
             }
-            Some(Kind::Traces) => decode_traces(&mut map, cx).map(StepKind::Traces),
+            Some(Kind::Traces) => observe::decode_traces(&mut map, cx).map(StepKind::Traces),
             None => None,
         };
         // A plugin is named after its file; the built-ins after their position.
@@ -709,64 +567,8 @@ fn decode_output_fields(map: &mut MapReader<'_>, what: &str, cx: &mut Diagnostic
     ];
     match section_type(map, what, &kinds, cx)? {
         Kind::Stdout => Some(OutputConfig::Stdout),
-        Kind::Otlp => {
-            let endpoint: Option<String> = map.required("endpoint", cx);
-            let protocol = map
-                .node("protocol")
-                .and_then(|n| {
-                    one_of(
-                        n,
-                        &[("grpc", OtlpProtocol::Grpc), ("http/protobuf", OtlpProtocol::HttpProtobuf)],
-                        cx,
-                    )
-                })
-                .unwrap_or(OtlpProtocol::Grpc);
-            if let Some(e) = &endpoint {
-                if !(e.starts_with("http://") || e.starts_with("https://")) {
-                    cx.error(
-                        map.key_pos("endpoint"),
-                        format!("endpoint must start with http:// or https://, got `{e}`"),
-                    );
-                }
-            }
-            Some(OutputConfig::Otlp(OtlpSinkConfig {
-                endpoint: endpoint?,
-                protocol,
-                compression: map
-                    .node("compression")
-                    .and_then(|n| one_of(n, &[("gzip", true), ("none", false)], cx))
-                    .unwrap_or(true),
-                timeout: map.or("timeout", Duration::from_secs(10), cx),
-                headers: map.or("headers", BTreeMap::new(), cx),
-            }))
-        }
-        Kind::Influx => {
-            let url: Option<String> = map.required("url", cx);
-            if let Some(u) = &url {
-                if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    cx.error(
-                        map.key_pos("url"),
-                        format!("url must start with http:// or https://, got `{u}`"),
-                    );
-                }
-            }
-            let tag_fields: Vec<String> = map.or("tag_fields", Vec::new(), cx);
-            for field in &tag_fields {
-                if let Err(e) = crate::metrics::mapping::parse_field(field) {
-                    cx.error(map.key_pos("tag_fields"), e);
-                }
-            }
-            Some(OutputConfig::Influx(InfluxSinkConfig {
-                url: url?,
-                database: map.or("database", "codex_metrics".to_string(), cx),
-                retention_policy: map.optional("retention_policy", cx),
-                username: map.optional("username", cx),
-                password: map.optional("password", cx),
-                tag_fields,
-                gzip: map.or("gzip", true, cx),
-                timeout: map.or("timeout", Duration::from_secs(10), cx),
-            }))
-        }
+        Kind::Otlp => observe::decode_otlp(map, cx).map(OutputConfig::Otlp),
+        Kind::Influx => observe::decode_influx(map, cx).map(OutputConfig::Influx),
         Kind::Kafka => {
             let brokers: Option<String> = map.required("brokers", cx);
             let topic: Option<String> = map.required("topic", cx);

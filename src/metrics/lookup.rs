@@ -61,6 +61,9 @@ impl Generation {
     }
 }
 
+/// Text per generation; a generation ends when its arena reaches this.
+const ARENA_BYTES: usize = 1 << 20;
+
 #[derive(Default)]
 pub struct LookupTable {
     current: Generation,
@@ -86,13 +89,25 @@ impl LookupTable {
         if self.current.get(h, key) == Some(value) {
             return;
         }
-        // Text beyond 4 GiB cannot be placed; the arena is far smaller in practice
-        // (a generation holds `half` short entries), but a flood must not wrap.
-        if self.current.index.len() >= self.half || self.current.arena.len() > (u32::MAX / 2) as usize {
+        // A generation also ends when its arena is large: with keys forgotten the
+        // index stays small while the arena would keep growing.
+        if self.current.index.len() >= self.half || self.current.arena.len() >= ARENA_BYTES {
             self.previous = std::mem::take(&mut self.current);
+            self.current.arena.reserve(ARENA_BYTES.min(self.half * 32));
         }
         let place = Place { key: self.current.append(key), value: self.current.append(value) };
         self.current.index.insert(h, place);
+    }
+
+    /// Drops a key (from either generation); its text stays in the arena until
+    /// the generation goes.
+    pub fn forget(&mut self, key: &str) {
+        let h = hash(key);
+        for generation in [&mut self.current, &mut self.previous] {
+            if generation.get(h, key).is_some() {
+                generation.index.remove(&h);
+            }
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -125,5 +140,8 @@ mod tests {
         assert_eq!(table.get("k9"), Some("v"), "recent keys survive");
         assert_eq!(table.get("a2"), None, "old keys are forgotten");
         assert_eq!(table.get("nope"), None);
+        table.forget("k9");
+        assert_eq!(table.get("k9"), None, "forgotten");
+        assert_eq!(table.get("k8"), Some("v"), "only that key");
     }
 }

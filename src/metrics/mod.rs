@@ -10,6 +10,8 @@
 
 mod lookup;
 pub mod mapping;
+pub mod names;
+mod plan;
 pub mod store;
 
 use std::borrow::Cow;
@@ -17,25 +19,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus::IntCounter;
-use synaptic_plugin_sdk::field::{Finder, Scalar};
+use synaptic_plugin_sdk::field::Scalar;
 
-use crate::event::{Batch, Event, EventKind, Section};
-use crate::glob::Glob;
+use crate::event::{Batch, Event, EventKind};
 use crate::route::Matcher;
 use crate::step::Step;
 use crate::telemetry::{MetricExport, Telemetry};
 use lookup::LookupTable;
-use mapping::{Case, Condition, FieldRef, LabelSource, Literal, Mapping, MetricKind, Test};
+use mapping::{Case, LabelSource, Literal, Mapping, MetricKind, Test};
+use plan::{plan_fields, Plan, PlanLabel, Ref, MAX_PLAN_FIELDS};
 use store::{Admission, Family, FamilyKind};
 
-/// Fields one event type may read across every metric and lookup.
-const MAX_PLAN_FIELDS: usize = 12;
 /// Plans kept for event types the schema does not know.
 const MAX_UNKNOWN_PLANS: usize = 256;
-
-/// The step's string-keyed maps hash with `WordHash`: keys are short ids, and
-/// SipHash's flooding resistance is not worth its cost here (the maps are bounded).
-type FastMap<V> = HashMap<Box<str>, V, std::hash::BuildHasherDefault<store::WordHash>>;
 
 /// The families, shared between the step (writer) and `/metrics` (reader).
 pub struct MetricFamilies(Mutex<Vec<Family>>);
@@ -54,55 +50,6 @@ impl MetricExport for MetricFamilies {
     }
 }
 
-/// A field as a plan reads it.
-#[derive(Debug, Clone, Copy)]
-enum Ref {
-    Slot(u8),
-    EventType,
-    Component,
-    Severity,
-    EventId,
-}
-
-#[derive(Debug, Clone)]
-struct PlanCondition {
-    field: Ref,
-    test: Test,
-}
-
-#[derive(Debug, Clone)]
-enum PlanLabel {
-    Const,
-    Field { fields: Vec<Ref>, lookup: Option<(usize, Ref)> },
-}
-
-#[derive(Debug, Clone)]
-struct PlanMetric {
-    metric: usize,
-    conditions: Vec<PlanCondition>,
-    labels: Vec<PlanLabel>,
-    value: Option<(Ref, Option<Ref>)>,
-    key: Vec<Ref>,
-    remove_when: Vec<PlanCondition>,
-}
-
-#[derive(Debug, Clone)]
-struct PlanLookup {
-    lookup: usize,
-    key: Ref,
-    value: Ref,
-}
-
-/// What one event type needs: the fields to read per section, then the lookups to
-/// learn and the metrics to update.
-#[derive(Debug, Clone, Default)]
-struct Plan {
-    reads: Vec<(Section, Finder, usize)>,
-    slots: usize,
-    lookups: Vec<PlanLookup>,
-    metrics: Vec<PlanMetric>,
-}
-
 struct KeyEntry {
     series: u32,
     value: f64,
@@ -111,7 +58,7 @@ struct KeyEntry {
 
 #[derive(Default)]
 struct KeyedState {
-    entries: FastMap<KeyEntry>,
+    entries: store::IdentityMap<KeyEntry>,
     next_sweep_ms: i64,
 }
 
@@ -127,14 +74,13 @@ pub struct MetricsStep {
     mapping: Mapping,
     matchers: Vec<Option<Matcher>>,
     lookup_matchers: Vec<Option<Matcher>>,
+    forget_matchers: Vec<Option<Matcher>>,
     families: Arc<MetricFamilies>,
     plans: Vec<Plan>,
     unknown_plans: HashMap<String, Plan>,
     lookups: Vec<LookupTable>,
     keyed: Vec<KeyedState>,
     problems: Vec<Problems>,
-    /// Reused for keys made of several fields.
-    scratch: String,
 }
 
 impl MetricsStep {
@@ -177,13 +123,17 @@ impl MetricsStep {
             name: name.to_string(),
             matchers: mapping.metrics.iter().map(|m| runtime_matcher(&m.matcher)).collect(),
             lookup_matchers: mapping.lookups.iter().map(|l| runtime_matcher(&l.matcher)).collect(),
+            forget_matchers: mapping
+                .lookups
+                .iter()
+                .map(|l| l.forget_on.as_ref().and_then(runtime_matcher))
+                .collect(),
             lookups: mapping.lookups.iter().map(|l| LookupTable::new(l.max_entries)).collect(),
             keyed: mapping.metrics.iter().map(|_| KeyedState::default()).collect(),
             families,
             plans: Vec::new(),
             unknown_plans: HashMap::new(),
             problems,
-            scratch: String::new(),
             mapping,
         };
         let mut kinds: Vec<EventKind> = EventKind::KNOWN.to_vec();
@@ -191,7 +141,7 @@ impl MetricsStep {
         kinds.sort_by_key(|k| *k as usize);
         step.plans = kinds
             .into_iter()
-            .map(|k| k.canonical_name().map_or_else(Plan::default, |name| step.plan_for(name)))
+            .map(|k| k.canonical_name().map_or_else(Plan::default, |name| plan::build(&step.mapping, name)))
             .collect();
         step
     }
@@ -216,63 +166,13 @@ impl MetricsStep {
         Ok(())
     }
 
-    fn plan_for(&self, event_type: &str) -> Plan {
-        let matches = |m: &crate::config::MatchConfig| type_matches(m, event_type);
-        let builder = PlanBuilder { fields: plan_fields(&self.mapping, event_type) };
-        let lookups = (self.mapping.lookups.iter().enumerate())
-            .filter(|(_, l)| matches(&l.matcher))
-            .filter_map(|(i, l)| {
-                Some(PlanLookup { lookup: i, key: builder.field(&l.key)?, value: builder.field(&l.value)? })
-            })
-            .collect();
-        let metrics = (self.mapping.metrics.iter().enumerate())
-            .filter(|(_, m)| matches(&m.matcher))
-            .filter_map(|(i, m)| {
-                let conditions = builder.conditions(&m.conditions)?;
-                let labels = m
-                    .labels
-                    .iter()
-                    .map(|l| match &l.source {
-                        LabelSource::Const(_) => Some(PlanLabel::Const),
-                        LabelSource::Field { fields, lookup } => Some(PlanLabel::Field {
-                            fields: fields.iter().map(|f| builder.field(f)).collect::<Option<Vec<_>>>()?,
-                            lookup: match lookup {
-                                Some((l, key)) => Some((*l, builder.field(key)?)),
-                                None => None,
-                            },
-                        }),
-                    })
-                    .collect::<Option<Vec<_>>>()?;
-                let value = match &m.value {
-                    Some(v) => Some((
-                        builder.field(&v.field)?,
-                        match &v.times {
-                            Some(t) => Some(builder.field(t)?),
-                            None => None,
-                        },
-                    )),
-                    None => None,
-                };
-                let (key, remove_when) = match &m.kind {
-                    MetricKind::KeyedGauge(k) => (
-                        k.key.iter().map(|f| builder.field(f)).collect::<Option<Vec<_>>>()?,
-                        builder.conditions(&k.remove_when)?,
-                    ),
-                    _ => (Vec::new(), Vec::new()),
-                };
-                Some(PlanMetric { metric: i, conditions, labels, value, key, remove_when })
-            })
-            .collect();
-        Plan { reads: builder.reads(), slots: builder.fields.len(), lookups, metrics }
-    }
-
     /// The plan for an event type the schema does not know, made on first sight.
     fn unknown_plan<'p>(&self, unknown: &'p mut HashMap<String, Plan>, event_type: &str) -> Option<&'p Plan> {
         if !unknown.contains_key(event_type) {
             if unknown.len() >= MAX_UNKNOWN_PLANS {
                 return None;
             }
-            unknown.insert(event_type.to_string(), self.plan_for(event_type));
+            unknown.insert(event_type.to_string(), plan::build(&self.mapping, event_type));
         }
         unknown.get(event_type)
     }
@@ -289,14 +189,16 @@ impl MetricsStep {
         let read = Reader { event, slots: &slots[..plan.slots.min(MAX_PLAN_FIELDS)] };
 
         for l in &plan.lookups {
+            let Some(value) = l.learn else { continue };
             if self.lookup_matchers[l.lookup].as_ref().is_some_and(|m| !m.matches(event)) {
                 continue;
             }
-            if let (Some(key), Some(value)) = (read.get(l.key), read.get(l.value)) {
+            if let (Some(key), Some(value)) = (read.get(l.key), read.get(value)) {
                 self.lookups[l.lookup].learn(&key.text(), &value.text());
             }
         }
 
+        let mut memo = Memo::new();
         let weight = match event.sample_rate() {
             Some(rate) if rate > 0.0 && rate <= 1.0 => 1.0 / rate,
             _ => 1.0,
@@ -329,7 +231,8 @@ impl MetricsStep {
                 None => None,
             };
             let family = &mut families[m];
-            let value_of = |i: usize| label_value(&def.labels[i], &pm.labels[i], &read, &self.lookups);
+            let mut value_of =
+                |i: usize| label_value(&def.labels[i], &pm.labels[i], &read, &self.lookups, &mut memo);
             // Most metrics have at most two labels: no array of eight to fill and drop.
             let (series, admission) = match def.labels.len().min(pm.labels.len()) {
                 0 => family.series(&[]),
@@ -361,20 +264,20 @@ impl MetricsStep {
                 MetricKind::KeyedGauge(k) => {
                     let remove = !pm.remove_when.is_empty()
                         && pm.remove_when.iter().all(|c| holds(&c.test, read.get(c.field)));
-                    let Some(key) = key_text(&pm.key, &read, &mut self.scratch) else {
+                    let Some(key) = key_identity(&pm.key, &read) else {
                         self.problems[m].missing_value.inc();
                         continue;
                     };
                     let state = &mut self.keyed[m];
                     let now = event.timestamp_ms();
                     if remove {
-                        if let Some(old) = state.entries.remove(key.as_ref()) {
+                        if let Some(old) = state.entries.remove(&key) {
                             family.values_mut(old.series).value -= old.value;
                         }
                     } else {
                         let contribution = value.unwrap_or(1.0);
                         let full = state.entries.len() >= k.max_keys;
-                        match state.entries.get_mut(key.as_ref()) {
+                        match state.entries.get_mut(&key) {
                             Some(entry) => {
                                 family.values_mut(entry.series).value -= entry.value;
                                 family.values_mut(series).value += contribution;
@@ -386,7 +289,7 @@ impl MetricsStep {
                             None => {
                                 family.values_mut(series).value += contribution;
                                 let entry = KeyEntry { series, value: contribution, last_ms: now };
-                                state.entries.insert(Box::from(key.as_ref()), entry);
+                                state.entries.insert(key, entry);
                             }
                         }
                     }
@@ -394,6 +297,14 @@ impl MetricsStep {
                         expire_keys(state, family, now, expire.as_millis() as i64);
                     }
                 }
+            }
+        }
+        for l in plan.lookups.iter().filter(|l| l.forget) {
+            if self.forget_matchers[l.lookup].as_ref().is_some_and(|m| !m.matches(event)) {
+                continue;
+            }
+            if let Some(key) = read.get(l.key) {
+                self.lookups[l.lookup].forget(&key.text());
             }
         }
     }
@@ -433,19 +344,13 @@ impl<'e> Reader<'e, '_> {
     }
 }
 
-/// The key of a keyed gauge; several fields are joined in `scratch`.
-fn key_text<'k>(key: &[Ref], read: &Reader<'k, '_>, scratch: &'k mut String) -> Option<Cow<'k, str>> {
-    if let [single] = key {
-        return read.get(*single).map(scalar_text);
+/// The identity of a keyed gauge's key (one field, or several in order).
+fn key_identity(key: &[Ref], read: &Reader<'_, '_>) -> Option<u128> {
+    let mut hash = store::KeyHash::default();
+    for r in key {
+        hash.add(scalar_text(read.get(*r)?).as_bytes());
     }
-    scratch.clear();
-    for (i, r) in key.iter().enumerate() {
-        if i > 0 {
-            scratch.push('\u{1f}');
-        }
-        scratch.push_str(&scalar_text(read.get(*r)?));
-    }
-    Some(Cow::Borrowed(scratch.as_str()))
+    Some(hash.finish())
 }
 
 fn scalar_text(value: Scalar<'_>) -> Cow<'_, str> {
@@ -456,19 +361,52 @@ fn scalar_text(value: Scalar<'_>) -> Cow<'_, str> {
     }
 }
 
+/// Lookups already made for the current event: several metrics often label by
+/// the same lookup (agent_type of the same agent_id).
+struct Memo<'l> {
+    entries: [(usize, Ref, Option<&'l str>); 4],
+    len: usize,
+}
+
+impl<'l> Memo<'l> {
+    fn new() -> Self {
+        Memo { entries: [(usize::MAX, Ref::EventId, None); 4], len: 0 }
+    }
+
+    fn lookup(
+        &mut self,
+        table: usize,
+        key: Ref,
+        read: &Reader<'_, '_>,
+        lookups: &'l [LookupTable],
+    ) -> Option<&'l str> {
+        if let Some((_, _, found)) =
+            self.entries[..self.len].iter().find(|(t, k, _)| *t == table && *k == key)
+        {
+            return *found;
+        }
+        let found = read.get(key).map(scalar_text).and_then(|k| lookups.get(table)?.get(&k));
+        if self.len < self.entries.len() {
+            self.entries[self.len] = (table, key, found);
+            self.len += 1;
+        }
+        found
+    }
+}
+
 fn label_value<'a>(
     label: &'a mapping::LabelDef,
     plan: &PlanLabel,
     read: &Reader<'a, '_>,
     lookups: &'a [LookupTable],
+    memo: &mut Memo<'a>,
 ) -> Cow<'a, str> {
     let raw: Option<Cow<'a, str>> = match (&label.source, plan) {
         (LabelSource::Const(value), _) => return Cow::Borrowed(value),
         (_, PlanLabel::Field { fields, lookup }) => {
             fields.iter().find_map(|f| read.get(*f)).map(scalar_text).or_else(|| {
                 let (table, key) = (*lookup)?;
-                let key = read.get(key).map(scalar_text)?;
-                lookups.get(table)?.get(&key).map(Cow::Borrowed)
+                memo.lookup(table, key, read, lookups).map(Cow::Borrowed)
             })
         }
         _ => None,
@@ -502,87 +440,6 @@ fn holds(test: &Test, value: Option<Scalar<'_>>) -> bool {
     }
 }
 
-/// Resolves fields to the slots of one plan's reads.
-struct PlanBuilder {
-    fields: Vec<(Section, Vec<String>)>,
-}
-
-impl PlanBuilder {
-    fn field(&self, f: &FieldRef) -> Option<Ref> {
-        Some(match f {
-            FieldRef::EventType => Ref::EventType,
-            FieldRef::Component => Ref::Component,
-            FieldRef::Severity => Ref::Severity,
-            FieldRef::EventId => Ref::EventId,
-            FieldRef::In(section, path) => {
-                let i = self.fields.iter().position(|(s, p)| s == section && p == path)?;
-                // Checked at load (`MetricsStep::check`); beyond it a field reads as absent.
-                Ref::Slot(u8::try_from(i).ok().filter(|i| (*i as usize) < MAX_PLAN_FIELDS)?)
-            }
-        })
-    }
-
-    fn conditions(&self, conditions: &[Condition]) -> Option<Vec<PlanCondition>> {
-        conditions
-            .iter()
-            .map(|c| Some(PlanCondition { field: self.field(&c.field)?, test: c.test.clone() }))
-            .collect()
-    }
-
-    /// One read per section, with the section's first slot.
-    fn reads(&self) -> Vec<(Section, Finder, usize)> {
-        let mut grouped: Vec<(Section, Vec<Vec<String>>, usize)> = Vec::new();
-        for (i, (section, path)) in self.fields.iter().enumerate().take(MAX_PLAN_FIELDS) {
-            match grouped.last_mut() {
-                Some((s, paths, _)) if s == section => paths.push(path.clone()),
-                _ => grouped.push((*section, vec![path.clone()], i)),
-            }
-        }
-        grouped.into_iter().map(|(section, paths, first)| (section, Finder::new(&paths), first)).collect()
-    }
-}
-
-/// Every field the lookups and metrics that can match `event_type` read, in
-/// `data`, `context` or `tags`, each once, grouped by section.
-fn plan_fields(mapping: &Mapping, event_type: &str) -> Vec<(Section, Vec<String>)> {
-    let mut fields: Vec<&FieldRef> = Vec::new();
-    for l in mapping.lookups.iter().filter(|l| type_matches(&l.matcher, event_type)) {
-        fields.push(&l.key);
-        fields.push(&l.value);
-    }
-    for m in mapping.metrics.iter().filter(|m| type_matches(&m.matcher, event_type)) {
-        fields.extend(m.conditions.iter().map(|c| &c.field));
-        for l in &m.labels {
-            if let LabelSource::Field { fields: label_fields, lookup } = &l.source {
-                fields.extend(label_fields.iter());
-                fields.extend(lookup.iter().map(|(_, k)| k));
-            }
-        }
-        if let Some(v) = &m.value {
-            fields.push(&v.field);
-            fields.extend(v.times.iter());
-        }
-        if let MetricKind::KeyedGauge(k) = &m.kind {
-            fields.extend(k.key.iter());
-            fields.extend(k.remove_when.iter().map(|c| &c.field));
-        }
-    }
-    let mut out: Vec<(Section, Vec<String>)> = fields
-        .into_iter()
-        .filter_map(|f| match f {
-            FieldRef::In(section, path) => Some((*section, path.clone())),
-            _ => None,
-        })
-        .collect();
-    out.sort_by(|a, b| (a.0 as u8, &a.1).cmp(&(b.0 as u8, &b.1)));
-    out.dedup();
-    out
-}
-
-fn type_matches(m: &crate::config::MatchConfig, event_type: &str) -> bool {
-    m.event_type.is_empty() || m.event_type.iter().any(|g| Glob::new(g).matches(event_type))
-}
-
 impl Step for MetricsStep {
     fn name(&self) -> &str {
         &self.name
@@ -600,7 +457,7 @@ impl Step for MetricsStep {
                     Some(plan) => self.apply(plan, event, &mut families),
                     // Endless distinct types: work per event rather than grow.
                     None => {
-                        let plan = self.plan_for(event.event_type());
+                        let plan = plan::build(&self.mapping, event.event_type());
                         self.apply(&plan, event, &mut families);
                     }
                 },

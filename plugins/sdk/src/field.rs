@@ -87,6 +87,24 @@ pub fn value_end(raw: &[u8], at: usize) -> Option<usize> {
 /// the index of its closing quote, and whether it has escapes. `None` when it is
 /// not closed.
 pub fn string_end(raw: &[u8], start: usize) -> Option<(usize, bool)> {
+    // Most keys and values are short: test 8 bytes at a time for a quote or a
+    // backslash (the has-zero-byte trick; its lowest hit is exact) before paying
+    // for a vectorized search's setup.
+    let mut at = start;
+    while at + 8 <= raw.len() && at < start + 32 {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&raw[at..at + 8]);
+        let word = u64::from_le_bytes(word);
+        let hits = zero_bytes(word ^ QUOTES) | zero_bytes(word ^ BACKSLASHES);
+        if hits != 0 {
+            let hit = at + (hits.trailing_zeros() / 8) as usize;
+            if raw[hit] == b'"' {
+                return Some((hit, false));
+            }
+            break;
+        }
+        at += 8;
+    }
     let mut end = start;
     let mut escaped = false;
     loop {
@@ -186,6 +204,16 @@ impl Finder {
     }
 }
 
+const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+const QUOTES: u64 = LOW_BITS * b'"' as u64;
+const BACKSLASHES: u64 = LOW_BITS * b'\\' as u64;
+
+/// The high bit of each zero byte of `word` (exact for the lowest zero byte).
+fn zero_bytes(word: u64) -> u64 {
+    word.wrapping_sub(LOW_BITS) & !word & HIGH_BITS
+}
+
 /// A cursor over JSON bytes. Every method returns `None` on bytes that are not JSON.
 struct Scan<'a> {
     raw: &'a [u8],
@@ -271,7 +299,11 @@ impl<'a> Scan<'a> {
             }
             b'{' | b'[' => self.value().map(|()| None),
             _ => {
-                let literal = std::str::from_utf8(self.literal()?).ok()?;
+                let bytes = self.literal()?;
+                if let Some(n) = small_integer(bytes) {
+                    return Some(Some(Scalar::Int(n)));
+                }
+                let literal = std::str::from_utf8(bytes).ok()?;
                 Some(match literal {
                     "true" => Some(Scalar::Bool(true)),
                     "false" => Some(Scalar::Bool(false)),
@@ -410,6 +442,26 @@ impl<'a> Scan<'a> {
     }
 }
 
+/// An integer of up to 18 digits (an optional minus sign first), read without the
+/// general number parser: counts and sizes are most of what fields hold.
+fn small_integer(bytes: &[u8]) -> Option<i64> {
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    if digits.is_empty() || digits.len() > 18 || (digits.len() > 1 && digits[0] == b'0') {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + i64::from(b - b'0');
+    }
+    Some(if negative { -n } else { n })
+}
+
 /// A string's text: borrowed when it has no escapes, decoded when it has.
 fn text(bytes: &[u8], escaped: bool) -> Option<Cow<'_, str>> {
     if !escaped {
@@ -426,6 +478,60 @@ fn text(bytes: &[u8], escaped: bool) -> Option<Cow<'_, str>> {
 mod tests {
     use super::{find_str, find_text};
     use std::borrow::Cow;
+
+    #[test]
+    fn string_ends_are_found_wherever_the_quote_or_escape_falls() {
+        use super::string_end;
+        // The reference: the first quote not escaped, and whether any escape came first.
+        fn reference(raw: &[u8], start: usize) -> Option<(usize, bool)> {
+            let (mut i, mut escaped) = (start, false);
+            while i < raw.len() {
+                match raw[i] {
+                    b'"' => return Some((i, escaped)),
+                    b'\\' => {
+                        escaped = true;
+                        i += 2;
+                    }
+                    _ => i += 1,
+                }
+            }
+            None
+        }
+        for len in 0..48 {
+            for special in [None, Some(b'\\')] {
+                for at in 0..len.max(1) {
+                    let mut raw: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+                    if let Some(byte) = special {
+                        if at + 1 < len {
+                            raw[at] = byte;
+                        }
+                    }
+                    raw.push(b'"');
+                    raw.extend_from_slice(b",\"x\":1}");
+                    for start in [0, 1.min(len)] {
+                        assert_eq!(
+                            string_end(&raw, start),
+                            reference(&raw, start),
+                            "len {len} at {at} start {start}"
+                        );
+                    }
+                    let unterminated = &raw[..len];
+                    assert_eq!(string_end(unterminated, 0), reference(unterminated, 0), "unterminated {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn integers_take_the_short_path_and_agree_with_the_parser() {
+        use super::small_integer;
+        for text in ["0", "7", "-7", "123456789012345678", "-123456789012345678"] {
+            assert_eq!(small_integer(text.as_bytes()), text.parse().ok(), "{text}");
+        }
+        for text in ["", "-", "01", "1.5", "1e3", "1234567890123456789", "12a", "--1"] {
+            assert_eq!(small_integer(text.as_bytes()), None, "{text}");
+        }
+    }
 
     #[test]
     fn a_finder_reads_what_find_many_reads() {
