@@ -161,8 +161,35 @@ fn validate_reports_all_three_mistakes_with_positions() {
         "{text}"
     );
 
+    // A metrics step's mapping is checked with the config: its errors point into
+    // the mapping file, with the names promtool would object to.
+    let output = command()
+        .args(["validate", "tests/fixtures/config/bad-mapping.bad.yaml"])
+        .output()
+        .expect("validate runs");
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains("promtool-would-object.bad.yaml:")).collect();
+    assert_eq!(errors.len(), 4, "{text}");
+    assert!(
+        errors[0].contains(":3:5: metric name `codex_synaptic_task_done`: a counter's name ends in `_total`"),
+        "{text}"
+    );
+    assert!(
+        errors[1].contains(":7:5: metric name `codex_synaptic_task_latency_ms`: abbreviated unit `ms`"),
+        "{text}"
+    );
+    assert!(errors[2].contains(":17:12: field `payload.count` must start with data."), "{text}");
+    assert!(errors[3].contains(":18:5: unknown key `colour`"), "{text}");
+
     let ok = command()
-        .args(["validate", "tests/fixtures/config/stdin.good.yaml", "config/demo.yaml", "config/kafka.yaml"])
+        .args([
+            "validate",
+            "tests/fixtures/config/stdin.good.yaml",
+            "tests/fixtures/config/metrics.good.yaml",
+            "config/demo.yaml",
+            "config/kafka.yaml",
+        ])
         .output()
         .expect("validate runs");
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
@@ -228,6 +255,19 @@ fn demo_shows_the_standard_plugins_working_and_a_live_swap() {
         metric(&body, &series).unwrap_or(0.0)
     };
     assert!(plugin("pii_scrub", "replaced") > 0.0, "pii_scrub scrubbed events\n{body}");
+    // The metrics step serves the spec's metrics beside the pipeline's own, and the
+    // traces step made spans (the demo has no otlp sink; they are counted).
+    let assigned: f64 = body
+        .lines()
+        .filter(|l| l.starts_with("codex_synaptic_task_assigned_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(assigned > 0.0, "codex_synaptic_task_assigned_total counted\n{body}");
+    assert!(body.contains("# TYPE codex_synaptic_task_execution_time_seconds histogram"), "{body}");
+    assert!(
+        metric(&body, "synaptic_telemetry_spans_total{outcome=\"span\"}").is_some_and(|n| n > 0.0),
+        "{body}"
+    );
     // Its per-detector counters reach /metrics through the host.
     let findings: f64 = body
         .lines()
