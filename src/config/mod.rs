@@ -193,15 +193,7 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl Config {
     pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: name.clone(),
-                line: 0,
-                col: 0,
-                message: format!("cannot read config file: {e}"),
-            }])
-        })?;
+        let (text, name) = read_document(path, "config file")?;
         Config::parse(&text, &name)
     }
 
@@ -227,6 +219,21 @@ impl Config {
     /// finds its plugins in the source tree wherever it is started).
     pub fn parse_relative_to(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors> {
         parse_document(text, file, |root, cx| decode_config(root, base, cx))
+    }
+}
+
+/// A config document's text and the name its errors use; an unreadable file is
+/// one error naming `what` it was meant to be.
+pub fn read_document(path: &Path, what: &str) -> Result<(String, String), ConfigErrors> {
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((text, name)),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            file: name,
+            line: 0,
+            col: 0,
+            message: format!("cannot read {what}: {e}"),
+        }])),
     }
 }
 

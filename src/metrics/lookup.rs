@@ -10,26 +10,9 @@
 //! wins (a table is a cache: a miss reads as the label's default).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 
-use super::store::WordHash;
-
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
+use super::store::{LowBits, WordHash};
 
 /// Where a key and its value sit in the arena.
 #[derive(Clone, Copy)]
@@ -40,7 +23,7 @@ struct Place {
 
 #[derive(Default)]
 struct Generation {
-    index: HashMap<u64, Place, BuildHasherDefault<PassThrough>>,
+    index: HashMap<u64, Place, BuildHasherDefault<LowBits>>,
     arena: String,
 }
 

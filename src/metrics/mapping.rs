@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::names::check_name;
 use crate::config::decode::{one_of, Decode, Diagnostics, MapReader, OneOrMany};
 use crate::config::yaml::{Node, NodeKind, Pos};
-use crate::config::{decode_match, parse_document, ConfigError, ConfigErrors, MatchConfig};
+use crate::config::{decode_match, parse_document, read_document, ConfigErrors, MatchConfig};
 use crate::event::Section;
 
 /// The spec's prefix (Export Configuration → Prometheus → metric_prefix).
@@ -148,15 +148,7 @@ pub enum Case {
 
 impl Mapping {
     pub fn load_file(path: &Path, prefix: &str) -> Result<Mapping, ConfigErrors> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: name.clone(),
-                line: 0,
-                col: 0,
-                message: format!("cannot read the metric mapping: {e}"),
-            }])
-        })?;
+        let (text, name) = read_document(path, "the metric mapping")?;
         Mapping::parse(&text, &name, prefix)
     }
 

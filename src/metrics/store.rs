@@ -50,8 +50,8 @@ struct Series {
     values: Values,
 }
 
-/// Keys that are already hashes (128-bit identities): their low 64 bits serve as
-/// the table's hash.
+/// Keys that are already hashes (64-bit, or 128-bit identities): their low 64
+/// bits serve as the table's hash.
 #[derive(Default)]
 pub struct LowBits(u64);
 
@@ -63,6 +63,9 @@ impl Hasher for LowBits {
         for b in bytes {
             self.0 = (self.0 << 8) | u64::from(*b);
         }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
     fn write_u128(&mut self, n: u128) {
         self.0 = n as u64;
