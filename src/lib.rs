@@ -48,11 +48,14 @@
 //! - [`sink`] — sink tasks with retry, and the outputs `stdout`, `file` (rotation),
 //!   `kafka` (idempotent producer, acknowledged on delivery reports), `otlp` (spans
 //!   over OTLP/gRPC or OTLP/HTTP) and `influxdb` (line protocol, gzip).
+//! - [`alert`] — alert delivery: `alertmanager` posts to Alertmanager's v2 API
+//!   (the rule format and evaluator are still to come).
 //! - [`telemetry`] — the pipeline's own Prometheus metrics.
 //! - [`server`] — `/metrics`, `/health`, `/ready`.
 //! - [`clock`] — Unix-millisecond wall clock.
 
 pub mod ack;
+pub mod alert;
 pub mod app;
 pub mod clock;
 pub mod config;

@@ -27,9 +27,11 @@ if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
 fi
 
 # Real services the tests talk to, from Debian: Prometheus and promtool (scrape and
-# lint /metrics), InfluxDB 1.x (the influxdb sink); curl for their admin calls.
+# lint /metrics), Alertmanager (alert delivery), InfluxDB 1.x (the influxdb sink);
+# curl for their admin calls.
 missing=()
 command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -170,3 +170,22 @@ pub fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
     std::fs::write(&path, text).expect("write config");
     path
 }
+
+/// A service process (Prometheus, InfluxDB, Alertmanager) stopped when the test
+/// ends, however it ends.
+pub struct Service(pub Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
