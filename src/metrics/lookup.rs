@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use super::store::{LowBits, WordHash};
+use super::store::{KeyHash, LowBits};
 
 /// Where a key and its value sit in the arena.
 #[derive(Clone, Copy)]
@@ -56,9 +56,9 @@ pub struct LookupTable {
 }
 
 fn hash(key: &str) -> u64 {
-    let mut h = WordHash::default();
+    let mut h = KeyHash::default();
     h.add(key.as_bytes());
-    h.0
+    h.finish() as u64
 }
 
 impl LookupTable {

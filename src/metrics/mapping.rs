@@ -17,8 +17,6 @@ use crate::event::Section;
 pub const DEFAULT_PREFIX: &str = "codex_synaptic_";
 /// Labels per metric; more would make each event's series lookup slow.
 pub const MAX_LABELS: usize = 8;
-/// Distinct field paths one event type may read across all metrics.
-pub const MAX_FIELDS: usize = 48;
 
 #[derive(Debug, Clone)]
 pub struct Mapping {

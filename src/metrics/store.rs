@@ -237,54 +237,30 @@ impl Family {
     }
 }
 
-/// A multiply-rotate hash over 8-byte words, in the manner of FxHash: fast on
-/// short keys, not flooding-resistant (the maps it serves are bounded).
-#[derive(Default, Clone, Copy)]
-pub struct WordHash(pub u64);
-
-impl WordHash {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-
-    fn mix(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
-    }
-
-    pub fn add(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.mix(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        let mut word = [0u8; 8];
-        word[..rest.len()].copy_from_slice(rest);
-        self.mix(u64::from_le_bytes(word));
-        self.mix(bytes.len() as u64);
-    }
-}
-
-/// Two independent word hashes side by side: a 128-bit identity for a key (a
-/// label set, a keyed gauge's key). Tables keep this instead of comparing text per
-/// event: among 100,000 keys, two sharing an identity has a chance near 10^-29,
-/// while comparing the text costs a pointer chase and a compare per event.
+/// A 128-bit identity for a key (a label set, a keyed gauge's key, a lookup
+/// key): two multiply-rotate hashes over 8-byte words, in the manner of FxHash,
+/// side by side. Tables keep this instead of comparing text per event: among
+/// 100,000 keys, two sharing an identity has a chance near 10^-29, while
+/// comparing the text costs a pointer chase and a compare per event. Not
+/// flooding-resistant; the tables it serves are bounded.
 #[derive(Clone, Copy)]
-pub struct KeyHash(WordHash, WordHash);
+pub struct KeyHash(u64, u64);
 
 impl Default for KeyHash {
     fn default() -> Self {
-        KeyHash(WordHash(0), WordHash(0x9e37_79b9_7f4a_7c15))
+        KeyHash(0, 0x9e37_79b9_7f4a_7c15)
     }
 }
 
 impl KeyHash {
+    const K1: u64 = 0x517c_c1b7_2722_0a95;
     const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
 
-    /// Both lanes in one pass over the words.
+    /// Adds one value (its length too, so ("ab","c") and ("a","bc") differ).
     pub fn add(&mut self, bytes: &[u8]) {
-        let (mut a, mut b) = (self.0 .0, self.1 .0);
+        let (mut a, mut b) = (self.0, self.1);
         let mut mix = |word: u64| {
-            a = (a.rotate_left(5) ^ word).wrapping_mul(WordHash::K);
+            a = (a.rotate_left(5) ^ word).wrapping_mul(Self::K1);
             b = (b.rotate_left(7) ^ word).wrapping_mul(Self::K2);
         };
         let mut chunks = bytes.chunks_exact(8);
@@ -298,20 +274,11 @@ impl KeyHash {
         word[..rest.len()].copy_from_slice(rest);
         mix(u64::from_le_bytes(word));
         mix(bytes.len() as u64);
-        (self.0 .0, self.1 .0) = (a, b);
+        (self.0, self.1) = (a, b);
     }
 
     pub fn finish(&self) -> u128 {
-        (u128::from(self.0 .0) << 64) | u128::from(self.1 .0)
-    }
-}
-
-impl Hasher for WordHash {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        self.add(bytes);
+        (u128::from(self.0) << 64) | u128::from(self.1)
     }
 }
 
