@@ -37,3 +37,17 @@ pub fn build_plugins() -> PathBuf {
     assert!(status.success(), "plugins/build.sh failed");
     target.join("wasm32-wasip2/plugin")
 }
+
+/// Decodes and validates one batch of lines, as the pipeline does; `first` is the
+/// sequence number of its first line. Invalid lines are left out.
+pub fn decode_batch(lines: &[Bytes], first: usize) -> Vec<synaptic_telemetry::event::Event> {
+    use synaptic_telemetry::event::{Event, Position, SchemaMode};
+    lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let seq = (first + i) as u64;
+            Event::decode(l.clone(), Position::Generator { seq }, SchemaMode::Strict).ok()
+        })
+        .collect()
+}

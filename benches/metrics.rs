@@ -95,14 +95,7 @@ fn main() {
         for (with_step, best) in in_place.iter_mut().enumerate() {
             let started = Instant::now();
             for (b, chunk) in chunks.iter().enumerate() {
-                let events = chunk
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, l)| {
-                        let seq = (b * BATCH + i) as u64;
-                        Event::decode(l.clone(), Position::Generator { seq }, SchemaMode::Strict).ok()
-                    })
-                    .collect();
+                let events = common::decode_batch(chunk, b * BATCH);
                 let mut batch = Batch { events, ..Batch::default() };
                 if with_step == 1 {
                     in_place_step.process(&mut batch);

@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::ack::{AckLedger, AckNotice};
-use crate::config::Config;
+use crate::alert::service::AlertService;
+use crate::config::{Config, StepKind};
 use crate::pipeline::{Pipeline, SinkRoute};
 use crate::plugin::PluginHost;
 use crate::route::Matcher;
@@ -90,10 +91,20 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
     // Plugins load before anything is announced: a pipeline whose plugin cannot
     // load does not start.
     let mut plugins = PluginHost::new(&config.plugins);
+    let alerts = config.pipeline.iter().find_map(|s| match &s.kind {
+        StepKind::Alerts(a) => Some(a),
+        _ => None,
+    });
+    let alerts = alerts.map(|a| AlertService::start(a, &telemetry)).transpose()?;
     let steps = config
         .pipeline
         .iter()
-        .map(|s| RunningStep::build(s, config.schema, &mut plugins, &telemetry))
+        .map(|s| match (&s.kind, &alerts) {
+            (StepKind::Alerts(_), Some(service)) => {
+                Ok(RunningStep::new(Box::new(service.step(&s.name)), &telemetry))
+            }
+            _ => RunningStep::build(s, config.schema, &mut plugins, &telemetry),
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     // Watches plugin files until the run ends (dropping it stops the thread).
     let _plugin_watcher = plugins.watch()?;
@@ -153,6 +164,10 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
     state.ready.store(false, Ordering::Release);
     let report = source_result.context("source task panicked")?.context("source failed")?;
     let _ = ledger_task.await;
+    // Every event has passed the alerts step: a last evaluation, then what is held goes out.
+    if let Some(alerts) = alerts {
+        alerts.shutdown().await;
+    }
     server_stop.cancel();
     if let Ok(Err(e)) = server.await {
         tracing::warn!(error = %e, "HTTP server stopped with an error");

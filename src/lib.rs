@@ -9,13 +9,14 @@
 //!
 //! # Layout
 //!
-//! - `main.rs` — the CLI: `run`, `demo`, `validate`, `test plugin`, `generate`.
+//! - `main.rs` — the CLI: `run`, `demo`, `validate`, `test plugin`, `test rules`,
+//!   `generate`.
 //! - `bin/synaptic-kafka-mock.rs` — librdkafka's mock Kafka cluster in one process.
 //! - [`app`] — wires source → pipeline → sinks and the HTTP server; orderly shutdown.
 //! - [`config`] — the strict YAML config: a position-marked YAML tree (`yaml`), a
 //!   decoder that reports every error with `file:line:col` (`decode`), the sections;
 //!   the plugin host and plugin steps (`plugin`); the metrics and traces steps and
-//!   the `otlp` and `influxdb` sinks (`observe`).
+//!   the `otlp` and `influxdb` sinks (`observe`); the alerts step (`alerts`).
 //! - [`event`] — the envelope and the batch; schema v1.0 as a field table (`schema`),
 //!   checked by a zero-copy pass over the bytes (`scan`) with a precise fallback that
 //!   names every problem; one field read from the bytes without a document
@@ -27,7 +28,8 @@
 //! - [`ack`] — the per-batch tracker and per-sink deliveries behind at-least-once.
 //! - [`pipeline`] — decode + validate → steps → route, then hand-over to the sinks.
 //! - [`step`] — the `Step` trait and the built-in steps `tag`, `drop` and `traces`
-//!   (spans from events with a duration, sampled by trace id).
+//!   (spans from events with a duration, sampled by trace id); the `metrics` and
+//!   `alerts` steps live with their modules.
 //! - [`metrics`] — the `metrics` step: the declarative metric mapping
 //!   (`mapping`, `config/metrics.yaml` built in) with promtool's naming rules
 //!   checked at load (`names`), per-event-type plans that read each event's fields
@@ -48,8 +50,14 @@
 //! - [`sink`] — sink tasks with retry, and the outputs `stdout`, `file` (rotation),
 //!   `kafka` (idempotent producer, acknowledged on delivery reports), `otlp` (spans
 //!   over OTLP/gRPC or OTLP/HTTP) and `influxdb` (line protocol, gzip).
-//! - [`alert`] — alert delivery: `alertmanager` posts to Alertmanager's v2 API
-//!   (the rule format and evaluator are still to come).
+//! - [`alert`] — alert rules in three tiers, evaluated on the events: the rule
+//!   format (`rule`), sliding windows over event time (`window`), per-group state
+//!   fed by events and evaluated on a timer (`engine`), tier timing, repeats and
+//!   inhibition (`notify`), receivers with outboxes and retries (`receiver`,
+//!   `alertmanager`), the running step, evaluation task and rule reload
+//!   (`service`), and `test rules` on a simulated clock (`testing`).
+//! - [`fields`] — reading a planned set of fields from an event in one scan,
+//!   shared by the metrics step and the alert engine.
 //! - [`telemetry`] — the pipeline's own Prometheus metrics.
 //! - [`server`] — `/metrics`, `/health`, `/ready`.
 //! - [`clock`] — Unix-millisecond wall clock.
@@ -60,6 +68,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod event;
+pub mod fields;
 pub mod glob;
 pub mod metrics;
 pub mod pipeline;

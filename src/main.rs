@@ -9,7 +9,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use synaptic_telemetry::alert;
 use synaptic_telemetry::app::{self, RunOptions, Summary};
+use synaptic_telemetry::config::yaml::NodeKind;
 use synaptic_telemetry::config::{Config, GeneratorConfig, OutputConfig};
 use synaptic_telemetry::plugin::tester::{self, TestOptions};
 use synaptic_telemetry::source::traffic::Traffic;
@@ -54,12 +56,13 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         plugins: Option<PathBuf>,
     },
-    /// Check config files and everything they reference; list every error.
+    /// Check config files (and everything they reference), rule files and rule
+    /// directories; list every error with file:line:col.
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Test a plugin (or, later, rules) against input events.
+    /// Test a plugin or alert rules against input events.
     Test {
         #[command(subcommand)]
         what: TestCommand,
@@ -87,6 +90,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum TestCommand {
+    /// Run alert rule tests (files or directories of `*.yaml`) on a simulated clock.
+    Rules {
+        #[arg(default_value = "rules/tests")]
+        paths: Vec<PathBuf>,
+    },
     /// Run a plugin over events and print each event's verdict and output.
     Plugin {
         /// The plugin file (.wasm).
@@ -125,6 +133,7 @@ fn main() -> ExitCode {
             demo_config(no_build, plugins.as_deref()).and_then(|c| run_pipeline(c, listen, true))
         }
         Command::Validate { files } => Ok(validate(&files)),
+        Command::Test { what: TestCommand::Rules { paths } } => test_rules(&paths),
         Command::Test {
             what: TestCommand::Plugin { plugin, input, config, batch_size, deadline, memory_mib },
         } => test_plugin(plugin, input, config.as_deref(), batch_size, deadline, memory_mib),
@@ -167,8 +176,19 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 fn validate(files: &[PathBuf]) -> ExitCode {
     let mut failed = false;
     for file in files {
-        match Config::load_file(file) {
-            Ok(_) => println!("{}: ok", file.display()),
+        let checked = match is_rules(file) {
+            true => alert::rule::load(file).map(|rules| {
+                alert::engine::Engine::check(&rules).map(|()| rules.len()).map_err(|e| e.to_string())
+            }),
+            false => Config::load_file(file).map(|_| Ok(0)),
+        };
+        match checked {
+            Ok(Ok(rules)) if is_rules(file) => println!("{}: ok ({rules} rules)", file.display()),
+            Ok(Ok(_)) => println!("{}: ok", file.display()),
+            Ok(Err(e)) => {
+                failed = true;
+                println!("{}: {e}", file.display());
+            }
             Err(errors) => {
                 failed = true;
                 for error in &errors.0 {
@@ -183,6 +203,32 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// A directory, or a YAML file whose top level has `rules:`, holds alert rules.
+fn is_rules(path: &Path) -> bool {
+    if path.is_dir() {
+        return true;
+    }
+    let Ok(text) = std::fs::read_to_string(path) else { return false };
+    match synaptic_telemetry::config::yaml::parse(&text) {
+        Ok(root) => match &root.kind {
+            NodeKind::Map(entries) => {
+                entries.iter().any(|(k, _)| k.name == "rules")
+                    && !entries
+                        .iter()
+                        .any(|(k, _)| matches!(k.name.as_str(), "source" | "pipeline" | "sinks"))
+            }
+            _ => false,
+        },
+        Err(_) => false,
+    }
+}
+
+fn test_rules(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    let passed = alert::testing::run_paths(paths, &mut out).context("writing the report")?;
+    Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn run_pipeline(config: Config, listen: Option<SocketAddr>, demo: bool) -> anyhow::Result<ExitCode> {

@@ -40,7 +40,18 @@ pub struct Telemetry {
     pub metric_problems: IntCounterVec,
     /// Spans the traces step made, by outcome (exported, sampled_out, …).
     pub spans: IntCounterVec,
+    /// The alert engine's own metrics.
+    pub alerts: AlertMetrics,
     exports: Mutex<Vec<Arc<dyn MetricExport>>>,
+}
+
+/// The alert engine's metrics.
+pub struct AlertMetrics {
+    pub firing: IntGaugeVec,
+    pub notifications: IntCounterVec,
+    pub reloads: IntCounterVec,
+    pub inhibited: IntCounter,
+    pub groups_refused: IntCounter,
 }
 
 /// The metric families of plugins; one handle set per plugin is taken from them.
@@ -366,6 +377,31 @@ impl Telemetry {
                 "Events the traces step considered: span (made into a span), sampled_out (trace not sampled)",
                 &["outcome"],
             ),
+            alerts: AlertMetrics {
+                firing: gauge_vec(&registry, "alerts_firing", "Alerts firing now, by tier", &["tier"]),
+                notifications: counter_vec(
+                    &registry,
+                    "alert_notifications_total",
+                    "Alert notifications by receiver and outcome (sent, retried)",
+                    &["receiver", "outcome"],
+                ),
+                reloads: counter_vec(
+                    &registry,
+                    "alert_rule_reloads_total",
+                    "Rule set reloads by outcome (applied, rejected)",
+                    &["outcome"],
+                ),
+                inhibited: counter(
+                    &registry,
+                    "alerts_inhibited_total",
+                    "Warnings not sent because a critical alert with the same group labels was firing",
+                ),
+                groups_refused: counter(
+                    &registry,
+                    "alert_groups_refused_total",
+                    "Events that would have opened a group past a rule's max_groups",
+                ),
+            },
             exports: Mutex::new(Vec::new()),
             registry,
         };

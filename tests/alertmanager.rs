@@ -6,53 +6,18 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use common::{free_port, http_get, Service};
+use common::{active_alerts, alertmanager, wait_for};
 use synaptic_telemetry::alert::alertmanager::{Alert, AlertmanagerClient};
-
-fn active_alerts(addr: SocketAddr) -> Option<Vec<serde_json::Value>> {
-    let (status, body) = std::panic::catch_unwind(|| http_get(addr, "/api/v2/alerts?active=true")).ok()?;
-    (status == 200).then(|| serde_json::from_str::<Vec<serde_json::Value>>(&body).ok()).flatten()
-}
-
-fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within 30s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 #[test]
 fn alerts_fire_deduplicate_and_resolve_at_a_real_alertmanager() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("alertmanager.yml"),
+    let (_alertmanager, addr) = alertmanager(
+        dir.path(),
         "route: {receiver: none, group_wait: 1s, group_interval: 1s}\nreceivers: [{name: none}]\n",
-    )
-    .expect("config");
-    let port = free_port();
-    let _alertmanager = Service(
-        Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", dir.path().join("alertmanager.yml").display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus-alertmanager is installed (tests/run.sh installs it)"),
     );
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    wait_for("Alertmanager is ready", || {
-        std::panic::catch_unwind(|| http_get(addr, "/-/ready")).ok().filter(|(s, _)| *s == 200)
-    });
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let base = format!("http://{addr}");

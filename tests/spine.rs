@@ -195,6 +195,60 @@ fn validate_reports_all_three_mistakes_with_positions() {
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
 }
 
+#[test]
+fn validate_checks_rule_files_and_the_alerts_step_with_positions() {
+    let output = command()
+        .args(["validate", "tests/fixtures/rules/mistakes.bad.yaml", "tests/fixtures/config/alerts.bad.yaml"])
+        .output()
+        .expect("validate runs");
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    let in_rules: Vec<&str> =
+        text.lines().filter(|l| l.starts_with("tests/fixtures/rules/mistakes.bad.yaml:")).collect();
+    let expected = [
+        ":8:12: avg needs `field`",
+        ":10:16: unknown placeholder `valu`",
+        ":15:14: count takes exactly one of `above` or `below`",
+        ":15:28: unknown key `abve` in count",
+        ":16:5: unknown key `keep_firing` in rule 2",
+        ":17:5: rule `SlowConsensus` is already defined at line 3",
+    ];
+    // Once for the rule file itself, once through the config's alerts step.
+    assert_eq!(in_rules.len(), 2 * expected.len() + 1, "{text}");
+    for want in expected {
+        assert_eq!(in_rules.iter().filter(|l| l.contains(want)).count(), 2, "{want}: {text}");
+    }
+    assert!(text.contains("alerts.bad.yaml:5:16: group_wait must be at most 15m"), "{text}");
+    assert!(
+        text.contains("alerts.bad.yaml:7:17: expected one of alertmanager, webhook, file, log, got `pager`"),
+        "{text}"
+    );
+    assert!(text.contains("tests/fixtures/config/alerts.bad.yaml: 8 error(s)"), "{text}");
+
+    let ok = command()
+        .args([
+            "validate",
+            "rules",
+            "tests/fixtures/rules/one.good.yaml",
+            "tests/fixtures/config/alerts.good.yaml",
+        ])
+        .output()
+        .expect("validate runs");
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{text}");
+    assert!(text.contains("tests/fixtures/rules/one.good.yaml: ok (1 rules)"), "{text}");
+}
+
+#[test]
+fn test_rules_runs_the_shipped_rule_tests() {
+    let output = command().args(["test", "rules", "rules/tests"]).output().expect("test rules runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    let passed = text.lines().filter(|l| l.starts_with("PASS ")).count();
+    assert!(passed >= 40, "{text}");
+    assert!(text.contains(&format!("{passed} passed, 0 failed, 0 file(s) with errors")), "{text}");
+}
+
 /// `promtool check metrics` (installed by tests/run.sh) reports nothing on `body`.
 fn promtool_finds_nothing(body: &str) {
     use std::io::Write;
@@ -304,6 +358,18 @@ fn demo_shows_the_standard_plugins_working_and_a_live_swap() {
     for w in &warnings {
         assert!(matches!(w["severity"].as_str(), Some("WARN" | "ERROR" | "FATAL")), "{w}");
         assert_eq!(w["tags"]["pipeline"], "demo", "tag step applied: {w}");
+    }
+    // The alerts step evaluated the spec's rule pack on the traffic: every
+    // notification in the demo's alert file is a tiered, labelled alert.
+    let notifications = read_lines(&dir.path().join("demo-out/alerts.jsonl"));
+    assert!(!notifications.is_empty(), "the demo's alerts fired");
+    for line in &notifications {
+        let n: Value = serde_json::from_str(line).expect("alerts file is JSONL");
+        assert!(matches!(n["tier"].as_str(), Some("critical" | "warning" | "info")), "{n}");
+        for alert in n["alerts"].as_array().expect("alerts") {
+            assert_eq!(alert["labels"]["severity"], n["tier"], "{n}");
+            assert!(alert["labels"]["alertname"].is_string(), "{n}");
+        }
     }
     let archived = read_lines(&dir.path().join("demo-out/events.jsonl"));
     let mut versions = HashMap::new();

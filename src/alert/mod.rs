@@ -1,4 +1,25 @@
-//! Alerts: receivers that deliver them. The rule format and the evaluator are
-//! not built yet; `alertmanager` posts alerts to Prometheus Alertmanager's v2 API.
+//! Alerts: YAML rules in three tiers (critical, warning, info) evaluated on the
+//! event stream, and their notifications.
+//!
+//! - `rule` — the rule format (`rules/*.yaml`), strict, errors with file:line:col;
+//! - `window` — sliding windows over event time (count, rate, ratio, avg, max, quantiles);
+//! - `engine` — per-rule, per-group state fed by events and evaluated on a timer:
+//!   inactive → pending → firing → resolved;
+//! - `notify` — tier timing (critical at once, warnings grouped, info in a daily
+//!   digest), repeats and inhibition;
+//! - `receiver` — Alertmanager, webhook, file and log receivers with outboxes and retries;
+//! - `alertmanager` — Alertmanager's v2 API client;
+//! - `service` — the running engine: the `alerts` step, the evaluation task, reload;
+//! - `testing` — `synaptic-telemetry test rules` on a simulated clock.
 
 pub mod alertmanager;
+pub mod engine;
+pub mod notify;
+pub mod receiver;
+pub mod rule;
+pub mod service;
+pub mod testing;
+pub mod window;
+
+#[cfg(test)]
+mod tests;

@@ -3,6 +3,7 @@
 //! Unknown keys are rejected, every error carries `file:line:col`, and all errors are
 //! reported at once. Every field is documented here and in `config/demo.yaml`.
 
+mod alerts;
 pub mod decode;
 mod observe;
 pub mod plugin;
@@ -13,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use alerts::AlertsConfig;
 pub use decode::ConfigError;
 use decode::{one_of, ByteSize, Decode, Diagnostics, MapReader, OneOrMany};
 pub use observe::{
@@ -127,6 +129,8 @@ pub enum StepKind {
     Metrics(MetricsStepConfig),
     /// Spans from events that carry a duration, handed to the `otlp` sinks.
     Traces(TracesConfig),
+    /// Alert rules evaluated on the events; notifications to receivers.
+    Alerts(Box<AlertsConfig>),
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -449,10 +453,12 @@ fn decode_steps(
         Plugin,
         Metrics,
         Traces,
+        Alerts,
     }
     let mut names = Vec::new();
     let mut steps = Vec::new();
     let mut metrics_steps = 0;
+    let mut alert_steps = 0;
     for (item, index) in named_items(node, "pipeline", cx) {
         let what = format!("pipeline step {}", index + 1);
         let Some(mut map) = MapReader::new(item, &what, cx) else { continue };
@@ -462,6 +468,7 @@ fn decode_steps(
             ("plugin", Kind::Plugin),
             ("metrics", Kind::Metrics),
             ("traces", Kind::Traces),
+            ("alerts", Kind::Alerts),
         ];
         let kind = section_type(&mut map, &what, &kinds, cx);
         let name: Option<String> = map.optional("name", cx);
@@ -483,6 +490,13 @@ fn decode_steps(
                 observe::decode_metrics_step(&mut map, base, cx).map(StepKind::Metrics)
             }
             Some(Kind::Traces) => observe::decode_traces(&mut map, cx).map(StepKind::Traces),
+            Some(Kind::Alerts) => {
+                alert_steps += 1;
+                if alert_steps == 2 {
+                    cx.error(map.pos(), "only one alerts step: two would send every alert twice");
+                }
+                alerts::decode_alerts_step(&mut map, base, cx).map(|a| StepKind::Alerts(Box::new(a)))
+            }
             None => None,
         };
         // A plugin is named after its file; the built-ins after their position.
@@ -493,6 +507,7 @@ fn decode_steps(
             Some(StepKind::Tag { .. }) => format!("tag_{}", index + 1),
             Some(StepKind::Metrics(_)) => "metrics".to_string(),
             Some(StepKind::Traces(_)) => "traces".to_string(),
+            Some(StepKind::Alerts(_)) => "alerts".to_string(),
             _ => format!("drop_{}", index + 1),
         });
         check_unique_name(&mut names, &name, map.key_pos("name"), "step", cx);

@@ -18,6 +18,12 @@ fn fake_plugin_dir() -> tempfile::TempDir {
     for name in ["pii_scrub.wasm", "sample.wasm", "filter.rhai", "stamp.wasm"] {
         std::fs::write(dir.path().join("plugins").join(name), b"").expect("plugin file");
     }
+    // The demo's alerts step loads the default rule pack from beside its plugins.
+    std::fs::create_dir(dir.path().join("rules")).expect("rules dir");
+    let pack = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    for name in ["critical.yaml", "warning.yaml", "info.yaml"] {
+        std::fs::copy(pack.join(name), dir.path().join("rules").join(name)).expect("copy a rule file");
+    }
     dir
 }
 
@@ -26,7 +32,7 @@ fn the_embedded_demo_config_is_valid() {
     let dir = fake_plugin_dir();
     let config =
         Config::parse_relative_to(crate::DEMO_CONFIG, "demo.yaml", dir.path()).expect("demo config parses");
-    assert_eq!(config.pipeline.len(), 8);
+    assert_eq!(config.pipeline.len(), 9);
     let StepKind::Plugin(scrub) = &config.pipeline[1].kind else { panic!("second step is a plugin") };
     assert_eq!(scrub.path, dir.path().join("plugins/pii_scrub.wasm"));
     assert_eq!(scrub.config.get("mode"), Some(&serde_json::json!("redact")));
@@ -36,7 +42,10 @@ fn the_embedded_demo_config_is_valid() {
     assert_eq!(metrics.mapping.metrics.len(), 31, "the built-in spec mapping");
     let StepKind::Traces(traces) = &config.pipeline[3].kind else { panic!("fourth step is traces") };
     assert_eq!(traces.sampling_rate, 0.1);
-    let StepKind::Plugin(filter) = &config.pipeline[5].kind else { panic!("sixth step is a plugin") };
+    let StepKind::Alerts(alerts) = &config.pipeline[4].kind else { panic!("fifth step is alerts") };
+    assert_eq!(alerts.rules.len(), 20, "the default rule pack");
+    assert_eq!(alerts.receivers.len(), 1);
+    let StepKind::Plugin(filter) = &config.pipeline[6].kind else { panic!("seventh step is a plugin") };
     assert_eq!(filter.path, dir.path().join("plugins/filter.rhai"));
     assert_eq!(filter.config.get("min_severity"), Some(&serde_json::json!("INFO")));
     assert_eq!(config.sinks.len(), 2);

@@ -371,7 +371,7 @@ pub fn parse_field(text: &str) -> Result<FieldRef, String> {
     Ok(FieldRef::In(section, rest))
 }
 
-fn field_ref(node: &Node, cx: &mut Diagnostics) -> Option<FieldRef> {
+pub(crate) fn field_ref(node: &Node, cx: &mut Diagnostics) -> Option<FieldRef> {
     let text = String::decode(node, cx)?;
     parse_field(&text).map_err(|e| cx.error(node.pos, e)).ok()
 }
@@ -388,8 +388,9 @@ fn decode_value(node: &Node, cx: &mut Diagnostics) -> Option<ValueDef> {
         return field_ref(node, cx).map(|field| ValueDef { field, scale: 1.0, times: None });
     }
     let mut map = MapReader::new(node, "value", cx)?;
-    let field = map.node("field").and_then(|n| field_ref(n, cx));
-    if map.key_pos("field") == map.pos() {
+    let field_node = map.node("field");
+    let field = field_node.and_then(|n| field_ref(n, cx));
+    if field_node.is_none() {
         cx.error(map.pos(), "value is missing required key `field`");
     }
     let scale = map.or("scale", 1.0, cx);
@@ -405,7 +406,7 @@ fn literal(node: &Node, cx: &mut Diagnostics) -> Option<Literal> {
 }
 
 /// `where:` as a mapping of field → test; a bare value means `equals`.
-fn decode_conditions(node: &Node, cx: &mut Diagnostics) -> Vec<Condition> {
+pub(crate) fn decode_conditions(node: &Node, cx: &mut Diagnostics) -> Vec<Condition> {
     let NodeKind::Map(entries) = &node.kind else {
         cx.error(node.pos, format!("expected a mapping of field: test, got {}", node.describe()));
         return Vec::new();

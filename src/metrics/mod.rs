@@ -22,12 +22,13 @@ use prometheus::IntCounter;
 use synaptic_plugin_sdk::field::Scalar;
 
 use crate::event::{Batch, Event, EventKind};
+use crate::fields::{scalar_text, FieldSlots, Reader, Ref, MAX_PLAN_FIELDS};
 use crate::route::Matcher;
 use crate::step::Step;
 use crate::telemetry::{MetricExport, Telemetry};
 use lookup::LookupTable;
-use mapping::{Case, LabelSource, Literal, Mapping, MetricKind, Test};
-use plan::{plan_fields, Plan, PlanLabel, Ref, MAX_PLAN_FIELDS};
+use mapping::{Case, LabelSource, Mapping, MetricKind};
+use plan::{plan_fields, Plan, PlanLabel};
 use store::{Admission, Family, FamilyKind};
 
 /// Plans kept for event types the schema does not know.
@@ -156,7 +157,7 @@ impl MetricsStep {
     pub fn check(mapping: &Mapping) -> Result<(), String> {
         for kind in EventKind::KNOWN {
             let Some(name) = kind.canonical_name() else { continue };
-            let fields = plan_fields(mapping, name).len();
+            let fields = FieldSlots::new(plan_fields(mapping, name)).len();
             if fields > MAX_PLAN_FIELDS {
                 return Err(format!(
                     "metrics and lookups for `{name}` read {fields} distinct fields, more than {MAX_PLAN_FIELDS}"
@@ -182,11 +183,8 @@ impl MetricsStep {
             return;
         }
         let mut slots: [Option<Scalar<'_>>; MAX_PLAN_FIELDS] = Default::default();
-        for (section, finder, first) in &plan.reads {
-            let end = (first + finder.paths().len()).min(MAX_PLAN_FIELDS);
-            event.read_section(*section, finder, &mut slots[*first..end]);
-        }
-        let read = Reader { event, slots: &slots[..plan.slots.min(MAX_PLAN_FIELDS)] };
+        let used = plan.reads.read(event, &mut slots);
+        let read = Reader { event, slots: &slots[..used] };
 
         for l in &plan.lookups {
             let Some(value) = l.learn else { continue };
@@ -208,7 +206,7 @@ impl MetricsStep {
             if self.matchers[m].as_ref().is_some_and(|matcher| !matcher.matches(event)) {
                 continue;
             }
-            if !pm.conditions.iter().all(|c| holds(&c.test, read.get(c.field))) {
+            if !read.all(&pm.conditions) {
                 continue;
             }
             let def = &self.mapping.metrics[m];
@@ -262,8 +260,7 @@ impl MetricsStep {
                     }
                 }
                 MetricKind::KeyedGauge(k) => {
-                    let remove = !pm.remove_when.is_empty()
-                        && pm.remove_when.iter().all(|c| holds(&c.test, read.get(c.field)));
+                    let remove = !pm.remove_when.is_empty() && read.all(&pm.remove_when);
                     let Some(key) = key_identity(&pm.key, &read) else {
                         self.problems[m].missing_value.inc();
                         continue;
@@ -327,23 +324,6 @@ fn expire_keys(state: &mut KeyedState, family: &mut Family, now: i64, expire_ms:
     });
 }
 
-struct Reader<'e, 's> {
-    event: &'e Event,
-    slots: &'s [Option<Scalar<'e>>],
-}
-
-impl<'e> Reader<'e, '_> {
-    fn get(&self, r: Ref) -> Option<Scalar<'e>> {
-        match r {
-            Ref::Slot(i) => self.slots.get(i as usize)?.clone(),
-            Ref::EventType => Some(Scalar::Text(Cow::Borrowed(self.event.event_type()))),
-            Ref::Component => Some(Scalar::Text(Cow::Borrowed(self.event.component()))),
-            Ref::Severity => Some(Scalar::Text(Cow::Borrowed(self.event.severity().as_str()))),
-            Ref::EventId => Some(Scalar::Text(Cow::Borrowed(self.event.event_id()))),
-        }
-    }
-}
-
 /// The identity of a keyed gauge's key (one field, or several in order).
 fn key_identity(key: &[Ref], read: &Reader<'_, '_>) -> Option<u128> {
     let mut hash = store::KeyHash::default();
@@ -351,14 +331,6 @@ fn key_identity(key: &[Ref], read: &Reader<'_, '_>) -> Option<u128> {
         hash.add(scalar_text(read.get(*r)?).as_bytes());
     }
     Some(hash.finish())
-}
-
-fn scalar_text(value: Scalar<'_>) -> Cow<'_, str> {
-    match value {
-        Scalar::Text(t) => t,
-        Scalar::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),
-        other => Cow::Owned(other.text().into_owned()),
-    }
 }
 
 /// Lookups already made for the current event: several metrics often label by
@@ -420,23 +392,6 @@ fn label_value<'a>(
         Case::Upper if value.chars().any(|c| c.is_lowercase()) => Cow::Owned(value.to_uppercase()),
         Case::Lower if value.chars().any(|c| c.is_uppercase()) => Cow::Owned(value.to_lowercase()),
         _ => value,
-    }
-}
-
-fn holds(test: &Test, value: Option<Scalar<'_>>) -> bool {
-    let eq = |lit: &Literal, v: &Scalar<'_>| match v {
-        Scalar::Text(t) => t.as_ref() == lit.text,
-        Scalar::Bool(b) => lit.text == if *b { "true" } else { "false" },
-        number => lit.number.is_some_and(|n| Some(n) == number.as_f64()),
-    };
-    match (test, value) {
-        (Test::Present(want), v) => v.is_some() == *want,
-        (_, None) => matches!(test, Test::NotIn(_)),
-        (Test::Equals(lit), Some(v)) => eq(lit, &v),
-        (Test::In(lits), Some(v)) => lits.iter().any(|l| eq(l, &v)),
-        (Test::NotIn(lits), Some(v)) => !lits.iter().any(|l| eq(l, &v)),
-        (Test::AtLeast(min), Some(v)) => v.as_f64().is_some_and(|n| n >= *min),
-        (Test::AtMost(max), Some(v)) => v.as_f64().is_some_and(|n| n <= *max),
     }
 }
 

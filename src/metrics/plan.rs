@@ -3,30 +3,9 @@
 //! forgets, and which metrics it updates, with every field resolved to a slot.
 //! Built once per event type, so the per-event work is only the reading.
 
-use synaptic_plugin_sdk::field::Finder;
-
-use super::mapping::{Condition, FieldRef, LabelSource, Mapping, MetricKind, Test};
-use crate::event::Section;
+use super::mapping::{FieldRef, LabelSource, Mapping, MetricKind};
+use crate::fields::{FieldSlots, PlanCondition, Reads, Ref};
 use crate::glob::Glob;
-
-/// Fields one event type may read across every metric and lookup.
-pub(super) const MAX_PLAN_FIELDS: usize = 12;
-
-/// A field as a plan reads it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Ref {
-    Slot(u8),
-    EventType,
-    Component,
-    Severity,
-    EventId,
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct PlanCondition {
-    pub(super) field: Ref,
-    pub(super) test: Test,
-}
 
 #[derive(Debug, Clone)]
 pub(super) enum PlanLabel {
@@ -57,8 +36,7 @@ pub(super) struct PlanLookup {
 /// learn and the metrics to update.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Plan {
-    pub(super) reads: Vec<(Section, Finder, usize)>,
-    pub(super) slots: usize,
+    pub(super) reads: Reads,
     pub(super) lookups: Vec<PlanLookup>,
     pub(super) metrics: Vec<PlanMetric>,
 }
@@ -66,7 +44,7 @@ pub(super) struct Plan {
 /// The plan of one event type: what to read, learn and update.
 pub(super) fn build(mapping: &Mapping, event_type: &str) -> Plan {
     let matches = |m: &crate::config::MatchConfig| type_matches(m, event_type);
-    let builder = PlanBuilder { fields: plan_fields(mapping, event_type) };
+    let builder = FieldSlots::new(plan_fields(mapping, event_type));
     let lookups = (mapping.lookups.iter().enumerate())
         .filter_map(|(i, l)| {
             let learn = matches(&l.matcher);
@@ -117,52 +95,11 @@ pub(super) fn build(mapping: &Mapping, event_type: &str) -> Plan {
             Some(PlanMetric { metric: i, conditions, labels, value, key, remove_when })
         })
         .collect();
-    Plan { reads: builder.reads(), slots: builder.fields.len(), lookups, metrics }
+    Plan { reads: builder.reads(), lookups, metrics }
 }
 
-/// Resolves fields to the slots of one plan's reads.
-struct PlanBuilder {
-    fields: Vec<(Section, Vec<String>)>,
-}
-
-impl PlanBuilder {
-    fn field(&self, f: &FieldRef) -> Option<Ref> {
-        Some(match f {
-            FieldRef::EventType => Ref::EventType,
-            FieldRef::Component => Ref::Component,
-            FieldRef::Severity => Ref::Severity,
-            FieldRef::EventId => Ref::EventId,
-            FieldRef::In(section, path) => {
-                let i = self.fields.iter().position(|(s, p)| s == section && p == path)?;
-                // Checked at load (`MetricsStep::check`); beyond it a field reads as absent.
-                Ref::Slot(u8::try_from(i).ok().filter(|i| (*i as usize) < MAX_PLAN_FIELDS)?)
-            }
-        })
-    }
-
-    fn conditions(&self, conditions: &[Condition]) -> Option<Vec<PlanCondition>> {
-        conditions
-            .iter()
-            .map(|c| Some(PlanCondition { field: self.field(&c.field)?, test: c.test.clone() }))
-            .collect()
-    }
-
-    /// One read per section, with the section's first slot.
-    fn reads(&self) -> Vec<(Section, Finder, usize)> {
-        let mut grouped: Vec<(Section, Vec<Vec<String>>, usize)> = Vec::new();
-        for (i, (section, path)) in self.fields.iter().enumerate().take(MAX_PLAN_FIELDS) {
-            match grouped.last_mut() {
-                Some((s, paths, _)) if s == section => paths.push(path.clone()),
-                _ => grouped.push((*section, vec![path.clone()], i)),
-            }
-        }
-        grouped.into_iter().map(|(section, paths, first)| (section, Finder::new(&paths), first)).collect()
-    }
-}
-
-/// Every field the lookups and metrics that can match `event_type` read, in
-/// `data`, `context` or `tags`, each once, grouped by section.
-pub(super) fn plan_fields(mapping: &Mapping, event_type: &str) -> Vec<(Section, Vec<String>)> {
+/// Every field the lookups and metrics that can match `event_type` read.
+pub(super) fn plan_fields<'m>(mapping: &'m Mapping, event_type: &str) -> Vec<&'m FieldRef> {
     let mut fields: Vec<&FieldRef> = Vec::new();
     for l in &mapping.lookups {
         if type_matches(&l.matcher, event_type) {
@@ -189,16 +126,7 @@ pub(super) fn plan_fields(mapping: &Mapping, event_type: &str) -> Vec<(Section, 
             fields.extend(k.remove_when.iter().map(|c| &c.field));
         }
     }
-    let mut out: Vec<(Section, Vec<String>)> = fields
-        .into_iter()
-        .filter_map(|f| match f {
-            FieldRef::In(section, path) => Some((*section, path.clone())),
-            _ => None,
-        })
-        .collect();
-    out.sort_by(|a, b| (a.0 as u8, &a.1).cmp(&(b.0 as u8, &b.1)));
-    out.dedup();
-    out
+    fields
 }
 
 pub(super) fn type_matches(m: &crate::config::MatchConfig, event_type: &str) -> bool {

@@ -59,15 +59,32 @@ pub struct Watcher {
 
 impl Watcher {
     pub fn start(
-        entries: Vec<Watched>,
+        mut entries: Vec<Watched>,
         debounce: Duration,
         poll_interval: Duration,
+    ) -> std::io::Result<Watcher> {
+        let mut dirs: Vec<PathBuf> =
+            entries.iter().filter_map(|e| e.path.parent()).map(Path::to_path_buf).collect();
+        dirs.sort();
+        dirs.dedup();
+        Watcher::spawn("plugin-watch", dirs, debounce, poll_interval, move || rescan(&mut entries))
+    }
+
+    /// Watches `dirs` on a thread of its own and calls `rescan` after each quiet
+    /// change and every `poll_interval` (notifications can be missed, e.g. on
+    /// network filesystems). The rule files of the alert engine use it too.
+    pub fn spawn(
+        name: &str,
+        dirs: Vec<PathBuf>,
+        debounce: Duration,
+        poll_interval: Duration,
+        rescan: impl FnMut() + Send + 'static,
     ) -> std::io::Result<Watcher> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
-            .name("plugin-watch".into())
-            .spawn(move || watch(entries, debounce, poll_interval, &stopping))?;
+            .name(name.into())
+            .spawn(move || watch(&dirs, debounce, poll_interval, &stopping, rescan))?;
         Ok(Watcher { stop, thread: Some(thread) })
     }
 }
@@ -84,25 +101,28 @@ impl Drop for Watcher {
 /// How often the thread looks at its stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(100);
 
-fn watch(mut entries: Vec<Watched>, debounce: Duration, poll_interval: Duration, stop: &AtomicBool) {
+fn watch(
+    dirs: &[PathBuf],
+    debounce: Duration,
+    poll_interval: Duration,
+    stop: &AtomicBool,
+    mut rescan: impl FnMut(),
+) {
     let (tx, rx) = mpsc::channel::<()>();
     let watcher = notify::recommended_watcher(move |_event| {
         let _ = tx.send(());
     });
     let _watcher = match watcher {
         Ok(mut watcher) => {
-            let mut dirs: Vec<&Path> = entries.iter().filter_map(|e| e.path.parent()).collect();
-            dirs.sort();
-            dirs.dedup();
             for dir in dirs {
                 if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the plugin directory; polling it instead");
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the directory; polling it instead");
                 }
             }
             Some(watcher)
         }
         Err(e) => {
-            tracing::warn!(error = %e, "file change notifications are unavailable; polling plugin files instead");
+            tracing::warn!(error = %e, "file change notifications are unavailable; polling instead");
             None
         }
     };
@@ -114,11 +134,11 @@ fn watch(mut entries: Vec<Watched>, debounce: Duration, poll_interval: Duration,
                 // Let a burst of writes settle, but not forever.
                 let settle_until = Instant::now() + debounce * 20;
                 while rx.recv_timeout(debounce).is_ok() && Instant::now() < settle_until {}
-                rescan(&mut entries);
+                rescan();
                 next_poll = Instant::now() + poll_interval;
             }
             Err(_) if Instant::now() >= next_poll => {
-                rescan(&mut entries);
+                rescan();
                 next_poll = Instant::now() + poll_interval;
             }
             Err(_) => {}

@@ -46,6 +46,10 @@ impl RunningStep {
             }
             StepKind::Metrics(m) => Box::new(MetricsStep::new(&config.name, m.mapping.clone(), telemetry)),
             StepKind::Traces(t) => Box::new(TracesStep::new(&config.name, t, telemetry)),
+            // It shares its engine with the evaluation task the app starts.
+            StepKind::Alerts(_) => {
+                anyhow::bail!("the alerts step `{}` is built with its service", config.name)
+            }
         };
         Ok(RunningStep { counters: telemetry.step_counters(step.name()), step })
     }

@@ -189,3 +189,44 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// Polls `probe` every 200 ms until it gives a value; fails after 30 s.
+pub fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within 30s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A real Alertmanager (Debian's prometheus-alertmanager) on a loopback port,
+/// with `config` as its configuration; returns when it is ready.
+pub fn alertmanager(dir: &Path, config: &str) -> (Service, SocketAddr) {
+    std::fs::write(dir.join("alertmanager.yml"), config).expect("alertmanager config");
+    let port = free_port();
+    let service = Service(
+        Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", dir.join("alertmanager.yml").display()))
+            .arg(format!("--storage.path={}", dir.join("alertmanager-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus-alertmanager is installed (tests/run.sh installs it)"),
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    wait_for("Alertmanager is ready", || {
+        std::panic::catch_unwind(|| http_get(addr, "/-/ready")).ok().filter(|(s, _)| *s == 200)
+    });
+    (service, addr)
+}
+
+/// Alertmanager's active alerts (`None` while it does not answer).
+pub fn active_alerts(addr: SocketAddr) -> Option<Vec<serde_json::Value>> {
+    let (status, body) = std::panic::catch_unwind(|| http_get(addr, "/api/v2/alerts?active=true")).ok()?;
+    (status == 200).then(|| serde_json::from_str::<Vec<serde_json::Value>>(&body).ok()).flatten()
+}

@@ -1,0 +1,309 @@
+//! Receivers: where notifications go — Alertmanager (v2 API), a webhook (JSON), a
+//! file (JSON lines) or the log. Each receiver has its own task and outbox: a
+//! notification stays in the outbox until the receiver takes it, retried with
+//! backoff, so a receiver that is down loses nothing and delays no other.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::IntCounter;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::alertmanager::{self, AlertmanagerClient};
+use super::engine::{format_value, Alert};
+use super::notify::Notification;
+
+/// Backoff between retries: doubles from the first to the last.
+const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+const BACKOFF_LAST: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReceiverConfig {
+    Alertmanager {
+        url: String,
+        /// Firing alerts are posted again this often: Alertmanager resolves an
+        /// alert whose `endsAt` passes, and `endsAt` is set to 4 × this.
+        resend_interval: Duration,
+        timeout: Duration,
+    },
+    Webhook {
+        url: String,
+        timeout: Duration,
+    },
+    File {
+        path: PathBuf,
+    },
+    Log,
+}
+
+impl ReceiverConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReceiverConfig::Alertmanager { .. } => "alertmanager",
+            ReceiverConfig::Webhook { .. } => "webhook",
+            ReceiverConfig::File { .. } => "file",
+            ReceiverConfig::Log => "log",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiverError {
+    #[error(transparent)]
+    Alertmanager(#[from] alertmanager::AlertmanagerError),
+    #[error("webhook `{url}`: {message}")]
+    Webhook { url: String, message: String },
+    #[error("alert file `{path}`: {message}")]
+    File { path: String, message: String },
+}
+
+/// Counters of one receiver.
+#[derive(Clone)]
+pub struct ReceiverCounters {
+    pub sent: IntCounter,
+    pub retries: IntCounter,
+}
+
+/// The notification as JSON: the shape of Alertmanager's webhook payload plus the tier.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireNotification<'a> {
+    version: &'static str,
+    receiver: &'a str,
+    tier: &'static str,
+    digest: bool,
+    status: &'static str,
+    alerts: Vec<WireAlert<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireAlert<'a> {
+    status: &'static str,
+    labels: &'a std::collections::BTreeMap<String, String>,
+    annotations: &'a std::collections::BTreeMap<String, String>,
+    starts_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ends_at: Option<String>,
+    value: String,
+    fingerprint: String,
+}
+
+fn rfc3339(ms: i64) -> String {
+    humantime::format_rfc3339_millis(system_time(ms)).to_string()
+}
+
+fn system_time(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+pub fn to_json(receiver: &str, n: &Notification) -> Vec<u8> {
+    let firing = n.alerts.iter().any(|a| a.ends_at_ms.is_none());
+    let wire = WireNotification {
+        version: "1",
+        receiver,
+        tier: n.tier.as_str(),
+        digest: n.digest,
+        status: if firing { "firing" } else { "resolved" },
+        alerts: n
+            .alerts
+            .iter()
+            .map(|a| WireAlert {
+                status: if a.ends_at_ms.is_some() { "resolved" } else { "firing" },
+                labels: &a.labels,
+                annotations: &a.annotations,
+                starts_at: rfc3339(a.starts_at_ms),
+                ends_at: a.ends_at_ms.map(rfc3339),
+                value: format_value(a.value),
+                fingerprint: format!("{:032x}", a.fingerprint),
+            })
+            .collect(),
+    };
+    // Serializing strings and maps cannot fail.
+    serde_json::to_vec(&wire).unwrap_or_default()
+}
+
+enum Target {
+    Alertmanager { client: AlertmanagerClient, resend_interval: Duration, active: HashMap<u128, Alert> },
+    Webhook { client: reqwest::Client, url: String },
+    File { path: PathBuf },
+    Log,
+}
+
+pub struct ReceiverTask {
+    name: String,
+    target: Target,
+    rx: mpsc::UnboundedReceiver<Arc<Notification>>,
+    outbox: VecDeque<Arc<Notification>>,
+    counters: ReceiverCounters,
+}
+
+impl ReceiverTask {
+    pub fn new(
+        name: &str,
+        config: &ReceiverConfig,
+        rx: mpsc::UnboundedReceiver<Arc<Notification>>,
+        counters: ReceiverCounters,
+    ) -> Result<Self, ReceiverError> {
+        let target = match config {
+            ReceiverConfig::Alertmanager { url, resend_interval, timeout } => Target::Alertmanager {
+                client: AlertmanagerClient::new(url, *timeout)?,
+                resend_interval: *resend_interval,
+                active: HashMap::new(),
+            },
+            ReceiverConfig::Webhook { url, timeout } => Target::Webhook {
+                client: reqwest::Client::builder().timeout(*timeout).build().map_err(|e| {
+                    ReceiverError::Webhook {
+                        url: url.clone(),
+                        message: format!("cannot build the HTTP client: {e}"),
+                    }
+                })?,
+                url: url.clone(),
+            },
+            ReceiverConfig::File { path } => Target::File { path: path.clone() },
+            ReceiverConfig::Log => Target::Log,
+        };
+        Ok(ReceiverTask { name: name.to_string(), target, rx, outbox: VecDeque::new(), counters })
+    }
+
+    /// Delivers until the sender side closes and the outbox is empty.
+    pub async fn run(mut self) {
+        let mut backoff = BACKOFF_FIRST;
+        let resend = match &self.target {
+            Target::Alertmanager { resend_interval, .. } => Some(*resend_interval),
+            _ => None,
+        };
+        let mut resend_timer = tokio::time::interval(resend.unwrap_or(Duration::from_secs(3600)));
+        resend_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        resend_timer.tick().await;
+        let mut closed = false;
+        loop {
+            if let Some(next) = self.outbox.front().cloned() {
+                match self.deliver(&next).await {
+                    Ok(()) => {
+                        self.outbox.pop_front();
+                        self.counters.sent.inc();
+                        backoff = BACKOFF_FIRST;
+                    }
+                    Err(e) => {
+                        self.counters.retries.inc();
+                        tracing::warn!(receiver = %self.name, error = %e, retry_in = ?backoff, queued = self.outbox.len(), "alert notification not delivered; will retry");
+                        // Keep taking new notifications while waiting, so none is lost.
+                        let wait = tokio::time::sleep(backoff);
+                        tokio::pin!(wait);
+                        loop {
+                            tokio::select! {
+                                _ = &mut wait => break,
+                                n = self.rx.recv(), if !closed => match n {
+                                    Some(n) => self.outbox.push_back(n),
+                                    None => closed = true,
+                                },
+                            }
+                        }
+                        backoff = (backoff * 2).min(BACKOFF_LAST);
+                    }
+                }
+                continue;
+            }
+            if closed {
+                return;
+            }
+            tokio::select! {
+                n = self.rx.recv() => match n {
+                    Some(n) => self.outbox.push_back(n),
+                    None => closed = true,
+                },
+                _ = resend_timer.tick(), if resend.is_some() => self.resend().await,
+            }
+        }
+    }
+
+    async fn deliver(&mut self, n: &Notification) -> Result<(), ReceiverError> {
+        match &mut self.target {
+            Target::Alertmanager { client, resend_interval, active } => {
+                let now = crate::clock::now_ms();
+                let alerts: Vec<alertmanager::Alert> =
+                    n.alerts.iter().map(|a| to_alertmanager(a, now, *resend_interval)).collect();
+                client.post(&alerts).await?;
+                for a in &n.alerts {
+                    match a.ends_at_ms {
+                        None => active.insert(a.fingerprint, a.clone()),
+                        Some(_) => active.remove(&a.fingerprint),
+                    };
+                }
+                Ok(())
+            }
+            Target::Webhook { client, url } => {
+                let body = to_json(&self.name, n);
+                let response = client
+                    .post(url.as_str())
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| ReceiverError::Webhook { url: url.clone(), message: e.to_string() })?;
+                match response.status() {
+                    s if s.is_success() => Ok(()),
+                    s => Err(ReceiverError::Webhook {
+                        url: url.clone(),
+                        message: format!("answered HTTP {}", s.as_u16()),
+                    }),
+                }
+            }
+            Target::File { path } => {
+                let mut line = to_json(&self.name, n);
+                line.push(b'\n');
+                let file_error = |e: std::io::Error| ReceiverError::File {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                };
+                let mut file =
+                    std::fs::OpenOptions::new().create(true).append(true).open(&*path).map_err(file_error)?;
+                file.write_all(&line).map_err(file_error)?;
+                Ok(())
+            }
+            Target::Log => {
+                for a in &n.alerts {
+                    let status = if a.ends_at_ms.is_some() { "resolved" } else { "firing" };
+                    let summary = a.annotations.get("summary").map(String::as_str).unwrap_or("");
+                    tracing::warn!(alert = %a.rule, tier = n.tier.as_str(), status, labels = ?a.labels, summary, "alert");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Posts every alert Alertmanager holds as firing again, with a new `endsAt`.
+    async fn resend(&mut self) {
+        let Target::Alertmanager { client, resend_interval, active } = &self.target else { return };
+        if active.is_empty() || !self.outbox.is_empty() {
+            return;
+        }
+        let now = crate::clock::now_ms();
+        let alerts: Vec<alertmanager::Alert> =
+            active.values().map(|a| to_alertmanager(a, now, *resend_interval)).collect();
+        if let Err(e) = client.post(&alerts).await {
+            self.counters.retries.inc();
+            tracing::warn!(receiver = %self.name, error = %e, "re-posting firing alerts failed; will retry on the next interval");
+        }
+    }
+}
+
+fn to_alertmanager(a: &Alert, now_ms: i64, resend: Duration) -> alertmanager::Alert {
+    let mut annotations = a.annotations.clone();
+    annotations.insert("value".to_string(), format_value(a.value));
+    let ends_at = match a.ends_at_ms {
+        Some(end) => system_time(end),
+        None => system_time(now_ms) + resend * 4,
+    };
+    alertmanager::Alert {
+        labels: a.labels.clone(),
+        annotations,
+        starts_at: system_time(a.starts_at_ms),
+        ends_at: Some(ends_at),
+    }
+}

@@ -1,0 +1,277 @@
+//! The running alert engine: the `alerts` step feeds events into the engine; an
+//! evaluation task evaluates it on a timer and hands notifications to the
+//! receivers' tasks; a watcher reloads the rules when their files change.
+//!
+//! Reload works as for plugins: the new set is read and checked on the watcher's
+//! thread, off the hot path; an invalid set is logged with every error (file:line:col)
+//! and the rules in service keep running; a valid one is swapped in at the next
+//! evaluation, keeping the state of the rules that did not change.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::engine::{Engine, Evaluation};
+use super::notify::{Dispatcher, Notification};
+use super::receiver::{ReceiverCounters, ReceiverTask};
+use super::rule::{self, Rule, Tier};
+use crate::config::AlertsConfig;
+use crate::event::Batch;
+use crate::plugin::watch::Watcher;
+use crate::step::Step;
+use crate::telemetry::{AlertMetrics, Telemetry};
+
+/// How long the rules must be quiet after a change before they are read.
+const RELOAD_DEBOUNCE: Duration = Duration::from_millis(200);
+/// Rules are also re-read this often, in case a change notification is missed.
+const RELOAD_POLL: Duration = Duration::from_secs(2);
+
+type SharedEngine = Arc<Mutex<Engine>>;
+
+fn lock(engine: &SharedEngine) -> MutexGuard<'_, Engine> {
+    // A panic while holding the lock leaves state that is still usable counts.
+    engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub struct AlertService {
+    engine: SharedEngine,
+    stop: CancellationToken,
+    evaluator: JoinHandle<()>,
+    receivers: Vec<JoinHandle<()>>,
+    _watcher: Option<Watcher>,
+    flush_timeout: Duration,
+}
+
+impl AlertService {
+    /// Starts the receivers, the evaluation task and (if enabled) the rule watcher.
+    /// Must run inside the Tokio runtime.
+    pub fn start(config: &AlertsConfig, telemetry: &Telemetry) -> anyhow::Result<AlertService> {
+        let engine =
+            Engine::new(config.rules.clone(), config.max_groups).context("building the alert rules")?;
+        tracing::info!(rules = config.rules.len(), path = %config.rules_path.display(), "alert rules loaded");
+        let engine = Arc::new(Mutex::new(engine));
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        for (name, receiver) in &config.receivers {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let counters = ReceiverCounters {
+                sent: telemetry.alerts.notifications.with_label_values(&[name, "sent"]),
+                retries: telemetry.alerts.notifications.with_label_values(&[name, "retried"]),
+            };
+            let task = ReceiverTask::new(name, receiver, rx, counters)
+                .with_context(|| format!("starting alert receiver `{name}`"))?;
+            receivers.push(tokio::spawn(task.run()));
+            senders.push(tx);
+        }
+        let (reload_tx, reload_rx) = std::sync::mpsc::channel::<Vec<Rule>>();
+        let watcher = match config.reload {
+            true => Some(watch_rules(&config.rules_path, reload_tx, telemetry.alerts.clone_handles())?),
+            false => None,
+        };
+        let stop = CancellationToken::new();
+        let evaluation = Evaluator {
+            engine: engine.clone(),
+            dispatcher: Dispatcher::new(config.policy.clone()),
+            senders,
+            reloads: reload_rx,
+            metrics: telemetry.alerts.clone_handles(),
+            inhibited_reported: 0,
+            refused_reported: 0,
+        };
+        let evaluator = tokio::spawn(evaluation.run(config.evaluation_interval, stop.clone()));
+        Ok(AlertService {
+            engine,
+            stop,
+            evaluator,
+            receivers,
+            _watcher: watcher,
+            flush_timeout: config.flush_timeout,
+        })
+    }
+
+    /// The pipeline step that feeds this engine.
+    pub fn step(&self, name: &str) -> AlertStep {
+        AlertStep { name: name.to_string(), engine: self.engine.clone() }
+    }
+
+    /// Evaluates one last time, sends what is held (warnings, the digest) and
+    /// gives the receivers `flush_timeout` to deliver.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.evaluator.await;
+        let deliver = async {
+            for r in self.receivers {
+                let _ = r.await;
+            }
+        };
+        if tokio::time::timeout(self.flush_timeout, deliver).await.is_err() {
+            tracing::error!(timeout = ?self.flush_timeout, "alert receivers did not deliver everything before the flush timeout");
+        }
+    }
+}
+
+impl AlertMetrics {
+    fn clone_handles(&self) -> AlertMetrics {
+        AlertMetrics {
+            firing: self.firing.clone(),
+            notifications: self.notifications.clone(),
+            reloads: self.reloads.clone(),
+            inhibited: self.inhibited.clone(),
+            groups_refused: self.groups_refused.clone(),
+        }
+    }
+}
+
+struct Evaluator {
+    engine: SharedEngine,
+    dispatcher: Dispatcher,
+    senders: Vec<mpsc::UnboundedSender<Arc<Notification>>>,
+    reloads: std::sync::mpsc::Receiver<Vec<Rule>>,
+    metrics: AlertMetrics,
+    inhibited_reported: u64,
+    refused_reported: u64,
+}
+
+impl Evaluator {
+    async fn run(mut self, interval: Duration, stop: CancellationToken) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => self.round(false),
+                _ = stop.cancelled() => break,
+            }
+        }
+        self.round(true);
+    }
+
+    fn round(&mut self, last: bool) {
+        let now = crate::clock::now_ms();
+        let mut retired = Vec::new();
+        while let Ok(rules) = self.reloads.try_recv() {
+            let count = rules.len();
+            match lock(&self.engine).replace_rules(rules, now) {
+                Ok(gone) => {
+                    retired.extend(gone);
+                    self.metrics.reloads.with_label_values(&["applied"]).inc();
+                    tracing::info!(rules = count, "alert rules reloaded");
+                }
+                Err(e) => {
+                    self.metrics.reloads.with_label_values(&["rejected"]).inc();
+                    tracing::error!(error = %e, "alert rules rejected; the rules in service keep running");
+                }
+            }
+        }
+        let (mut evaluation, refused) = {
+            let mut engine = lock(&self.engine);
+            (engine.evaluate(now), engine.groups_refused)
+        };
+        evaluation.resolved.extend(retired);
+        self.metrics.groups_refused.inc_by(refused.saturating_sub(self.refused_reported));
+        self.refused_reported = refused;
+        self.report_firing(&evaluation);
+        let mut out = self.dispatcher.step(evaluation, now);
+        if last {
+            out.extend(self.dispatcher.flush());
+        }
+        self.metrics
+            .inhibited
+            .inc_by(self.dispatcher.inhibited_total.saturating_sub(self.inhibited_reported));
+        self.inhibited_reported = self.dispatcher.inhibited_total;
+        for notification in out {
+            let notification = Arc::new(notification);
+            for tx in &self.senders {
+                // A receiver task only ends after its sender is dropped.
+                let _ = tx.send(notification.clone());
+            }
+        }
+    }
+
+    fn report_firing(&self, evaluation: &Evaluation) {
+        for tier in [Tier::Critical, Tier::Warning, Tier::Info] {
+            let n = evaluation.firing.iter().filter(|a| a.tier == tier).count();
+            self.metrics.firing.with_label_values(&[tier.as_str()]).set(n as i64);
+        }
+    }
+}
+
+/// Watches the rules; a changed, valid set goes to the evaluator.
+fn watch_rules(
+    path: &Path,
+    updates: std::sync::mpsc::Sender<Vec<Rule>>,
+    metrics: AlertMetrics,
+) -> anyhow::Result<Watcher> {
+    let dir: PathBuf = match path.is_dir() {
+        true => path.to_path_buf(),
+        false => path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+    };
+    let path = path.to_path_buf();
+    let mut last = rules_fingerprint(&path);
+    let rescan = move || {
+        let now = rules_fingerprint(&path);
+        if now == last {
+            return;
+        }
+        last = now;
+        match rule::load(&path).and_then(|rules| {
+            Engine::check(&rules).map(|()| rules).map_err(|e| {
+                crate::config::ConfigErrors(vec![crate::config::ConfigError {
+                    file: path.display().to_string(),
+                    line: 0,
+                    col: 0,
+                    message: e.to_string(),
+                }])
+            })
+        }) {
+            Ok(rules) => {
+                let _ = updates.send(rules);
+            }
+            Err(errors) => {
+                metrics.reloads.with_label_values(&["rejected"]).inc();
+                for e in &errors.0 {
+                    tracing::error!(error = %e, "alert rule error");
+                }
+                tracing::error!(
+                    errors = errors.0.len(),
+                    "alert rules rejected; the rules in service keep running"
+                );
+            }
+        }
+    };
+    Watcher::spawn("alert-rules-watch", vec![dir], RELOAD_DEBOUNCE, RELOAD_POLL, rescan)
+        .context("starting the alert rule watcher")
+}
+
+/// The names and contents of the rule files, hashed: a reload happens only when
+/// this changes.
+fn rules_fingerprint(path: &Path) -> String {
+    let mut all = Vec::new();
+    for file in rule::rule_files(path).unwrap_or_default() {
+        all.extend_from_slice(file.display().to_string().as_bytes());
+        all.push(0);
+        all.extend_from_slice(&std::fs::read(&file).unwrap_or_default());
+        all.push(0);
+    }
+    crate::plugin::content_hash(&all)
+}
+
+/// The pipeline step: feeds each batch to the engine; events pass unchanged.
+pub struct AlertStep {
+    name: String,
+    engine: SharedEngine,
+}
+
+impl Step for AlertStep {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn process(&mut self, batch: &mut Batch) {
+        lock(&self.engine).feed(&batch.events, crate::clock::now_ms());
+    }
+}
