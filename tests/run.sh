@@ -68,5 +68,8 @@ STANDARD_BENCH_EVENTS=20000 cargo bench --locked --bench standard_plugins
 step "metrics benchmark smoke run (20,000 events; the full run is: cargo bench --bench metrics)"
 METRICS_BENCH_EVENTS=20000 cargo bench --locked --bench metrics
 
+step "alerts benchmark smoke run (20,000 events; the full run is: cargo bench --bench alerts)"
+ALERTS_BENCH_EVENTS=20000 cargo bench --locked --bench alerts
+
 step "kafka benchmark smoke run (20,000 events; the full run is: cargo bench --bench kafka)"
 KAFKA_BENCH_EVENTS=20000 cargo bench --locked --bench kafka

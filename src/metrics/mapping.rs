@@ -589,4 +589,28 @@ metrics:
             assert!(line.starts_with(want), "{line}\n  wanted: {want}");
         }
     }
+
+    #[test]
+    fn a_value_may_be_written_as_a_block_mapping() {
+        // The block mapping starts where its first key does: `field` first must
+        // still count as present.
+        let text = "\
+metrics:
+  - name: sync_seconds
+    type: histogram
+    help: x
+    match: {event_type: memory.bridge.sync}
+    value:
+      field: data.sync_duration_ms
+      scale: 0.001
+    buckets: [0.1, 1]
+";
+        let mapping = Mapping::parse(text, "m.yaml", DEFAULT_PREFIX).expect("valid");
+        let value = mapping.metrics[0].value.as_ref().expect("value");
+        assert_eq!(value.scale, 0.001);
+        let missing =
+            "metrics:\n  - {name: lag_seconds, type: gauge, help: x, match: {}, value: {scale: 2}}\n";
+        let errors = Mapping::parse(missing, "m.yaml", DEFAULT_PREFIX).expect_err("no field");
+        assert!(errors.0[0].to_string().contains("value is missing required key `field`"), "{errors:?}");
+    }
 }
