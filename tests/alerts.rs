@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
-    active_alerts, alertmanager, command, free_port, http_get, metric, wait_for, write_config, Running,
+    active_alerts, alertmanager, alertmanager_on, command, free_port, http_get, metric, wait_for,
+    write_config, Running,
 };
 use serde_json::{json, Value};
 
@@ -204,6 +205,43 @@ fn alerts_fire_inhibit_group_and_resolve_at_a_real_alertmanager() {
     drop(stdin);
     let (code, summary) = running.finish(Duration::from_secs(30));
     assert_eq!(code, 0, "summary {summary}");
+}
+
+#[test]
+fn an_alertmanager_outage_loses_no_alert() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = rules_dir(dir.path(), RULES);
+    let port = free_port();
+    let receivers =
+        format!("\x20     - {{name: am, type: alertmanager, url: \"http://127.0.0.1:{port}\"}}\n");
+    let (running, mut stdin, metrics_addr) = pipeline(dir.path(), &rules, &receivers);
+    let retried = |n: f64| {
+        let (_, body) = http_get(metrics_addr, "/metrics");
+        metric(&body, "synaptic_telemetry_alert_notifications_total{outcome=\"retried\",receiver=\"am\"}")
+            .filter(|r| *r >= n)
+    };
+    // Alertmanager is down: consensus and swarm go down, then consensus recovers.
+    send(&mut stdin, &[probe("consensus", 1, 10), probe("swarm", 1, 10)]);
+    wait_for("the first delivery fails", || retried(1.0));
+    send(&mut stdin, &[probe("consensus", 0, 10)]);
+    wait_for("consensus resolved while Alertmanager is down", || {
+        let (_, body) = http_get(metrics_addr, "/metrics");
+        metric(&body, "synaptic_telemetry_alerts_firing{tier=\"critical\"}").filter(|n| *n == 1.0)
+    });
+    wait_for("still retrying", || retried(2.0));
+
+    // Alertmanager comes up: the latest state of each alert arrives.
+    let (_am, am) = alertmanager_on(dir.path(), ALERTMANAGER, port);
+    let alerts = wait_for("ComponentDown{swarm} at Alertmanager", || {
+        active_alerts(am).filter(|a| !named(a, "ComponentDown").is_empty())
+    });
+    let down = named(&alerts, "ComponentDown");
+    assert_eq!(down.len(), 1, "consensus recovered during the outage: {alerts:#?}");
+    assert_eq!(down[0]["labels"]["component"], "swarm");
+
+    drop(stdin);
+    let (code, _) = running.finish(Duration::from_secs(30));
+    assert_eq!(code, 0);
 }
 
 #[test]

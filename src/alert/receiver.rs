@@ -2,8 +2,10 @@
 //! file (JSON lines) or the log. Each receiver has its own task and outbox: a
 //! notification stays in the outbox until the receiver takes it, retried with
 //! backoff, so a receiver that is down loses nothing and delays no other.
+//! Alertmanager's outbox keeps the latest state of each alert (all it needs), so
+//! a long outage does not grow it beyond the number of alerts.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -84,8 +86,8 @@ pub struct WireNotification<'a> {
 #[serde(rename_all = "camelCase")]
 struct WireAlert<'a> {
     status: &'static str,
-    labels: &'a std::collections::BTreeMap<String, String>,
-    annotations: &'a std::collections::BTreeMap<String, String>,
+    labels: &'a BTreeMap<String, String>,
+    annotations: &'a BTreeMap<String, String>,
     starts_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     ends_at: Option<String>,
@@ -128,17 +130,59 @@ pub fn to_json(receiver: &str, n: &Notification) -> Vec<u8> {
 }
 
 enum Target {
-    Alertmanager { client: AlertmanagerClient, resend_interval: Duration, active: HashMap<u128, Alert> },
-    Webhook { client: reqwest::Client, url: String },
-    File { path: PathBuf },
+    Alertmanager {
+        client: AlertmanagerClient,
+        resend_interval: Duration,
+        /// What Alertmanager holds as firing (re-posted every `resend_interval`).
+        active: HashMap<u128, Alert>,
+    },
+    Webhook {
+        client: reqwest::Client,
+        url: String,
+    },
+    File {
+        path: PathBuf,
+    },
     Log,
+}
+
+/// What waits for a receiver. Alertmanager only needs each alert's latest state,
+/// so its outbox keeps one entry per alert and an outage grows it no further than
+/// the number of alerts; the others get every notification, in order.
+enum Outbox {
+    Latest(BTreeMap<u128, Alert>),
+    Queue(VecDeque<Arc<Notification>>),
+}
+
+impl Outbox {
+    fn push(&mut self, n: Arc<Notification>) {
+        match self {
+            Outbox::Latest(latest) => {
+                for a in &n.alerts {
+                    latest.insert(a.fingerprint, a.clone());
+                }
+            }
+            Outbox::Queue(queue) => queue.push_back(n),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Outbox::Latest(latest) => latest.len(),
+            Outbox::Queue(queue) => queue.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 pub struct ReceiverTask {
     name: String,
     target: Target,
     rx: mpsc::UnboundedReceiver<Arc<Notification>>,
-    outbox: VecDeque<Arc<Notification>>,
+    outbox: Outbox,
     counters: ReceiverCounters,
 }
 
@@ -167,7 +211,11 @@ impl ReceiverTask {
             ReceiverConfig::File { path } => Target::File { path: path.clone() },
             ReceiverConfig::Log => Target::Log,
         };
-        Ok(ReceiverTask { name: name.to_string(), target, rx, outbox: VecDeque::new(), counters })
+        let outbox = match target {
+            Target::Alertmanager { .. } => Outbox::Latest(BTreeMap::new()),
+            _ => Outbox::Queue(VecDeque::new()),
+        };
+        Ok(ReceiverTask { name: name.to_string(), target, rx, outbox, counters })
     }
 
     /// Delivers until the sender side closes and the outbox is empty.
@@ -182,10 +230,9 @@ impl ReceiverTask {
         resend_timer.tick().await;
         let mut closed = false;
         loop {
-            if let Some(next) = self.outbox.front().cloned() {
-                match self.deliver(&next).await {
+            if !self.outbox.is_empty() {
+                match self.deliver_next().await {
                     Ok(()) => {
-                        self.outbox.pop_front();
                         self.counters.sent.inc();
                         backoff = BACKOFF_FIRST;
                     }
@@ -199,7 +246,7 @@ impl ReceiverTask {
                             tokio::select! {
                                 _ = &mut wait => break,
                                 n = self.rx.recv(), if !closed => match n {
-                                    Some(n) => self.outbox.push_back(n),
+                                    Some(n) => self.outbox.push(n),
                                     None => closed = true,
                                 },
                             }
@@ -214,7 +261,7 @@ impl ReceiverTask {
             }
             tokio::select! {
                 n = self.rx.recv() => match n {
-                    Some(n) => self.outbox.push_back(n),
+                    Some(n) => self.outbox.push(n),
                     None => closed = true,
                 },
                 _ = resend_timer.tick(), if resend.is_some() => self.resend().await,
@@ -222,21 +269,40 @@ impl ReceiverTask {
         }
     }
 
-    async fn deliver(&mut self, n: &Notification) -> Result<(), ReceiverError> {
-        match &mut self.target {
-            Target::Alertmanager { client, resend_interval, active } => {
+    /// Delivers what is first in the outbox (for Alertmanager: all of it, in one
+    /// request); it leaves the outbox only once delivered.
+    async fn deliver_next(&mut self) -> Result<(), ReceiverError> {
+        match (&mut self.target, &mut self.outbox) {
+            (Target::Alertmanager { client, resend_interval, active }, Outbox::Latest(latest)) => {
                 let now = crate::clock::now_ms();
                 let alerts: Vec<alertmanager::Alert> =
-                    n.alerts.iter().map(|a| to_alertmanager(a, now, *resend_interval)).collect();
+                    latest.values().map(|a| to_alertmanager(a, now, *resend_interval)).collect();
                 client.post(&alerts).await?;
-                for a in &n.alerts {
+                for (fingerprint, a) in std::mem::take(latest) {
                     match a.ends_at_ms {
-                        None => active.insert(a.fingerprint, a.clone()),
-                        Some(_) => active.remove(&a.fingerprint),
+                        None => active.insert(fingerprint, a),
+                        Some(_) => active.remove(&fingerprint),
                     };
                 }
                 Ok(())
             }
+            (_, Outbox::Queue(queue)) => {
+                let Some(next) = queue.front().cloned() else { return Ok(()) };
+                self.deliver(&next).await?;
+                if let Outbox::Queue(queue) = &mut self.outbox {
+                    queue.pop_front();
+                }
+                Ok(())
+            }
+            // Alertmanager always has the `Latest` outbox (set in `new`).
+            (_, Outbox::Latest(_)) => Ok(()),
+        }
+    }
+
+    async fn deliver(&self, n: &Notification) -> Result<(), ReceiverError> {
+        match &self.target {
+            // Delivered through `deliver_next` from its own outbox.
+            Target::Alertmanager { .. } => Ok(()),
             Target::Webhook { client, url } => {
                 let body = to_json(&self.name, n);
                 let response = client
@@ -262,7 +328,7 @@ impl ReceiverTask {
                     message: e.to_string(),
                 };
                 let mut file =
-                    std::fs::OpenOptions::new().create(true).append(true).open(&*path).map_err(file_error)?;
+                    std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(file_error)?;
                 file.write_all(&line).map_err(file_error)?;
                 Ok(())
             }

@@ -205,8 +205,12 @@ pub fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
 /// A real Alertmanager (Debian's prometheus-alertmanager) on a loopback port,
 /// with `config` as its configuration; returns when it is ready.
 pub fn alertmanager(dir: &Path, config: &str) -> (Service, SocketAddr) {
+    alertmanager_on(dir, config, free_port())
+}
+
+/// Like `alertmanager`, on a port chosen beforehand (to start it late).
+pub fn alertmanager_on(dir: &Path, config: &str, port: u16) -> (Service, SocketAddr) {
     std::fs::write(dir.join("alertmanager.yml"), config).expect("alertmanager config");
-    let port = free_port();
     let service = Service(
         Command::new("prometheus-alertmanager")
             .arg(format!("--config.file={}", dir.join("alertmanager.yml").display()))
