@@ -184,24 +184,25 @@ impl Engine {
         let mut unknown = std::mem::take(&mut self.unknown);
         for event in events {
             let kind = event.kind();
-            let plan = match kind {
-                EventKind::Unknown => {
-                    if !unknown.contains_key(event.event_type()) && unknown.len() < MAX_UNKNOWN_PLANS {
-                        let rules: Vec<&Rule> = self.rules.iter().map(|r| &r.rule).collect();
-                        unknown.insert(event.event_type().to_string(), plan_for(&rules, event.event_type()));
-                    }
-                    match unknown.get(event.event_type()) {
-                        Some(plan) => plan,
-                        None => continue,
-                    }
+            if kind != EventKind::Unknown {
+                if let Some(plan) = plans.get(kind as usize).filter(|p| !p.rules.is_empty()) {
+                    self.apply(plan, event, now_ms);
                 }
-                kind => match plans.get(kind as usize) {
-                    Some(plan) => plan,
-                    None => continue,
-                },
-            };
-            if !plan.rules.is_empty() {
-                self.apply(plan, event, now_ms);
+                continue;
+            }
+            if !unknown.contains_key(event.event_type()) && unknown.len() < MAX_UNKNOWN_PLANS {
+                let rules: Vec<&Rule> = self.rules.iter().map(|r| &r.rule).collect();
+                unknown.insert(event.event_type().to_string(), plan_for(&rules, event.event_type()));
+            }
+            match unknown.get(event.event_type()) {
+                Some(plan) if !plan.rules.is_empty() => self.apply(plan, event, now_ms),
+                Some(_) => {}
+                // Endless distinct types: work per event rather than grow.
+                None => {
+                    let rules: Vec<&Rule> = self.rules.iter().map(|r| &r.rule).collect();
+                    let plan = plan_for(&rules, event.event_type());
+                    self.apply(&plan, event, now_ms);
+                }
             }
         }
         self.plans = plans;

@@ -39,6 +39,9 @@ pub(super) fn decode_alerts_step(
         cx.error(map.key_pos("evaluation_interval"), "evaluation_interval must be at least 100ms");
     }
     let max_groups = map.or("max_groups", 1000usize, cx);
+    if max_groups == 0 {
+        cx.error(map.key_pos("max_groups"), "max_groups must be at least 1");
+    }
     let repeat_interval = map.or("repeat_interval", Policy::default().repeat_interval, cx);
     let (group_wait, group_interval) = decode_warning(map.node("warning"), cx);
     let digest_at_minute = decode_info(map.node("info"), cx);
@@ -129,6 +132,9 @@ fn decode_receivers(node: &Node, cx: &mut Diagnostics) -> Vec<(String, ReceiverC
         cx.error(node.pos, format!("receivers must be a list, got {}", node.describe()));
         return Vec::new();
     };
+    if items.is_empty() {
+        cx.error(node.pos, "receivers is empty: alerts would go nowhere (use `{type: log}` at least)");
+    }
     let mut out: Vec<(String, ReceiverConfig)> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let what = format!("receiver {}", i + 1);
