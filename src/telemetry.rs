@@ -46,6 +46,7 @@ pub struct Telemetry {
 }
 
 /// The alert engine's metrics.
+#[derive(Clone)]
 pub struct AlertMetrics {
     pub firing: IntGaugeVec,
     pub notifications: IntCounterVec,

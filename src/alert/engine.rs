@@ -169,12 +169,16 @@ impl Engine {
     }
 
     fn build_plans(&mut self) {
-        let rules: Vec<&Rule> = self.rules.iter().map(|r| &r.rule).collect();
         self.plans = EventKind::KNOWN
             .iter()
-            .map(|kind| kind.canonical_name().map(|name| plan_for(&rules, name)).unwrap_or_default())
+            .map(|kind| kind.canonical_name().map(|name| self.plan_for(name)).unwrap_or_default())
             .collect();
         self.unknown.clear();
+    }
+
+    fn plan_for(&self, event_type: &str) -> KindPlan {
+        let rules: Vec<&Rule> = self.rules.iter().map(|r| &r.rule).collect();
+        plan_for(&rules, event_type)
     }
 
     /// Feeds a batch's events; `now_ms` is the engine's clock (event times after it
@@ -191,16 +195,14 @@ impl Engine {
                 continue;
             }
             if !unknown.contains_key(event.event_type()) && unknown.len() < MAX_UNKNOWN_PLANS {
-                let rules: Vec<&Rule> = self.rules.iter().map(|r| &r.rule).collect();
-                unknown.insert(event.event_type().to_string(), plan_for(&rules, event.event_type()));
+                unknown.insert(event.event_type().to_string(), self.plan_for(event.event_type()));
             }
             match unknown.get(event.event_type()) {
                 Some(plan) if !plan.rules.is_empty() => self.apply(plan, event, now_ms),
                 Some(_) => {}
                 // Endless distinct types: work per event rather than grow.
                 None => {
-                    let rules: Vec<&Rule> = self.rules.iter().map(|r| &r.rule).collect();
-                    let plan = plan_for(&rules, event.event_type());
+                    let plan = self.plan_for(event.event_type());
                     self.apply(&plan, event, now_ms);
                 }
             }

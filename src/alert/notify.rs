@@ -107,19 +107,14 @@ impl Dispatcher {
             if !due {
                 continue;
             }
+            known.last_sent_ms = Some(now_ms);
             match alert.tier {
-                Tier::Critical => {
-                    known.last_sent_ms = Some(now_ms);
-                    out.push(Notification {
-                        tier: Tier::Critical,
-                        digest: false,
-                        alerts: vec![alert.clone()],
-                    });
-                }
-                _ => {
-                    known.last_sent_ms = Some(now_ms);
-                    self.queue_warning(alert.clone(), now_ms);
-                }
+                Tier::Critical => out.push(Notification {
+                    tier: Tier::Critical,
+                    digest: false,
+                    alerts: vec![alert.clone()],
+                }),
+                _ => self.queue_warning(alert.clone(), now_ms),
             }
         }
         for alert in evaluation.resolved {

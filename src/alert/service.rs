@@ -70,7 +70,7 @@ impl AlertService {
         }
         let (reload_tx, reload_rx) = std::sync::mpsc::channel::<Vec<Rule>>();
         let watcher = match config.reload {
-            true => Some(watch_rules(&config.rules_path, reload_tx, telemetry.alerts.clone_handles())?),
+            true => Some(watch_rules(&config.rules_path, reload_tx, telemetry.alerts.clone())?),
             false => None,
         };
         let stop = CancellationToken::new();
@@ -79,7 +79,7 @@ impl AlertService {
             dispatcher: Dispatcher::new(config.policy.clone()),
             senders,
             reloads: reload_rx,
-            metrics: telemetry.alerts.clone_handles(),
+            metrics: telemetry.alerts.clone(),
             inhibited_reported: 0,
             refused_reported: 0,
         };
@@ -111,18 +111,6 @@ impl AlertService {
         };
         if tokio::time::timeout(self.flush_timeout, deliver).await.is_err() {
             tracing::error!(timeout = ?self.flush_timeout, "alert receivers did not deliver everything before the flush timeout");
-        }
-    }
-}
-
-impl AlertMetrics {
-    fn clone_handles(&self) -> AlertMetrics {
-        AlertMetrics {
-            firing: self.firing.clone(),
-            notifications: self.notifications.clone(),
-            reloads: self.reloads.clone(),
-            inhibited: self.inhibited.clone(),
-            groups_refused: self.groups_refused.clone(),
         }
     }
 }
