@@ -169,12 +169,17 @@ impl Dispatcher {
     }
 
     fn due_warnings(&mut self, now_ms: i64) -> Option<Notification> {
+        if self.warnings.is_empty() {
+            // All that waited was inhibited: the next warning waits its own group_wait.
+            self.oldest_warning_ms = None;
+            return None;
+        }
         let oldest = self.oldest_warning_ms?;
         let waited = now_ms - oldest >= self.policy.group_wait.as_millis() as i64;
         let spaced = self
             .last_warning_flush_ms
             .is_none_or(|last| now_ms - last >= self.policy.group_interval.as_millis() as i64);
-        if !(waited && spaced) || self.warnings.is_empty() {
+        if !(waited && spaced) {
             return None;
         }
         self.last_warning_flush_ms = Some(now_ms);
@@ -301,6 +306,22 @@ mod tests {
             .collect();
         assert_eq!(sent, vec![("Down", "consensus"), ("Slow", "swarm")]);
         assert_eq!(d.inhibited_total, 1);
+    }
+
+    #[test]
+    fn a_warning_after_an_inhibited_one_waits_its_own_group_wait() {
+        let mut d = Dispatcher::new(Policy { group_wait: Duration::from_secs(30), ..Policy::default() });
+        let slow = alert("Slow", Tier::Warning, "consensus");
+        assert!(d.step(firing(std::slice::from_ref(&slow)), 0).is_empty(), "queued");
+        let down = alert("Down", Tier::Critical, "consensus");
+        let out = d.step(firing(&[down.clone(), slow]), 10_000);
+        assert_eq!(out.len(), 1, "only the critical: {out:?}");
+        let other = alert("Slow", Tier::Warning, "swarm");
+        assert!(
+            d.step(firing(&[down.clone(), other.clone()]), 40_000).is_empty(),
+            "waits from 40 s, not 0 s"
+        );
+        assert_eq!(d.step(firing(&[down, other]), 70_000).len(), 1);
     }
 
     #[test]
