@@ -233,7 +233,7 @@ fn test_rules(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
 
 fn run_pipeline(config: Config, listen: Option<SocketAddr>, demo: bool) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
         let outputs: Vec<String> = config
@@ -261,7 +261,11 @@ fn run_pipeline(config: Config, listen: Option<SocketAddr>, demo: bool) -> anyho
         let summary = app::run(config, options).await?;
         report(&summary);
         Ok(if summary.unacknowledged == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-    })
+    });
+    // The run is over and reported: a task still stuck in a blocking call (a
+    // broker that stopped answering) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }
 
 fn test_plugin(

@@ -92,6 +92,10 @@ impl Running {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
+                // Everything it wrote, not only what a wait has read so far.
+                while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(1)) {
+                    self.log.push(line);
+                }
                 panic!("process did not exit within {timeout:?}; log:\n{}", self.log.join("\n"));
             }
             std::thread::sleep(Duration::from_millis(50));
