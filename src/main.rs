@@ -10,9 +10,10 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use synaptic_telemetry::alert;
+use synaptic_telemetry::alert::receiver::ReceiverConfig;
 use synaptic_telemetry::app::{self, RunOptions, Summary};
 use synaptic_telemetry::config::yaml::NodeKind;
-use synaptic_telemetry::config::{Config, GeneratorConfig, OutputConfig};
+use synaptic_telemetry::config::{Config, GeneratorConfig, OutputConfig, StepKind};
 use synaptic_telemetry::plugin::tester::{self, TestOptions};
 use synaptic_telemetry::source::traffic::Traffic;
 use synaptic_telemetry::DEMO_CONFIG;
@@ -236,7 +237,7 @@ fn run_pipeline(config: Config, listen: Option<SocketAddr>, demo: bool) -> anyho
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        let outputs: Vec<String> = config
+        let mut outputs: Vec<String> = config
             .sinks
             .iter()
             .map(|s| (s.name.as_str(), &s.output))
@@ -249,6 +250,17 @@ fn run_pipeline(config: Config, listen: Option<SocketAddr>, demo: bool) -> anyho
                 OutputConfig::Influx(i) => format!("  {name}: InfluxDB {} database {}", i.url, i.database),
             })
             .collect();
+        for step in &config.pipeline {
+            let StepKind::Alerts(alerts) = &step.kind else { continue };
+            outputs.extend(alerts.receivers.iter().map(|(name, receiver)| match receiver {
+                ReceiverConfig::Alertmanager { url, .. } => {
+                    format!("  alerts ({name}): Alertmanager at {url}")
+                }
+                ReceiverConfig::Webhook { url, .. } => format!("  alerts ({name}): webhook {url}"),
+                ReceiverConfig::File { path } => format!("  alerts ({name}): {}", path.display()),
+                ReceiverConfig::Log => format!("  alerts ({name}): the log"),
+            }));
+        }
         let on_listening: Box<dyn FnOnce(SocketAddr) + Send> = Box::new(move |addr| {
             if demo {
                 eprintln!("\nsynaptic-telemetry demo is running; Ctrl-C stops it.");
