@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{command, free_port, http_get, write_config, Running, Service};
+use common::{command, free_port, get_json, http_get, write_config, Running, Service};
 use serde_json::Value;
 
 fn require(binary: &str) -> PathBuf {
@@ -57,11 +57,6 @@ fn of_type<'a>(events: &'a [Value], types: &'a [&str]) -> impl Iterator<Item = &
 }
 
 /// A GET whose body is JSON (Prometheus and InfluxDB query APIs).
-fn get_json(addr: SocketAddr, path_and_query: &str) -> Option<Value> {
-    let (status, body) = std::panic::catch_unwind(|| http_get(addr, path_and_query)).ok()?;
-    (status == 200).then(|| serde_json::from_str(&body).ok()).flatten()
-}
-
 fn encode(q: &str) -> String {
     q.bytes()
         .map(|b| match b {
@@ -309,14 +304,7 @@ fn spans_reach_otlp_receivers_over_grpc_and_http() {
     let (code, summary) = Running::spawn(cmd).finish(Duration::from_secs(60));
     assert_eq!(code, 0, "{summary}");
 
-    let durations = [
-        ("consensus.decision", "decision_time_ms"),
-        ("consensus.proposal", "decision_time_ms"),
-        ("task.completed", "duration_ms"),
-        ("task.execution", "duration_ms"),
-        ("bridge.message", "processing_time_ms"),
-        ("memory.bridge.sync", "sync_duration_ms"),
-    ];
+    let durations = synaptic_telemetry::config::default_span_durations();
     let expected: Vec<&Value> = events
         .iter()
         .filter(|e| durations.iter().any(|(t, f)| e["event_type"] == *t && data(e, f).is_some()))
@@ -361,7 +349,7 @@ fn spans_reach_otlp_receivers_over_grpc_and_http() {
         for event in &expected {
             let id = event["event_id"].as_str().expect("id");
             let span = &spans[id];
-            let (_, field) = durations.iter().find(|(t, _)| event["event_type"] == *t).expect("type");
+            let (_, field) = durations.iter().find(|(t, _)| event["event_type"] == **t).expect("type");
             let ts = event["timestamp"].as_i64().expect("ts") as u64;
             let duration_ns =
                 (data(event, field).and_then(Value::as_f64).expect("duration") * 1e6).round() as u64;

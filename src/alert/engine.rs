@@ -13,6 +13,7 @@ use synaptic_plugin_sdk::field::Scalar;
 
 use super::rule::{Cond, Func, Rule, Tier};
 use super::window::Window;
+use crate::config::{ConfigError, ConfigErrors};
 use crate::event::{Event, EventKind};
 use crate::fields::{scalar_text, FieldSlots, PlanCondition, Reader, Reads, Ref, MAX_PLAN_FIELDS};
 use crate::glob::Glob;
@@ -332,6 +333,21 @@ impl Engine {
     pub fn group_count(&self) -> usize {
         self.rules.iter().map(|r| r.groups.len()).sum()
     }
+}
+
+/// Loads the rules under `path` and checks them as `Engine::new` would; every
+/// problem is a config error (the field limit's names the path).
+pub fn load_checked(path: &std::path::Path) -> Result<Vec<Rule>, ConfigErrors> {
+    let rules = super::rule::load(path)?;
+    check_fields(&rules).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            col: 0,
+            message: e.to_string(),
+        }])
+    })?;
+    Ok(rules)
 }
 
 fn check_fields(rules: &[Rule]) -> Result<(), EngineError> {

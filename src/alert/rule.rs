@@ -59,8 +59,9 @@ pub struct Rule {
     pub keep_firing_for: Duration,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, Template>,
-    /// Where the rule is written: `file:line`.
-    pub source: String,
+    /// Where the rule is written.
+    pub file: String,
+    pub line: usize,
 }
 
 impl Rule {
@@ -254,15 +255,14 @@ pub fn load(path: &Path) -> Result<Vec<Rule>, ConfigErrors> {
 /// Two rules with one name would overwrite each other's alerts (within a file,
 /// `parse` reports it with the position).
 fn check_unique(rules: &[Rule], errors: &mut Vec<ConfigError>) {
-    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut seen: BTreeMap<&str, &Rule> = BTreeMap::new();
     for rule in rules {
-        if let Some(first) = seen.insert(&rule.name, &rule.source) {
-            let (file, line) = rule.source.rsplit_once(':').unwrap_or((&rule.source, "0"));
+        if let Some(first) = seen.insert(&rule.name, rule) {
             errors.push(ConfigError {
-                file: file.to_string(),
-                line: line.parse().unwrap_or(0),
+                file: rule.file.clone(),
+                line: rule.line,
                 col: 1,
-                message: format!("rule `{}` is already defined at {first}", rule.name),
+                message: format!("rule `{}` is already defined at {}:{}", rule.name, first.file, first.line),
             });
         }
     }
@@ -371,7 +371,8 @@ fn decode_rule(node: &Node, index: usize, cx: &mut Diagnostics) -> Option<Rule> 
         keep_firing_for,
         labels,
         annotations,
-        source: format!("{}:{}", cx.file(), node.pos.line),
+        file: cx.file().to_string(),
+        line: node.pos.line,
     })
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{Engine, Evaluation};
+use super::engine::{load_checked, Engine, Evaluation};
 use super::notify::{Dispatcher, Notification};
 use super::receiver::{ReceiverCounters, ReceiverTask};
 use super::rule::{self, Rule, Tier};
@@ -206,16 +206,7 @@ fn watch_rules(
             return;
         }
         last = now;
-        match rule::load(&path).and_then(|rules| {
-            Engine::check(&rules).map(|()| rules).map_err(|e| {
-                crate::config::ConfigErrors(vec![crate::config::ConfigError {
-                    file: path.display().to_string(),
-                    line: 0,
-                    col: 0,
-                    message: e.to_string(),
-                }])
-            })
-        }) {
+        match load_checked(&path) {
             Ok(rules) => {
                 let _ = updates.send(rules);
             }

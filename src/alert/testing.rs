@@ -326,18 +326,14 @@ fn compare(firing: &[&Alert], expected: &[ExpectedAlert]) -> Option<String> {
     None
 }
 
-/// Test files under `path`: the file, or a directory's `*.yaml`/`*.yml`.
-pub fn test_files(path: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
-    rule::rule_files(path)
-}
-
 /// Runs test files and writes a report; returns whether everything passed.
 pub fn run_paths(paths: &[PathBuf], out: &mut impl std::io::Write) -> std::io::Result<bool> {
     let mut passed = 0usize;
     let mut failed = 0usize;
     let mut errors = 0usize;
     for path in paths {
-        let files = match test_files(path) {
+        // Test files: the file, or a directory's `*.yaml`/`*.yml`, as for rules.
+        let files = match rule::rule_files(path) {
             Ok(f) => f,
             Err(e) => {
                 writeln!(out, "{e}")?;

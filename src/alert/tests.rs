@@ -215,7 +215,7 @@ fn the_shipped_rule_tests_pass_and_cover_every_rule() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let rules = rule::load(&root.join("rules")).expect("rules/");
     let mut covered: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
-    for path in testing::test_files(&root.join("rules/tests")).expect("rules/tests") {
+    for path in rule::rule_files(&root.join("rules/tests")).expect("rules/tests") {
         let file = testing::TestFile::load(&path).expect("test file");
         for outcome in testing::run_file(&file).expect("runs") {
             assert!(outcome.failures.is_empty(), "{}: {:?}", outcome.test, outcome.failures);

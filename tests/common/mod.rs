@@ -233,8 +233,13 @@ pub fn alertmanager_on(dir: &Path, config: &str, port: u16) -> (Service, SocketA
     (service, addr)
 }
 
+/// A GET answered 200 with JSON (`None` while the service does not answer so).
+pub fn get_json(addr: SocketAddr, path_and_query: &str) -> Option<serde_json::Value> {
+    let (status, body) = std::panic::catch_unwind(|| http_get(addr, path_and_query)).ok()?;
+    (status == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+}
+
 /// Alertmanager's active alerts (`None` while it does not answer).
 pub fn active_alerts(addr: SocketAddr) -> Option<Vec<serde_json::Value>> {
-    let (status, body) = std::panic::catch_unwind(|| http_get(addr, "/api/v2/alerts?active=true")).ok()?;
-    (status == 200).then(|| serde_json::from_str::<Vec<serde_json::Value>>(&body).ok()).flatten()
+    get_json(addr, "/api/v2/alerts?active=true")?.as_array().cloned()
 }

@@ -318,75 +318,10 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// Walks the object at the cursor with the keys of `finder`'s `level`.
-    fn object_in(&mut self, finder: &Finder, level: usize, out: &mut [Option<Scalar<'a>>]) -> Option<()> {
-        let entries = &finder.levels.get(level)?.entries;
-        self.eat(b'{')?;
-        self.space();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            self.space();
-            let (key, escaped) = self.string()?;
-            let decoded;
-            let key: &[u8] = if escaped {
-                decoded = text(key, true)?;
-                decoded.as_bytes()
-            } else {
-                key
-            };
-            self.eat(b':')?;
-            self.space();
-            let entry = entries.iter().find(|e| e.key.len() == key.len() && e.key.as_ref() == key);
-            match entry {
-                Some(Entry { child: Some(child), .. }) if self.peek()? == b'{' => {
-                    self.object_in(finder, *child as usize, out)?;
-                }
-                Some(Entry { slots, .. }) if *slots != 0 => {
-                    let value = self.scalar()?;
-                    // Usually one path ends here: visit the set bits only.
-                    let mut bits = *slots;
-                    while bits != 0 {
-                        let i = bits.trailing_zeros() as usize;
-                        bits &= bits - 1;
-                        if let Some(slot) = out.get_mut(i) {
-                            if bits == 0 {
-                                *slot = value;
-                                break;
-                            }
-                            slot.clone_from(&value);
-                        }
-                    }
-                }
-                _ => self.value()?,
-            }
-            self.space();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    /// Walks the object at the cursor, filling `out` for the `active` paths, which
-    /// agree with the keys walked so far up to `depth`.
-    fn object<P, S>(
-        &mut self,
-        paths: &[P],
-        depth: usize,
-        active: u64,
-        out: &mut [Option<Scalar<'a>>],
-    ) -> Option<()>
-    where
-        P: AsRef<[S]>,
-        S: AsRef<str>,
-    {
+    /// Walks the object at the cursor: for each entry, `on_entry` gets the key
+    /// (decoded only if it has escapes) with the cursor at the value, and must
+    /// consume the value. Both field walks below share it.
+    fn entries(&mut self, mut on_entry: impl FnMut(&mut Self, &[u8]) -> Option<()>) -> Option<()> {
         self.eat(b'{')?;
         self.space();
         if self.peek()? == b'}' {
@@ -405,6 +340,65 @@ impl<'a> Scan<'a> {
                 key
             };
             self.eat(b':')?;
+            self.space();
+            on_entry(self, key)?;
+            self.space();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Walks the object at the cursor with the keys of `finder`'s `level`.
+    fn object_in(&mut self, finder: &Finder, level: usize, out: &mut [Option<Scalar<'a>>]) -> Option<()> {
+        let entries = &finder.levels.get(level)?.entries;
+        self.entries(|cursor, key| {
+            let entry = entries.iter().find(|e| e.key.len() == key.len() && e.key.as_ref() == key);
+            match entry {
+                Some(Entry { child: Some(child), .. }) if cursor.peek()? == b'{' => {
+                    cursor.object_in(finder, *child as usize, out)
+                }
+                Some(Entry { slots, .. }) if *slots != 0 => {
+                    let value = cursor.scalar()?;
+                    // Usually one path ends here: visit the set bits only.
+                    let mut bits = *slots;
+                    while bits != 0 {
+                        let i = bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        if let Some(slot) = out.get_mut(i) {
+                            if bits == 0 {
+                                *slot = value;
+                                break;
+                            }
+                            slot.clone_from(&value);
+                        }
+                    }
+                    Some(())
+                }
+                _ => cursor.value(),
+            }
+        })
+    }
+
+    /// Walks the object at the cursor, filling `out` for the `active` paths, which
+    /// agree with the keys walked so far up to `depth`.
+    fn object<P, S>(
+        &mut self,
+        paths: &[P],
+        depth: usize,
+        active: u64,
+        out: &mut [Option<Scalar<'a>>],
+    ) -> Option<()>
+    where
+        P: AsRef<[S]>,
+        S: AsRef<str>,
+    {
+        self.entries(|cursor, key| {
             let (mut here, mut deeper) = (0u64, 0u64);
             for (i, path) in paths.iter().enumerate().take(MAX_PATHS) {
                 let path = path.as_ref();
@@ -416,29 +410,20 @@ impl<'a> Scan<'a> {
                     }
                 }
             }
-            self.space();
-            if deeper != 0 && self.peek()? == b'{' {
-                self.object(paths, depth + 1, deeper, out)?;
+            if deeper != 0 && cursor.peek()? == b'{' {
+                cursor.object(paths, depth + 1, deeper, out)
             } else if here != 0 {
-                let value = self.scalar()?;
+                let value = cursor.scalar()?;
                 for (i, slot) in out.iter_mut().enumerate().take(MAX_PATHS) {
                     if here & (1 << i) != 0 {
                         slot.clone_from(&value);
                     }
                 }
+                Some(())
             } else {
-                self.value()?;
+                cursor.value()
             }
-            self.space();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+        })
     }
 }
 
