@@ -17,6 +17,7 @@ use crate::config::{Config, StepKind};
 use crate::pipeline::{Pipeline, SinkRoute};
 use crate::plugin::PluginHost;
 use crate::route::Matcher;
+use crate::scrub::DeadLetterScrubber;
 use crate::server::{self, ServerState};
 use crate::sink::{Output, SinkTask, QUEUE_BATCHES};
 use crate::source::kafka::KafkaOffsets;
@@ -121,8 +122,13 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
         callback(bound);
     }
 
+    for warning in crate::scrub::exports_before_scrubber(&config.pipeline) {
+        tracing::warn!("{warning}");
+    }
+    let scrubber = DeadLetterScrubber::for_pipeline(&config.pipeline)?;
     let pipeline =
-        Pipeline::new(config.schema, config.limits.max_event_bytes, steps, routes, dlq_tx, telemetry.clone());
+        Pipeline::new(config.schema, config.limits.max_event_bytes, steps, routes, dlq_tx, telemetry.clone())
+            .with_scrubber(scrubber);
     let (batch_tx, batch_rx) = mpsc::channel(1);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let ledger = Arc::new(AckLedger::default());

@@ -11,6 +11,29 @@ use synaptic_plugin_sdk::field::{Finder, Scalar};
 use crate::event::{Event, Section};
 use crate::metrics::mapping::{Condition, FieldRef, Literal, Test};
 
+/// The longest text an event field puts into a metric label, an alert label or
+/// annotation value, or a span attribute. Event text is unbounded; exported
+/// labels are held in memory per series and sent on every scrape and
+/// notification, so one long value must not cost megabytes each time.
+pub const MAX_EXPORTED_TEXT: usize = 128;
+
+/// `text` cut to [`MAX_EXPORTED_TEXT`] bytes: a prefix (at a character boundary),
+/// `…`, and 8 hex digits of a hash of the whole, so that two long values that
+/// share their prefix still read as different values.
+pub fn cap_exported(text: &str) -> Cow<'_, str> {
+    if text.len() <= MAX_EXPORTED_TEXT {
+        return Cow::Borrowed(text);
+    }
+    // Room for `…` (3 bytes) and `#` with 8 hex digits.
+    let mut end = MAX_EXPORTED_TEXT - 12;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut hash = crate::metrics::store::KeyHash::default();
+    hash.add(text.as_bytes());
+    Cow::Owned(format!("{}…#{:08x}", &text[..end], hash.finish() as u32))
+}
+
 /// Fields one event type may read for one consumer.
 pub const MAX_PLAN_FIELDS: usize = 12;
 
@@ -166,5 +189,21 @@ pub fn holds(test: &Test, value: Option<Scalar<'_>>) -> bool {
         (Test::NotIn(lits), Some(v)) => !lits.iter().any(|l| eq(l, &v)),
         (Test::AtLeast(min), Some(v)) => v.as_f64().is_some_and(|n| n >= *min),
         (Test::AtMost(max), Some(v)) => v.as_f64().is_some_and(|n| n <= *max),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exported_text_is_capped_and_stays_distinct() {
+        assert_eq!(cap_exported("short"), "short");
+        let long_a = format!("{}a", "é".repeat(100_000));
+        let long_b = format!("{}b", "é".repeat(100_000));
+        let (a, b) = (cap_exported(&long_a), cap_exported(&long_b));
+        assert!(a.len() <= MAX_EXPORTED_TEXT && b.len() <= MAX_EXPORTED_TEXT, "{} {}", a.len(), b.len());
+        assert_ne!(a, b);
+        assert!(a.starts_with("éé") && a.contains('…'));
     }
 }

@@ -45,6 +45,8 @@
 //!   and the helpers both runtimes' plugins use (field lookup, globs, the sampling
 //!   hash). The standard plugins — `sample`, `filter`, `pii_scrub` — live in
 //!   `plugins/standard`; `sample` and `filter` also as scripts in `plugins/*.rhai`.
+//! - [`scrub`] — in a pipeline with the `pii_scrub` plugin, dead letters pass
+//!   through the same detectors (run natively) before they are written.
 //! - [`route`] — `match` clauses and per-sink selections; [`glob`] — their globs
 //!   (the SDK's, re-exported).
 //! - [`sink`] — sink tasks with retry, and the outputs `stdout`, `file` (rotation),
@@ -58,6 +60,9 @@
 //!   (`service`), and `test rules` on a simulated clock (`testing`).
 //! - [`fields`] — reading a planned set of fields from an event in one scan,
 //!   shared by the metrics step and the alert engine.
+//! - [`files`] — reading plugin and rule files (regular, bounded, no links out
+//!   of their directory, no blocking on a FIFO) and creating output files (0640,
+//!   never through a planted symlink).
 //! - [`telemetry`] — the pipeline's own Prometheus metrics.
 //! - [`server`] — `/metrics`, `/health`, `/ready`.
 //! - [`clock`] — Unix-millisecond wall clock.
@@ -69,11 +74,13 @@ pub mod clock;
 pub mod config;
 pub mod event;
 pub mod fields;
+pub mod files;
 pub mod glob;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod route;
+pub mod scrub;
 pub mod server;
 pub mod sink;
 pub mod source;

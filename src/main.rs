@@ -180,7 +180,12 @@ fn validate(files: &[PathBuf]) -> ExitCode {
         // Rule files report how many rules they hold.
         let checked = match is_rules(file) {
             true => alert::engine::load_checked(file).map(|rules| Some(rules.len())),
-            false => Config::load_file(file).map(|_| None),
+            false => Config::load_file(file).map(|config| {
+                for warning in synaptic_telemetry::scrub::exports_before_scrubber(&config.pipeline) {
+                    println!("{}: warning: {warning}", file.display());
+                }
+                None
+            }),
         };
         match checked {
             Ok(Some(rules)) => println!("{}: ok ({rules} rules)", file.display()),
@@ -206,7 +211,8 @@ fn is_rules(path: &Path) -> bool {
     if path.is_dir() {
         return true;
     }
-    let Ok(text) = std::fs::read_to_string(path) else { return false };
+    let limit = synaptic_telemetry::files::MAX_CONFIG_BYTES;
+    let Ok(text) = synaptic_telemetry::files::read_text(path, limit, false) else { return false };
     match synaptic_telemetry::config::yaml::parse(&text) {
         Ok(root) => match &root.kind {
             NodeKind::Map(entries) => {
@@ -337,7 +343,8 @@ fn generate(
     let mut traffic = Traffic::new(&config, 0);
     let (mut writer, progress): (Box<dyn Write>, Option<indicatif::ProgressBar>) = match out {
         Some(path) => {
-            let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            let file = synaptic_telemetry::files::create_private(path)
+                .with_context(|| format!("creating {}", path.display()))?;
             let bar = indicatif::ProgressBar::new(count).with_style(
                 indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} eta {eta}")
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::event::{Batch, DeadLetter, Event, EventKind, Rejected, Rejection, SchemaMode, Stage};
 use crate::route::{route, Matcher, Selection};
+use crate::scrub::DeadLetterScrubber;
 use crate::sink::{SinkInput, SinkMessage};
 use crate::source::{RawBatch, RawRecord};
 use crate::step::RunningStep;
@@ -38,6 +39,8 @@ pub struct Pipeline {
     dead_decode: IntCounter,
     dead_schema: IntCounter,
     dead_step: IntCounter,
+    /// Set when the pipeline has a PII scrubber: every dead letter goes through it.
+    scrubber: Option<DeadLetterScrubber>,
 }
 
 /// The result of processing one batch, ready for the sinks: each surviving event as
@@ -79,7 +82,14 @@ impl Pipeline {
             dead_schema: dead("schema"),
             dead_step: dead("step"),
             telemetry,
+            scrubber: None,
         }
+    }
+
+    /// Scrubs every dead letter with `scrubber` before it is handed on.
+    pub fn with_scrubber(mut self, scrubber: Option<DeadLetterScrubber>) -> Self {
+        self.scrubber = scrubber;
+        self
     }
 
     /// Processes batches until the source closes its channel.
@@ -148,7 +158,7 @@ impl Pipeline {
                         Stage::Schema => schema_errors += 1,
                         _ => decode_errors += 1,
                     }
-                    batch.dead_letters.push(letter);
+                    batch.dead_letters.push(*letter);
                 }
             }
         }
@@ -167,6 +177,11 @@ impl Pipeline {
         }
         let step_letters = batch.dead_letters.len() - before_steps;
         self.dead_step.inc_by(step_letters as u64);
+        if let Some(scrubber) = &mut self.scrubber {
+            for letter in &mut batch.dead_letters {
+                scrubber.scrub(letter);
+            }
+        }
 
         let (selections, unrouted) = route(&batch.events, &self.matchers);
         self.telemetry.unrouted.inc_by(unrouted as u64);
@@ -174,19 +189,20 @@ impl Pipeline {
         Processed { lines: Arc::new(lines), selections, dead_letters: batch.dead_letters, spans: batch.spans }
     }
 
-    fn decode(&self, record: RawRecord) -> Result<Event, DeadLetter> {
+    /// The event, or its dead letter (boxed: rare, and larger than an event).
+    fn decode(&self, record: RawRecord) -> Result<Event, Box<DeadLetter>> {
         let RawRecord { bytes, position, oversize } = record;
         if let Some(size) = oversize {
             let reason = Rejection::TooLarge { size, limit: self.max_event_bytes }.to_string();
             let kept = bytes.slice(..bytes.len().min(self.max_event_bytes));
-            return Err(DeadLetter::new(Stage::Decode, reason, position, kept));
+            return Err(Box::new(DeadLetter::new(Stage::Decode, reason, position, kept)));
         }
         Event::decode(bytes, position, self.schema).map_err(|Rejected { rejection, raw, position }| {
             let stage = match rejection {
                 Rejection::Schema(_) => Stage::Schema,
                 _ => Stage::Decode,
             };
-            DeadLetter::new(stage, rejection.to_string(), position, raw)
+            Box::new(DeadLetter::new(stage, rejection.to_string(), position, raw))
         })
     }
 }

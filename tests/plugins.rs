@@ -357,7 +357,25 @@ fn a_new_version_that_keeps_trapping_is_rolled_back() {
     replace_plugin(&plugins, "stamp.wasm", &faulty, 0);
     let line = running.wait_for_line("plugin rolled back", Duration::from_secs(30));
     assert!(line.contains(&format!("restored={first_hash}")), "{line}");
-    let body = http_get(addr, "/metrics").1;
+    // The log line and the metrics are written one after the other by another
+    // thread: wait for the metrics rather than read them once.
+    wait_for_metric(
+        addr,
+        "synaptic_telemetry_plugin_rollbacks_total{plugin=\"stamp\"}",
+        1.0,
+        Duration::from_secs(10),
+    );
+    let info = format!(
+        "synaptic_telemetry_plugin_info{{hash=\"{first_hash}\",plugin=\"stamp\",runtime=\"wasm\"}} 1"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let body = http_get(addr, "/metrics").1;
+        if body.contains(&info) || Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(metric(&body, "synaptic_telemetry_plugin_rollbacks_total{plugin=\"stamp\"}"), Some(1.0));
     assert_eq!(
         metric(&body, "synaptic_telemetry_plugin_failures_total{kind=\"trap\",plugin=\"stamp\"}"),

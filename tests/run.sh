@@ -53,8 +53,8 @@ plugins/build.sh
 step "unit and integration tests"
 # The Kafka tests run several pipeline processes against one broker each; run them
 # one at a time so that CPU contention does not turn into broker backlog.
-cargo test --workspace --locked -- --skip mock_cluster_ --skip tansu_
-cargo test --workspace --locked --test kafka -- --test-threads=1
+cargo test --release --workspace --locked -- --skip mock_cluster_ --skip tansu_
+cargo test --release --workspace --locked --test kafka -- --test-threads=1
 
 step "benchmark smoke run (20,000 events; the full run is: cargo bench --bench spine)"
 SPINE_BENCH_EVENTS=20000 cargo bench --locked --bench spine

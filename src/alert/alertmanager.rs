@@ -76,11 +76,7 @@ impl AlertmanagerClient {
         if status.is_success() {
             return Ok(());
         }
-        let body = response.text().await.unwrap_or_default();
-        Err(AlertmanagerError::Status {
-            url: self.url.clone(),
-            status: status.as_u16(),
-            body: body.trim().to_string(),
-        })
+        let body = crate::sink::response_excerpt(response).await;
+        Err(AlertmanagerError::Status { url: self.url.clone(), status: status.as_u16(), body })
     }
 }

@@ -237,14 +237,22 @@ impl Engine {
             let group = match compiled.groups.get_mut(&id) {
                 Some(g) => g,
                 None => {
-                    if compiled.groups.len() >= self.max_groups {
+                    // An `absent` rule with a list watches only the groups it lists.
+                    if matches!(compiled.rule.condition, Cond::Absent { expect: Some(_), .. }) {
+                        continue;
+                    }
+                    if compiled.groups.len() >= self.max_groups
+                        && !evict_oldest_inactive(&mut compiled.groups)
+                    {
                         self.groups_refused += 1;
                         continue;
                     }
                     let labels = (rp.group.iter())
                         .map(|r| {
-                            read.get(*r)
-                                .map_or_else(|| MISSING_LABEL.to_string(), |v| scalar_text(v).into_owned())
+                            read.get(*r).map_or_else(
+                                || MISSING_LABEL.to_string(),
+                                |v| crate::fields::cap_exported(&scalar_text(v)).into_owned(),
+                            )
                         })
                         .collect();
                     compiled.groups.entry(id).or_insert(new_group(&compiled.rule.condition, labels))
@@ -281,6 +289,11 @@ impl Engine {
             let rule = &compiled.rule;
             let mut forget = Vec::new();
             for (id, group) in compiled.groups.iter_mut() {
+                // An expected group nothing was heard from: silent since the
+                // first evaluation.
+                if group.last_seen_ms == i64::MIN {
+                    group.last_seen_ms = now_ms;
+                }
                 let value = condition_value(&rule.condition, group, now_ms);
                 let holds = value.is_some();
                 let value = value.unwrap_or(f64::NAN);
@@ -374,7 +387,32 @@ fn compile(rule: Rule) -> CompiledRule {
         m.event_type.clear();
         Matcher::new(&m)
     });
-    CompiledRule { key: rule.definition_key(), matcher, groups: IdentityMap::default(), rule }
+    let mut groups = IdentityMap::default();
+    if let Cond::Absent { expect: Some(expected), .. } = &rule.condition {
+        for values in expected {
+            // Hashed as the event path hashes a group's label values.
+            let mut hash = KeyHash::default();
+            for value in values {
+                hash.add(value.as_bytes());
+            }
+            let labels = values.iter().map(|v| crate::fields::cap_exported(v).into_owned()).collect();
+            groups.insert(hash.finish(), new_group(&rule.condition, labels));
+        }
+    }
+    CompiledRule { key: rule.definition_key(), matcher, groups, rule }
+}
+
+/// Makes room for a new group in a full table: the group heard from longest ago
+/// that is not pending or firing goes (its alert, if any, has resolved). False
+/// when every group is pending or firing: then the new group is refused. So a
+/// flood of made-up label values cannot keep a real group out for good.
+fn evict_oldest_inactive(groups: &mut IdentityMap<Group>) -> bool {
+    let oldest = groups
+        .iter()
+        .filter(|(_, g)| g.phase == Phase::Inactive)
+        .min_by_key(|(_, g)| g.last_seen_ms)
+        .map(|(id, _)| *id);
+    oldest.is_some_and(|id| groups.remove(&id).is_some())
 }
 
 fn new_group(condition: &Cond, labels: Vec<String>) -> Group {
@@ -401,7 +439,7 @@ fn condition_value(condition: &Cond, group: &Group, now_ms: i64) -> Option<f64> 
             let (v, at) = group.last_value?;
             (cmp.holds(v) && now_ms - at < stale_after.as_millis() as i64).then_some(v)
         }
-        Cond::Absent { after } => {
+        Cond::Absent { after, .. } => {
             let silent_ms = now_ms.saturating_sub(group.last_seen_ms);
             (silent_ms >= after.as_millis() as i64).then_some(silent_ms as f64 / 1000.0)
         }
@@ -451,7 +489,7 @@ fn make_alert(rule: &Rule, group: &Group, since: i64, value: f64) -> Alert {
         Cond::Threshold { cmp, .. } => Some(cmp.threshold()),
         Cond::Aggregate(a) => Some(a.cmp.threshold()),
         Cond::Baseline { factor, .. } => Some(*factor),
-        Cond::Absent { after } => Some(after.as_secs_f64()),
+        Cond::Absent { after, .. } => Some(after.as_secs_f64()),
     };
     let annotations = (rule.annotations.iter())
         .map(|(name, template)| {

@@ -327,8 +327,7 @@ impl ReceiverTask {
                     path: path.display().to_string(),
                     message: e.to_string(),
                 };
-                let mut file =
-                    std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(file_error)?;
+                let mut file = crate::files::open_append_private(path).map_err(file_error)?;
                 file.write_all(&line).map_err(file_error)?;
                 Ok(())
             }

@@ -91,8 +91,11 @@ pub enum Cond {
     Threshold { field: FieldRef, cmp: Cmp, stale_after: Duration },
     /// A value over a sliding window crosses the threshold.
     Aggregate(Aggregate),
-    /// A group that has been seen sent no matching event for this long.
-    Absent { after: Duration },
+    /// A group sent no matching event for this long. `expect` lists the groups
+    /// (label values in `group_by` order) watched from the start; with it, events
+    /// of other groups are not tracked, so made-up label values cannot crowd the
+    /// real ones out. Without it, a group is watched once it has been seen.
+    Absent { after: Duration, expect: Option<Vec<Vec<String>>> },
     /// The window's value is more than `factor` times its value over the
     /// `over` that precedes it.
     Baseline { aggregate: Aggregate, over: Duration, factor: f64 },
@@ -239,7 +242,7 @@ pub fn load(path: &Path) -> Result<Vec<Rule>, ConfigErrors> {
     let mut rules = Vec::new();
     let mut errors = Vec::new();
     for file in rule_files(path)? {
-        let loaded = read_document(&file, "the rule file").and_then(|(text, name)| parse(&text, &name));
+        let loaded = read_document(&file, "the rule file", true).and_then(|(text, name)| parse(&text, &name));
         match loaded {
             Ok(mut more) => rules.append(&mut more),
             Err(ConfigErrors(mut e)) => errors.append(&mut e),
@@ -331,7 +334,7 @@ fn decode_rule(node: &Node, index: usize, cx: &mut Diagnostics) -> Option<Rule> 
     };
     let group_by = map.node("group_by").map(|n| decode_group_by(n, cx)).unwrap_or_default();
     let condition = match map.node("condition") {
-        Some(n) => decode_condition(n, cx),
+        Some(n) => decode_condition(n, &group_by, cx),
         None => {
             cx.error(map.pos(), format!("{what} is missing required key `condition`"));
             None
@@ -374,6 +377,46 @@ fn decode_rule(node: &Node, index: usize, cx: &mut Diagnostics) -> Option<Rule> 
         file: cx.file().to_string(),
         line: node.pos.line,
     })
+}
+
+/// Most groups an `absent` rule may expect.
+const MAX_EXPECTED: usize = 10_000;
+
+/// An `absent` rule's expected groups, as label values in `group_by` order. An
+/// item is a mapping of every group label to its value, or a plain value when the
+/// rule is grouped by one label.
+fn decode_expect(node: &Node, group_by: &[(String, FieldRef)], cx: &mut Diagnostics) -> Vec<Vec<String>> {
+    let NodeKind::Seq(items) = &node.kind else {
+        cx.error(node.pos, format!("expect must be a list, got {}", node.describe()));
+        return Vec::new();
+    };
+    if items.len() > MAX_EXPECTED {
+        cx.error(node.pos, format!("expect lists {} groups; at most {MAX_EXPECTED}", items.len()));
+        return Vec::new();
+    }
+    let labels: Vec<&str> = group_by.iter().map(|(l, _)| l.as_str()).collect();
+    let mut groups = Vec::with_capacity(items.len());
+    for item in items {
+        let values = match &item.kind {
+            NodeKind::Scalar { text, .. } if labels.len() == 1 => Some(vec![text.clone()]),
+            NodeKind::Map(_) => BTreeMap::<String, String>::decode(item, cx).and_then(|values| {
+                let ordered: Option<Vec<String>> = labels.iter().map(|l| values.get(*l).cloned()).collect();
+                ordered.filter(|_| values.len() == labels.len())
+            }),
+            _ => None,
+        };
+        match values {
+            Some(values) => groups.push(values),
+            None => cx.error(
+                item.pos,
+                format!(
+                    "an expected group gives exactly the group_by labels ({}) as a mapping, or one plain value when there is one label",
+                    labels.join(", ")
+                ),
+            ),
+        }
+    }
+    groups
 }
 
 /// `match:` as the pipeline writes it, plus `where:` field tests.
@@ -482,7 +525,7 @@ const AGGREGATES: [(&str, Func); 9] = [
 ];
 
 /// `condition:` holds exactly one of threshold, an aggregate, absent or baseline.
-fn decode_condition(node: &Node, cx: &mut Diagnostics) -> Option<Cond> {
+fn decode_condition(node: &Node, group_by: &[(String, FieldRef)], cx: &mut Diagnostics) -> Option<Cond> {
     let NodeKind::Map(entries) = &node.kind else {
         cx.error(node.pos, format!("condition must be a mapping, got {}", node.describe()));
         return None;
@@ -510,11 +553,21 @@ fn decode_condition(node: &Node, cx: &mut Diagnostics) -> Option<Cond> {
             Some(Cond::Threshold { field: field?, cmp: cmp?, stale_after })
         }
         "absent" => {
-            let after = Duration::decode(body, cx)?;
+            // `absent: 2m`, or `absent: {after: 2m, expect: [...]}`.
+            let (after, expect) = match &body.kind {
+                NodeKind::Map(_) => {
+                    let mut map = MapReader::new(body, "absent", cx)?;
+                    let after: Option<Duration> = map.required("after", cx);
+                    let expect = map.node("expect").map(|n| decode_expect(n, group_by, cx));
+                    map.finish(cx);
+                    (after?, expect)
+                }
+                _ => (Duration::decode(body, cx)?, None),
+            };
             if after.is_zero() {
                 cx.error(body.pos, "absent needs a duration above zero");
             }
-            Some(Cond::Absent { after })
+            Some(Cond::Absent { after, expect })
         }
         "baseline" => {
             let mut map = MapReader::new(body, "baseline", cx)?;

@@ -233,7 +233,9 @@ fn rules_fingerprint(path: &Path) -> String {
     for file in rule::rule_files(path).unwrap_or_default() {
         all.extend_from_slice(file.display().to_string().as_bytes());
         all.push(0);
-        all.extend_from_slice(&std::fs::read(&file).unwrap_or_default());
+        all.extend_from_slice(
+            &crate::files::read_bounded(&file, crate::files::MAX_CONFIG_BYTES).unwrap_or_default(),
+        );
         all.push(0);
     }
     crate::plugin::content_hash(&all)

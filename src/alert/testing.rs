@@ -93,7 +93,7 @@ pub struct Outcome {
 
 impl TestFile {
     pub fn load(path: &Path) -> Result<TestFile, ConfigErrors> {
-        let (text, name) = read_document(path, "the rule test file")?;
+        let (text, name) = read_document(path, "the rule test file", false)?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         parse_document(&text, &name, |root, cx| decode_file(root, path, &base, cx))
     }
@@ -155,11 +155,28 @@ fn decode_test(node: &Node, index: usize, cx: &mut Diagnostics) -> Option<RuleTe
     Some(RuleTest { name, source: format!("{}:{}", cx.file(), node.pos.line), input, expect })
 }
 
+/// The simulated time a test may span: a year and a month (enough for a daily
+/// digest or a weekly baseline), so that no test runs for ever or overflows.
+const MAX_TEST_SPAN: Duration = Duration::from_secs(400 * 24 * 3600);
+/// Events one `input` entry may make (`times`).
+const MAX_TIMES: u32 = 100_000;
+/// Events one test's input may make in all.
+const MAX_TEST_EVENTS: u64 = 1_000_000;
+/// Evaluations one test may ask for (its span over `evaluation_interval`).
+const MAX_EVALUATIONS: i64 = 10_000_000;
+
 fn decode_input(node: &Node, cx: &mut Diagnostics) -> Option<Input> {
     let mut map = MapReader::new(node, "input", cx)?;
     let at = map.or("at", Duration::ZERO, cx);
     let times = map.or("times", 1u32, cx);
     let every = map.or("every", Duration::ZERO, cx);
+    if times > MAX_TIMES {
+        cx.error(map.key_pos("times"), format!("times must be at most {MAX_TIMES}"));
+    }
+    let last = every.checked_mul(times.saturating_sub(1)).and_then(|span| at.checked_add(span));
+    if last.is_none_or(|last| last > MAX_TEST_SPAN) {
+        cx.error(map.key_pos("at"), "at + every × (times - 1) must be within 400 days of the test's start");
+    }
     let event = map.node("event").map(to_json);
     if event.as_ref().is_some_and(|e| !e.is_object()) {
         cx.error(map.key_pos("event"), "event must be a mapping");
@@ -174,6 +191,9 @@ fn decode_input(node: &Node, cx: &mut Diagnostics) -> Option<Input> {
 fn decode_expect(node: &Node, cx: &mut Diagnostics) -> Option<Expect> {
     let mut map = MapReader::new(node, "expect", cx)?;
     let at: Option<Duration> = map.required("at", cx);
+    if at.is_some_and(|at| at > MAX_TEST_SPAN) {
+        cx.error(map.key_pos("at"), "at must be within 400 days of the test's start");
+    }
     let alertname: Option<String> = map.required("alertname", cx);
     // `alerts: []` (or no `alerts`) expects nothing firing.
     let alerts = map.node("alerts").and_then(|n| Vec::<ExpectedAlert>::decode(n, cx)).unwrap_or_default();
@@ -219,6 +239,10 @@ pub fn run_file(file: &TestFile) -> Result<Vec<Outcome>, ConfigErrors> {
 
 /// The input as events at their simulated times, in time order.
 fn events_of(test: &RuleTest, file: &str) -> Result<Vec<(i64, Event)>, String> {
+    let total: u64 = test.input.iter().map(|i| u64::from(i.times.max(1))).sum();
+    if total > MAX_TEST_EVENTS {
+        return Err(format!("{}: the input makes {total} events; at most {MAX_TEST_EVENTS}", test.source));
+    }
     let mut out = Vec::new();
     for input in &test.input {
         for i in 0..input.times.max(1) {
@@ -253,6 +277,13 @@ fn run_test(mut engine: Engine, test: &RuleTest, interval: Duration, file: &str)
     };
     let interval_ms = (interval.as_millis() as i64).max(1);
     let last_ms = test.expect.iter().map(|e| e.at.as_millis() as i64).max().unwrap_or(0);
+    if last_ms / interval_ms > MAX_EVALUATIONS {
+        return vec![format!(
+            "{}: the test would evaluate the rules {} times (its last expectation over evaluation_interval); at most {MAX_EVALUATIONS}",
+            test.source,
+            last_ms / interval_ms
+        )];
+    }
     // Evaluate every interval and at each expected time.
     let mut times: Vec<i64> = (0..=last_ms / interval_ms).map(|i| i * interval_ms).collect();
     times.extend(test.expect.iter().map(|e| e.at.as_millis() as i64));

@@ -235,3 +235,67 @@ fn the_shipped_rule_tests_pass_and_cover_every_rule() {
         assert!(firing > 0 && quiet > 0, "{}: {firing} firing and {quiet} quiet expectations", rule.name);
     }
 }
+
+const DOWN: &str = r#"
+rules:
+  - name: Down
+    tier: critical
+    match: { event_type: system.health }
+    group_by: [component]
+    condition:
+      absent: 2m
+"#;
+
+const DOWN_EXPECTED: &str = r#"
+rules:
+  - name: Down
+    tier: critical
+    match: { event_type: system.health }
+    group_by: [component]
+    condition:
+      absent: { after: 2m, expect: [scheduler, consensus] }
+"#;
+
+fn firing_components(engine: &mut Engine, at_ms: i64) -> Vec<String> {
+    let mut firing: Vec<String> =
+        engine.evaluate(at_ms).firing.iter().map(|a| a.labels["component"].clone()).collect();
+    firing.sort();
+    firing
+}
+
+#[test]
+fn made_up_groups_cannot_lock_a_real_one_out_of_an_absent_rule() {
+    // Five spoofed components fill the table before the real one reports.
+    let mut engine = Engine::new(rule::parse(DOWN, "t.yaml").expect("rules"), 5).expect("engine");
+    let spoofed: Vec<Event> = (0..5).map(|i| health(0, &format!("spoof{i}"), 1.0)).collect();
+    engine.feed(&spoofed, START);
+    engine.feed(&[health(10, "scheduler", 1.0)], START + 10_000);
+    assert_eq!(engine.group_count(), 5, "bounded");
+    assert_eq!(engine.groups_refused, 0, "the real one took the place of the oldest quiet one");
+    // The spoofed ones fire (they went silent); the scheduler then goes silent too.
+    assert!(!firing_components(&mut engine, START + 125_000).contains(&"scheduler".to_string()));
+    assert!(firing_components(&mut engine, START + 200_000).contains(&"scheduler".to_string()));
+}
+
+#[test]
+fn an_absent_rule_with_expected_groups_watches_only_those_and_from_the_start() {
+    let mut engine = Engine::new(rule::parse(DOWN_EXPECTED, "t.yaml").expect("rules"), 1000).expect("engine");
+    assert!(firing_components(&mut engine, START).is_empty());
+    let spoofed: Vec<Event> = (0..100).map(|i| health(1, &format!("spoof{i}"), 1.0)).collect();
+    engine.feed(&spoofed, START + 1000);
+    engine.feed(&[health(60, "consensus", 1.0)], START + 60_000);
+    assert_eq!(engine.group_count(), 2, "spoofed components are not tracked");
+    // The scheduler never reported: silent since the first evaluation.
+    assert_eq!(firing_components(&mut engine, START + 121_000), ["scheduler"]);
+    assert_eq!(firing_components(&mut engine, START + 181_000), ["consensus", "scheduler"]);
+}
+
+#[test]
+fn expected_groups_must_name_the_group_labels() {
+    let text = DOWN_EXPECTED.replace("[scheduler, consensus]", "[{component: a}, {comp: b}, [c]]");
+    let errors = rule::parse(&text, "t.yaml").expect_err("bad expect");
+    assert_eq!(errors.0.len(), 2, "{errors:?}");
+    assert!(errors.0[0]
+        .to_string()
+        .contains("an expected group gives exactly the group_by labels (component)"));
+}

@@ -73,12 +73,12 @@ impl<'a> MapReader<'a> {
     pub fn new(node: &'a Node, what: &'a str, cx: &mut Diagnostics) -> Option<Self> {
         match &node.kind {
             NodeKind::Map(entries) => {
-                let mut seen: Vec<&str> = Vec::new();
+                // Hashed: a mapping with many keys costs linear time, not quadratic.
+                let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
                 for (key, _) in entries {
-                    if seen.contains(&key.name.as_str()) {
+                    if !seen.insert(&key.name) {
                         cx.error(key.pos, format!("duplicate key `{}` in {what}", key.name));
                     }
-                    seen.push(&key.name);
                 }
                 Some(MapReader { what, pos: node.pos, entries, asked: Vec::new() })
             }

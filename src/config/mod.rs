@@ -197,7 +197,7 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl Config {
     pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
-        let (text, name) = read_document(path, "config file")?;
+        let (text, name) = read_document(path, "config file", false)?;
         Config::parse(&text, &name)
     }
 
@@ -227,16 +227,18 @@ impl Config {
 }
 
 /// A config document's text and the name its errors use; an unreadable file is
-/// one error naming `what` it was meant to be.
-pub fn read_document(path: &Path, what: &str) -> Result<(String, String), ConfigErrors> {
+/// one error naming `what` it was meant to be. Only a regular file of at most
+/// 16 MiB is read; `confined`, only one whose links stay in its directory (the
+/// files of a directory others drop files into, like `rules/`).
+pub fn read_document(path: &Path, what: &str, confined: bool) -> Result<(String, String), ConfigErrors> {
     let name = path.display().to_string();
-    match std::fs::read_to_string(path) {
+    match crate::files::read_text(path, crate::files::MAX_CONFIG_BYTES, confined) {
         Ok(text) => Ok((text, name)),
         Err(e) => Err(ConfigErrors(vec![ConfigError {
             file: name,
             line: 0,
             col: 0,
-            message: format!("cannot read {what}: {e}"),
+            message: format!("{what} {e}"),
         }])),
     }
 }

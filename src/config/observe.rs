@@ -22,6 +22,9 @@ pub struct TracesConfig {
     pub sampling_rate: f64,
     /// Event type → the `data` field holding its duration in milliseconds.
     pub durations: BTreeMap<String, String>,
+    /// The `data` fields spans carry (dotted paths below `data`); `None`: every
+    /// field that cannot hold free text (see `step::traces`).
+    pub attributes: Option<Vec<String>>,
     /// Resource attributes `service.name`, `service.version`, `deployment.environment`.
     pub service_name: String,
     pub service_version: String,
@@ -33,6 +36,7 @@ impl Default for TracesConfig {
         TracesConfig {
             sampling_rate: 0.1,
             durations: default_span_durations(),
+            attributes: None,
             service_name: "codex-synaptic".into(),
             service_version: "1.0.0".into(),
             environment: "production".into(),
@@ -146,9 +150,11 @@ pub(super) fn decode_traces(map: &mut MapReader<'_>, cx: &mut Diagnostics) -> Op
     if let Some(extra) = map.optional::<BTreeMap<String, String>>("durations", cx) {
         durations.extend(extra);
     }
+    let attributes: Option<Vec<String>> = map.optional("attributes", cx);
     Some(TracesConfig {
         sampling_rate,
         durations,
+        attributes,
         service_name: map.or("service_name", "codex-synaptic".to_string(), cx),
         service_version: map.or("service_version", "1.0.0".to_string(), cx),
         environment: map.or("environment", "production".to_string(), cx),

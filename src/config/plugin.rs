@@ -158,16 +158,21 @@ pub(super) fn decode_step(
     }
     let file = file?;
     let path = host.dir.join(&file);
+    if on_error == OnError::Pass
+        && Path::new(&file).file_stem().and_then(|s| s.to_str()) == Some(crate::scrub::SCRUBBER_STEM)
+    {
+        cx.error(
+            map.key_pos("on_error"),
+            "on_error: pass is refused for the PII scrubber: a batch it failed would leave unscrubbed (its events go to dead letter, scrubbed)",
+        );
+    }
     if !matches!(Path::new(&file).extension().and_then(|e| e.to_str()), Some("wasm" | "rhai")) {
         cx.error(
             map.key_pos("file"),
             format!("plugin file `{file}` must be a WebAssembly component (.wasm) or a Rhai script (.rhai)"),
         );
-    } else if !path.is_file() {
-        cx.error(
-            map.key_pos("file"),
-            format!("plugin file `{}` does not exist or is not a file", path.display()),
-        );
+    } else if let Err(e) = crate::files::check_readable(&path, crate::files::MAX_PLUGIN_BYTES) {
+        cx.error(map.key_pos("file"), format!("plugin file `{}` {e}", path.display()));
     }
     Some(PluginStepConfig { path, config, on_error, deadline, memory, allow })
 }

@@ -70,17 +70,31 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+/// Levels of mappings and lists a document may have. Config and rules need a
+/// handful; the bound keeps every walk of the tree (decoding, dropping it) within
+/// a small stack whatever the file holds.
+pub const MAX_DEPTH: usize = 32;
+
 /// Parses one YAML document. An empty document is an empty mapping.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut builder = TreeBuilder::default();
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, false).map_err(|e| SyntaxError {
-        line: e.marker().line(),
-        col: e.marker().col() + 1,
-        message: e.info().to_string(),
-    })?;
-    if let Some(err) = builder.error {
-        return Err(err);
+    // Events are pulled one by one rather than through `Parser::load`, which
+    // recurses once per level of nesting.
+    loop {
+        let (event, mark) = parser.next_token().map_err(|e| SyntaxError {
+            line: e.marker().line(),
+            col: e.marker().col() + 1,
+            message: e.info().to_string(),
+        })?;
+        match event {
+            Event::StreamEnd | Event::DocumentEnd => break,
+            Event::StreamStart | Event::DocumentStart | Event::Nothing => {}
+            event => builder.on_event(event, mark),
+        }
+        if let Some(err) = builder.error.take() {
+            return Err(err);
+        }
     }
     Ok(builder.root.unwrap_or(Node { kind: NodeKind::Map(Vec::new()), pos: Pos { line: 1, col: 1 } }))
 }
@@ -96,6 +110,8 @@ struct TreeBuilder {
     stack: Vec<Frame>,
     root: Option<Node>,
     error: Option<SyntaxError>,
+    /// Levels opened past [`MAX_DEPTH`]: counted, never built.
+    too_deep: usize,
 }
 
 impl TreeBuilder {
@@ -124,10 +140,20 @@ impl MarkedEventReceiver for TreeBuilder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let pos = Pos::from_marker(&mark);
         match ev {
+            Event::Scalar(..) if self.too_deep > 0 => {}
             Event::Scalar(text, style, _, _) => {
                 let quoted = !matches!(style, TScalarStyle::Plain);
                 self.push_value(Node { kind: NodeKind::Scalar { text, quoted }, pos });
             }
+            Event::SequenceStart(..) | Event::MappingStart(..)
+                if self.too_deep > 0 || self.stack.len() >= MAX_DEPTH =>
+            {
+                if self.too_deep == 0 {
+                    self.fail(pos, &format!("nested deeper than {MAX_DEPTH} levels"));
+                }
+                self.too_deep += 1;
+            }
+            Event::SequenceEnd | Event::MappingEnd if self.too_deep > 0 => self.too_deep -= 1,
             Event::SequenceStart(..) => self.stack.push(Frame::Seq(pos, Vec::new())),
             Event::MappingStart(..) => self.stack.push(Frame::Map(pos, Vec::new(), None)),
             Event::SequenceEnd | Event::MappingEnd => {
@@ -170,6 +196,22 @@ mod tests {
     fn syntax_error_has_a_position() {
         let err = parse("a: [1, 2\nb: 3\n").expect_err("unclosed list");
         assert!(err.line >= 1 && err.col >= 1, "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_at_its_position_not_a_crash() {
+        let ok = format!("a: {}1{}\n", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        parse(&ok).expect("at the limit");
+        let flow = |depth: usize| format!("a: {}1{}\n", "[".repeat(depth), "]".repeat(depth));
+        let err = parse(&flow(MAX_DEPTH)).expect_err("too deep");
+        assert_eq!((err.line, err.message.as_str()), (1, "nested deeper than 32 levels"));
+        // Past 255 flow levels the YAML scanner stops first, with its own message.
+        let err = parse(&flow(100_000)).expect_err("too deep");
+        assert_eq!((err.line, err.message.as_str()), (1, "recursion limit exceeded"));
+        // Block style: `- - - - …` on one line, 200 KB of it.
+        let block = format!("{}x\n", "- ".repeat(100_000));
+        let err = parse(&block).expect_err("too deep");
+        assert!(err.message.contains("nested deeper than 32 levels"), "{err}");
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct DeadLetter {
     pub raw: Bytes,
     /// Unix ms when it was dead-lettered.
     pub time_ms: i64,
+    /// `raw` and `reason` went through the PII scrubber: `raw` is text now.
+    pub scrubbed: bool,
 }
 
 #[derive(Serialize)]
@@ -40,17 +42,25 @@ struct Record<'a> {
     /// Only when the bytes are not UTF-8: then they are kept exactly, base64-encoded.
     #[serde(skip_serializing_if = "Option::is_none")]
     raw_base64: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    raw_scrubbed: bool,
 }
 
 impl DeadLetter {
     pub fn new(stage: Stage, reason: String, position: Position, raw: Bytes) -> Self {
-        DeadLetter { stage, reason, position, raw, time_ms: crate::clock::now_ms() }
+        DeadLetter { stage, reason, position, raw, time_ms: crate::clock::now_ms(), scrubbed: false }
     }
 
     /// One JSON line (without the newline).
     pub fn encode(&self, out: &mut Vec<u8>) {
+        let lossy;
         let (raw, raw_base64) = match std::str::from_utf8(&self.raw) {
             Ok(text) => (Some(text), None),
+            // Scrubbed bytes are text; base64 would carry what the scrubber cannot see.
+            Err(_) if self.scrubbed => {
+                lossy = String::from_utf8_lossy(&self.raw);
+                (Some(lossy.as_ref()), None)
+            }
             Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(&self.raw))),
         };
         let record = Record {
@@ -60,6 +70,7 @@ impl DeadLetter {
             source: &self.position,
             raw,
             raw_base64,
+            raw_scrubbed: self.scrubbed,
         };
         // Plain strings and integers: serialization cannot fail.
         let _ = serde_json::to_writer(out, &record);

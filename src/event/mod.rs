@@ -7,6 +7,7 @@
 
 mod dead_letter;
 pub mod field;
+pub mod json;
 mod scan;
 pub mod schema;
 
@@ -202,7 +203,7 @@ impl Event {
     /// The precise path: builds the document and names every problem.
     fn decode_slow(raw: Bytes, position: Position, mode: SchemaMode) -> Result<Event, Rejected> {
         let reject = |rejection, raw, position| Err(Rejected { rejection, raw, position });
-        let value: Value = match serde_json::from_slice(&raw) {
+        let value: Value = match json::parse_document(&raw) {
             Ok(value) => value,
             Err(e) => return reject(Rejection::Json(e.to_string()), raw, position),
         };
@@ -478,6 +479,58 @@ fn check_envelope(doc: &Map<String, Value>, problems: &mut Vec<String>) -> Optio
         return None;
     }
     Some((severity?, timestamp?))
+}
+
+/// How the two validation paths disagree on `raw`, if they do: the fast path
+/// accepting what the precise path rejects or reading another header, the two
+/// JSON rule sets answering differently, or an accepted event whose document
+/// cannot be built. For tests and the fuzz target (`tests/fuzz`).
+#[doc(hidden)]
+pub fn paths_disagree(raw: &[u8]) -> Option<String> {
+    let bytes = Bytes::copy_from_slice(raw);
+    let position = Position::Generator { seq: 0 };
+    let checked = json::check_document(raw).map_err(|e| e.to_string());
+    let built = json::parse_document(raw).map(|_| ()).map_err(|e| e.to_string());
+    if checked.is_ok() != built.is_ok() {
+        return Some(format!("JSON rules disagree: walking says {checked:?}, building says {built:?}"));
+    }
+    let slow = Event::decode_slow(bytes.clone(), position.clone(), SchemaMode::Strict);
+    if let Some(header) = scan::scan(raw) {
+        let slow = match slow {
+            Ok(slow) => slow,
+            Err(e) => return Some(format!("fast path accepted what the precise path rejects: {e}")),
+        };
+        let fast = (
+            header.event_id.resolve(raw),
+            header.component.resolve(raw),
+            header.event_type.resolve(raw),
+            header.kind,
+            header.severity,
+            header.timestamp_ms,
+            header.sample_rate.map(f64::to_bits),
+        );
+        let precise = (
+            slow.event_id(),
+            slow.component(),
+            slow.event_type(),
+            slow.kind(),
+            slow.severity(),
+            slow.timestamp_ms(),
+            slow.sample_rate().map(f64::to_bits),
+        );
+        if fast != precise {
+            return Some(format!("headers differ: fast {fast:?}, precise {precise:?}"));
+        }
+    }
+    if let Ok(event) = Event::decode(bytes, position, SchemaMode::Lenient) {
+        if let Err(e) = serde_json::from_slice::<Map<String, Value>>(raw) {
+            return Some(format!("accepted an event whose document cannot be built: {e}"));
+        }
+        if event.doc().is_empty() {
+            return Some("accepted an event with an empty document".to_string());
+        }
+    }
+    None
 }
 
 /// One batch through the steps: the events still alive, plus those a step sent to

@@ -113,19 +113,8 @@ fn dead_letter_keeps_non_utf8_bytes_exactly() {
 /// The fast path may only say "valid" when the precise path agrees, and must then
 /// report the same header.
 fn assert_paths_agree(raw: &[u8]) {
-    let bytes = Bytes::copy_from_slice(raw);
-    let slow = Event::decode_slow(bytes.clone(), pos(), SchemaMode::Strict);
-    if let Some(header) = scan::scan(raw) {
-        let slow = slow.unwrap_or_else(|e| {
-            panic!("fast path accepted what the precise path rejects ({e}): {}", String::from_utf8_lossy(raw))
-        });
-        assert_eq!(header.event_id.resolve(raw), slow.event_id());
-        assert_eq!(header.component.resolve(raw), slow.component());
-        assert_eq!(header.event_type.resolve(raw), slow.event_type());
-        assert_eq!(
-            (header.kind, header.severity, header.timestamp_ms),
-            (slow.kind(), slow.severity(), slow.timestamp_ms())
-        );
+    if let Some(problem) = paths_disagree(raw) {
+        panic!("{problem}: {}", String::from_utf8_lossy(raw));
     }
 }
 
@@ -172,4 +161,125 @@ fn a_valid_event_needs_no_document_until_asked() {
     assert!(event.doc.get().is_none(), "validation built no document");
     assert_eq!(event.event_id(), "e1");
     assert_eq!(event.get("data.duration_ms").and_then(Value::as_u64), Some(120));
+}
+
+const HEAD: &str = r#""event_id":"e","timestamp":1,"component":"c","severity":"INFO""#;
+
+/// An event of type `event_type` with `rest` appended to its envelope.
+fn event_with(event_type: &str, rest: &str) -> String {
+    format!(r#"{{{HEAD},"event_type":"{event_type}"{rest}}}"#)
+}
+
+const TASK_DATA: &str = r#""task_id":"t","agent_id":"a","duration_ms":5,"success":true"#;
+
+/// What both paths skip or only glance at: unknown top-level fields, `tags`,
+/// `context`, an unknown type's `data`, a known type's free-form and unlisted
+/// fields. Every rule must hold there too.
+fn hiding_places(value: &str) -> Vec<String> {
+    vec![
+        event_with("x.y", &format!(r#","extra":{value}"#)),
+        event_with("x.y", &format!(r#","tags":{{"k":{value}}}"#)),
+        event_with("x.y", &format!(r#","context":{{"k":[{value}]}}"#)),
+        event_with("x.y", &format!(r#","data":{{"k":{value}}}"#)),
+        event_with("task.completed", &format!(r#","data":{{{TASK_DATA},"unlisted":{value}}}"#)),
+        event_with(
+            "swarm.iteration",
+            &format!(
+                r#","data":{{"swarm_id":"s","algorithm":"pso","iteration":1,"convergence_score":0.5,"best_fitness":1,"parameters":{{"p":{value}}}}}"#
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn what_the_precise_path_cannot_read_is_rejected_wherever_it_hides() {
+    let deep = format!("{}1{}", "[".repeat(json::MAX_DEPTH), "]".repeat(json::MAX_DEPTH));
+    let bad: [(&str, &str); 5] = [
+        ("1e400", "number out of range"),
+        ("-1e999", "number out of range"),
+        (r#""\ud800 alone""#, "escape"),
+        (r#""\udc00""#, "surrogate"),
+        (&deep, "nested deeper than 64 levels"),
+    ];
+    for (value, reason) in bad {
+        for raw in hiding_places(value) {
+            assert_paths_agree(raw.as_bytes());
+            let err = decode(&raw, SchemaMode::Lenient).expect_err(&raw).to_string();
+            assert!(err.starts_with("invalid JSON: ") && err.contains(reason), "{raw}: {err}");
+        }
+    }
+    // Invalid UTF-8 inside a skipped string.
+    for raw in hiding_places("\"caf\u{e9}\"") {
+        let mut bytes = raw.into_bytes();
+        let at = bytes.iter().position(|&b| b == 0xc3).expect("é");
+        bytes[at] = 0xff;
+        assert_paths_agree(&bytes);
+        let err = Event::decode(Bytes::from(bytes), pos(), SchemaMode::Lenient).expect_err("not UTF-8");
+        assert!(matches!(err.rejection, Rejection::Json(_)), "{}", err.rejection);
+    }
+}
+
+#[test]
+fn nesting_up_to_the_limit_is_accepted_and_its_document_built() {
+    // The event is level 1 and `data` level 2: 62 more levels fit.
+    let inner = json::MAX_DEPTH - 2;
+    let value = format!("{}1{}", "[".repeat(inner), "]".repeat(inner));
+    for raw in hiding_places(&value).into_iter().skip(3).take(2) {
+        assert_paths_agree(raw.as_bytes());
+        let event = decode(&raw, SchemaMode::Strict).expect(&raw);
+        assert!(!event.doc().is_empty());
+    }
+}
+
+#[test]
+fn an_accepted_event_always_has_its_document_so_a_step_cannot_empty_it() {
+    // Before, such events passed the fast path and a `tag` step turned them into
+    // `{"tags":{…}}`; now they are rejected, and every accepted event keeps its fields.
+    for raw in hiding_places("1e400") {
+        assert!(decode(&raw, SchemaMode::Strict).is_err());
+    }
+    for raw in hiding_places("1e300") {
+        let mut event = decode(&raw, SchemaMode::Strict).expect(&raw);
+        event.set_tag("pipeline", Value::String("p".into()));
+        let out: Value = serde_json::from_slice(&event.into_wire()).expect("JSON");
+        assert_eq!(out["event_id"], "e", "{raw}");
+        assert_eq!(out["tags"]["pipeline"], "p");
+    }
+}
+
+#[test]
+fn duplicate_keys_are_rejected_at_every_level_with_their_name() {
+    let cases = [
+        (event_with("x.y", r#","severity":"FATAL""#), "severity"),
+        (event_with("x.y", r#","x":1,"x":2"#), "x"),
+        (event_with("x.y", r#","tags":{"a":1,"a":2}"#), "a"),
+        (event_with("x.y", r#","tags":{"a":1,"\u0061":2}"#), "a"),
+        (
+            event_with("task.completed", &format!(r#","data":{{{TASK_DATA},"duration_ms":"slow"}}"#)),
+            "duration_ms",
+        ),
+        (event_with("task.completed", &format!(r#","data":{{{TASK_DATA},"u":1,"u":1}}"#)), "u"),
+        (event_with("x.y", r#","data":{"a":[{"b":{"c":1,"c":1}}]}"#), "c"),
+    ];
+    for (raw, key) in cases {
+        assert_paths_agree(raw.as_bytes());
+        let err = decode(&raw, SchemaMode::Lenient).expect_err(&raw).to_string();
+        assert!(err.contains(&format!("duplicate key \"{key}\"")), "{raw}: {err}");
+    }
+    // Many keys: hashed, still found, and distinct keys are fine.
+    let keys: String = (0..500).map(|i| format!(r#","k{i}":{i}"#)).collect();
+    assert!(decode(&event_with("x.y", &format!(r#","data":{{"z":0{keys}}}"#)), SchemaMode::Strict).is_ok());
+    let raw = event_with("x.y", &format!(r#","data":{{"z":0{keys},"k250":1}}"#));
+    assert!(decode(&raw, SchemaMode::Strict).expect_err("dup").to_string().contains("\"k250\""));
+}
+
+#[test]
+fn deep_input_far_past_the_limit_is_rejected_without_recursing() {
+    for depth in [1_000, 100_000] {
+        let raw = event_with("x.y", &format!(r#","data":{{"a":{}}}"#, "[".repeat(depth)));
+        let err = decode(&raw, SchemaMode::Strict).expect_err("deep").to_string();
+        assert!(err.contains("nested deeper than 64 levels"), "{err}");
+        let raw = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(decode(&raw, SchemaMode::Strict).is_err());
+    }
 }

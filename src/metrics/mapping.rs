@@ -146,7 +146,7 @@ pub enum Case {
 
 impl Mapping {
     pub fn load_file(path: &Path, prefix: &str) -> Result<Mapping, ConfigErrors> {
-        let (text, name) = read_document(path, "the metric mapping")?;
+        let (text, name) = read_document(path, "the metric mapping", false)?;
         Mapping::parse(&text, &name, prefix)
     }
 

@@ -159,7 +159,8 @@ impl Family {
             };
             return (id, Admission::Overflow);
         }
-        let labels: Box<[Box<str>]> = labels.iter().map(|l| Box::from(l.as_ref())).collect();
+        let labels: Box<[Box<str>]> =
+            labels.iter().map(|l| Box::from(crate::fields::cap_exported(l).as_ref())).collect();
         let values = self.empty_values();
         self.series.push(Series { labels, values });
         let id = (self.series.len() - 1) as u32;

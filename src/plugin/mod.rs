@@ -136,7 +136,7 @@ impl PluginHost {
 /// Why a plugin version could not be loaded, or a batch could not be processed.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
-    #[error("cannot read plugin file {path}: {message}")]
+    #[error("plugin file {path} {message}")]
     Read { path: String, message: String },
     #[error("not a valid plugin component: {0}")]
     Compile(String),

@@ -89,14 +89,14 @@ impl PluginStep {
         if prepared.version.hash == self.current.hash {
             return;
         }
+        self.metrics.swaps.inc();
+        self.metrics.set_version(prepared.version.code.runtime(), &prepared.version.hash);
         tracing::info!(
             plugin = %self.name,
             from = %self.current.hash,
             to = %prepared.version.hash,
             "plugin swapped: the new version processes the next batch"
         );
-        self.metrics.swaps.inc();
-        self.metrics.set_version(prepared.version.code.runtime(), &prepared.version.hash);
         self.previous = Some(std::mem::replace(&mut self.current, prepared.version));
         self.instance = Some(prepared.instance);
         self.probation = Some(Probation::default());
@@ -112,7 +112,6 @@ impl PluginStep {
             self.buffer.push(&event.wire()).map_err(|e| PluginError::Contract(e.0))?;
         }
         let events = batch.events.len();
-        self.metrics.events_in.inc_by(events as u64);
         let list = match instance.process(&mut self.buffer) {
             Ok(list) => list,
             Err(error) => {
@@ -167,8 +166,12 @@ impl PluginStep {
         )
     }
 
-    /// A failed batch: its events go to dead letter, or on unchanged.
-    fn fail(&mut self, batch: &mut Batch, error: &PluginError) {
+    /// A failed batch: with `on_error: pass` its events go on unchanged. Otherwise
+    /// it is split in halves and each half run again, and so on, so that only the
+    /// events that fail on their own go to dead letter, not their neighbours. The
+    /// retries are bounded (see [`retry_budget`]); what still fails when they are
+    /// spent goes to dead letter with the error it failed with.
+    fn contain(&mut self, batch: &mut Batch, error: PluginError) {
         self.metrics.failure(error.failure_kind()).inc();
         tracing::warn!(
             plugin = %self.name,
@@ -178,11 +181,38 @@ impl PluginStep {
             on_error = ?self.on_error,
             "plugin failed a batch"
         );
-        if self.on_error == OnError::DeadLetter {
-            let what = error.to_string();
-            let letters: Vec<DeadLetter> = batch.events.iter().map(|e| self.dead_letter(e, &what)).collect();
-            batch.events.clear();
-            batch.dead_letters.extend(letters);
+        if self.on_error == OnError::Pass {
+            return;
+        }
+        let mut budget = retry_budget(batch.events.len());
+        let events = std::mem::take(&mut batch.events);
+        // Parts still to run, the next one last; each with the error of the run
+        // that failed it.
+        let mut todo: Vec<(Vec<Event>, String)> = Vec::new();
+        if events.len() == 1 {
+            batch.dead_letters.extend(events.iter().map(|e| self.dead_letter(e, &error.to_string())));
+            return;
+        }
+        push_halves(&mut todo, events, error.to_string());
+        while let Some((part, error)) = todo.pop() {
+            if budget == 0 {
+                batch.dead_letters.extend(part.iter().map(|e| self.dead_letter(e, &error)));
+                continue;
+            }
+            budget -= 1;
+            let mut sub = Batch { events: part, ..Batch::default() };
+            match self.run(&mut sub) {
+                Ok(()) => {
+                    batch.events.append(&mut sub.events);
+                    batch.dead_letters.append(&mut sub.dead_letters);
+                    batch.dropped += sub.dropped;
+                }
+                // It fails on its own.
+                Err(error) if sub.events.len() == 1 => {
+                    batch.dead_letters.push(self.dead_letter(&sub.events[0], &error.to_string()));
+                }
+                Err(error) => push_halves(&mut todo, sub.events, error.to_string()),
+            }
         }
     }
 
@@ -197,6 +227,9 @@ impl PluginStep {
             let batches = probation.batches;
             self.probation = None;
             let Some(previous) = self.previous.take() else { return };
+            // Metrics first: whoever reads the log line then finds them updated.
+            self.metrics.rollbacks.inc();
+            self.metrics.set_version(previous.code.runtime(), &previous.hash);
             tracing::error!(
                 plugin = %self.name,
                 withdrawn = %self.current.hash,
@@ -205,8 +238,6 @@ impl PluginStep {
                 batches,
                 "plugin rolled back: the new version failed {failures} of its first {batches} batches"
             );
-            self.metrics.rollbacks.inc();
-            self.metrics.set_version(previous.code.runtime(), &previous.hash);
             self.current = previous;
             self.instance = None;
         } else if probation.batches >= self.policy.window {
@@ -228,13 +259,30 @@ impl Step for PluginStep {
             return;
         }
         let started = Instant::now();
+        self.metrics.events_in.inc_by(batch.events.len() as u64);
         let outcome = self.run(batch);
-        self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
-        if let Err(error) = &outcome {
-            self.fail(batch, error);
+        let failed = outcome.is_err();
+        if let Err(error) = outcome {
+            self.contain(batch, error);
         }
-        self.judge(outcome.is_err());
+        self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+        self.judge(failed);
     }
+}
+
+/// Runs of parts of a failed batch of `events`: enough to find two events that
+/// fail on their own by halving (two runs a level for each). A plugin that
+/// fails every event costs that many runs per batch, not one per event.
+fn retry_budget(events: usize) -> u32 {
+    4 * events.next_power_of_two().trailing_zeros() + 4
+}
+
+/// Queues the two halves of `part` (two or more events), the first half to run
+/// first.
+fn push_halves(todo: &mut Vec<(Vec<Event>, String)>, mut part: Vec<Event>, error: String) {
+    let second = part.split_off(part.len() / 2);
+    todo.push((second, error.clone()));
+    todo.push((part, error));
 }
 
 #[cfg(test)]
@@ -374,9 +422,71 @@ mod tests {
         assert_eq!(b.dead_letters.len(), 3);
         assert_eq!(b.dead_letters[0].reason, "plugin p (sha256:a) trapped: unreachable");
         assert_eq!(b.dead_letters[0].stage, Stage::Step("p".into()));
+        // Each batch: one run of all three, then the halves (one event, two
+        // events), then the two events alone; every run after a trap starts afresh.
+        assert_eq!(starts.load(Ordering::SeqCst), 5, "the trapped instance was replaced");
         step.process(&mut batch(3));
-        assert_eq!(starts.load(Ordering::SeqCst), 2, "the trapped instance was replaced");
-        assert_eq!(metrics.failure(PluginFailureKind::Trap).get(), 2);
+        assert_eq!(starts.load(Ordering::SeqCst), 10);
+        assert_eq!(metrics.failure(PluginFailureKind::Trap).get(), 2, "failures count batches, not retries");
+    }
+
+    /// Traps on any batch that holds an event whose id starts with `poison`.
+    fn trap_on_poison(batch: &BatchBuffer) -> Result<VerdictList, PluginError> {
+        if batch.data.windows(7).any(|w| w == b"\"poison") {
+            return Err(PluginError::Trap("poison".into()));
+        }
+        keep_all(batch)
+    }
+
+    fn batch_with_poison(n: usize, poison: &[usize]) -> Batch {
+        let events = (0..n)
+            .map(|i| {
+                let id = if poison.contains(&i) { format!("poison{i}") } else { format!("e{i}") };
+                Event::decode(event_bytes(&id), Position::Generator { seq: i as u64 }, SchemaMode::Strict)
+                    .expect("valid event")
+            })
+            .collect();
+        Batch { events, ..Batch::default() }
+    }
+
+    #[test]
+    fn a_failed_batch_is_split_so_only_the_events_that_fail_alone_are_dead_lettered() {
+        let (first, starts) = prepared("sha256:a", trap_on_poison);
+        let (mut step, _tx, metrics) = step(first, OnError::DeadLetter);
+        let mut b = batch_with_poison(512, &[77]);
+        step.process(&mut b);
+        assert_eq!(b.events.len(), 511, "the neighbours of the poison event go on");
+        let ids: Vec<u64> = b
+            .events
+            .iter()
+            .map(|e| match e.position() {
+                Position::Generator { seq } => *seq,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "order is kept");
+        assert_eq!(b.dead_letters.len(), 1);
+        assert_eq!(b.dead_letters[0].raw, event_bytes("poison77"));
+        assert_eq!(metrics.failure(PluginFailureKind::Trap).get(), 1);
+        let runs = starts.load(Ordering::SeqCst);
+        assert!(runs <= 1 + 2 * 9, "at most two fresh instances per level of halving: {runs}");
+
+        // Two poison events far apart are both found, and only they.
+        let mut b = batch_with_poison(512, &[3, 400]);
+        step.process(&mut b);
+        assert_eq!((b.events.len(), b.dead_letters.len()), (510, 2));
+    }
+
+    #[test]
+    fn retries_of_a_batch_that_always_fails_are_bounded() {
+        let (first, starts) = prepared("sha256:a", trap);
+        let (mut step, _tx, _metrics) = step(first, OnError::DeadLetter);
+        let mut b = batch(512);
+        step.process(&mut b);
+        assert_eq!(b.dead_letters.len(), 512, "nothing lost: all dead-lettered");
+        let runs = starts.load(Ordering::SeqCst);
+        assert!(runs <= 1 + retry_budget(512) as usize, "{runs} runs");
+        assert_eq!(retry_budget(512), 40);
     }
 
     #[test]

@@ -68,8 +68,8 @@ pub fn run(options: &TestOptions, out: &mut dyn Write) -> anyhow::Result<TestRep
     let host = PluginHostConfig { max_memory: options.memory.max(1 << 20), ..PluginHostConfig::default() };
     let telemetry = Telemetry::new();
     let name = options.plugin.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_string();
-    let bytes =
-        std::fs::read(&options.plugin).with_context(|| format!("reading {}", options.plugin.display()))?;
+    let bytes = super::watch::read_plugin(&options.plugin)
+        .with_context(|| format!("reading {}", options.plugin.display()))?;
     let hash = content_hash(&bytes);
     let settings = Arc::new(InstanceSettings {
         plugin: name.clone(),

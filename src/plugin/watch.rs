@@ -4,8 +4,8 @@
 //! rename it over the old one, and Kubernetes swaps a ConfigMap by re-pointing a
 //! symlink; both show up as directory events while a watch on the old file would
 //! go silent. After a change, the watcher waits for quiet (`debounce`), re-reads
-//! every plugin file (through symlinks), and acts only on content whose hash it has
-//! not tried yet. A version that fails to compile, instantiate or `init` is logged
+//! every plugin file (through symlinks, as long as they stay inside the directory:
+//! see `files`), and acts only on content whose hash it has not tried yet. A version that fails to compile, instantiate or `init` is logged
 //! and counted; the version in service keeps running.
 
 use std::path::{Path, PathBuf};
@@ -25,11 +25,15 @@ pub type CompileFn = Arc<dyn Fn(&[u8]) -> Result<Arc<dyn Code>, PluginError> + S
 
 /// Reads, hashes, compiles and starts a version of a plugin file.
 pub fn prepare(path: &Path, compile: &CompileFn) -> Result<Prepared, (Option<String>, PluginError)> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        (None, PluginError::Read { path: path.display().to_string(), message: e.to_string() })
-    })?;
+    let bytes = read_plugin(path).map_err(|e| (None, e))?;
     let hash = content_hash(&bytes);
     prepare_bytes(&bytes, &hash, compile).map_err(|e| (Some(hash), e))
+}
+
+/// A plugin file's bytes, read as [`crate::files::read_bounded`] allows.
+pub fn read_plugin(path: &Path) -> Result<Vec<u8>, PluginError> {
+    crate::files::read_bounded(path, crate::files::MAX_PLUGIN_BYTES)
+        .map_err(|e| PluginError::Read { path: path.display().to_string(), message: e.to_string() })
 }
 
 fn prepare_bytes(bytes: &[u8], hash: &str, compile: &CompileFn) -> Result<Prepared, PluginError> {
@@ -148,7 +152,7 @@ fn watch(
 
 fn rescan(entries: &mut [Watched]) {
     for entry in entries {
-        let bytes = match std::fs::read(&entry.path) {
+        let bytes = match read_plugin(&entry.path) {
             Ok(bytes) => bytes,
             Err(e) => {
                 let message = e.to_string();

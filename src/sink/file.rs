@@ -93,7 +93,13 @@ async fn open_append(path: &Path) -> Result<(File, u64), SinkError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         tokio::fs::create_dir_all(dir).await.map_err(err)?;
     }
-    let file = OpenOptions::new().create(true).append(true).open(path).await.map_err(err)?;
+    // 0640, and never through a symlink someone placed at the path.
+    let file = OpenOptions::from(crate::files::private_options())
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
+        .map_err(err)?;
     let size = file.metadata().await.map_err(err)?.len();
     Ok((file, size))
 }

@@ -86,7 +86,7 @@ impl InfluxOutput {
         if status.is_success() {
             return Ok(());
         }
-        let text = response.text().await.unwrap_or_default();
+        let text = super::response_excerpt(response).await;
         if status.as_u16() == 400 {
             // A point InfluxDB refuses (a field whose type changed) is refused
             // again on retry; the rest of the batch was written.

@@ -45,6 +45,38 @@ pub enum SinkError {
     Influx { url: String, message: String },
 }
 
+/// The most of an error response's body kept for the log: services answer errors
+/// with whole HTML pages or megabytes of echo, and a retry loop would log them
+/// again every time.
+pub const RESPONSE_EXCERPT_BYTES: usize = 512;
+
+/// Up to `limit` bytes of a response's body, reading no further (the rest is left
+/// unread), and whether there was more.
+pub async fn read_body_capped(mut response: reqwest::Response, limit: usize) -> (Vec<u8>, bool) {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return (body, true);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    (body, false)
+}
+
+/// The start of an error response's body as one line of text, for a log or an
+/// error message: at most [`RESPONSE_EXCERPT_BYTES`], `…` when cut.
+pub async fn response_excerpt(response: reqwest::Response) -> String {
+    let (body, cut) = read_body_capped(response, RESPONSE_EXCERPT_BYTES).await;
+    let text = String::from_utf8_lossy(&body);
+    let mut line: String = text.trim().chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if cut {
+        line.push('…');
+    }
+    line
+}
+
 /// gzip for request bodies (OTLP/HTTP, InfluxDB).
 fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
     use std::io::Write;

@@ -147,8 +147,8 @@ impl OtlpOutput {
                 let response =
                     builder.body(body).send().await.map_err(|e| error(format!("POST {url}: {e}")))?;
                 let status = response.status();
-                let bytes =
-                    response.bytes().await.map_err(|e| error(format!("reading the response: {e}")))?;
+                // A success answer is a small protobuf message; nothing more is read.
+                let (bytes, _) = super::read_body_capped(response, 1 << 20).await;
                 if status.is_success() {
                     ExportTraceServiceResponse::decode(bytes.as_ref()).unwrap_or_default()
                 } else if status.as_u16() == 400 {

@@ -7,6 +7,14 @@
 //! event makes the same span. Traces are sampled by trace id the way OpenTelemetry's
 //! `TraceIdRatioBased` sampler does (the trace id's last 8 bytes against the rate):
 //! every span of a trace, on every instance, is kept or dropped together.
+//!
+//! Span attributes are an allow-list, because spans leave the pipeline by a path
+//! of their own and free text in `data` (`error_message`, `reasoning`, …) can hold
+//! personal data. By default a span carries the fields of `data` that cannot hold
+//! free text: numbers, booleans, identifiers and types (`*_id`, `*_type`), and the
+//! schema's enumerations. `attributes: [task_id, resource_usage.cpu_percent]`
+//! names exactly the fields to carry instead. Text is cut to 128 bytes, and a span
+//! has at most 64 attributes.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +25,12 @@ use serde_json::Value;
 use synaptic_plugin_sdk::field::{Finder, Scalar};
 
 use crate::config::TracesConfig;
+use crate::event::schema::{self, FieldType};
 use crate::event::{Batch, Event, Section, Severity};
+use crate::fields::cap_exported;
+
+/// Attributes on one span, at most.
+const MAX_ATTRIBUTES: usize = 64;
 use crate::step::Step;
 use crate::telemetry::Telemetry;
 
@@ -29,6 +42,9 @@ pub struct TracesStep {
     threshold: u64,
     /// trace_id, span_id, parent_span_id in `context`.
     context_ids: Finder,
+    /// The `data` fields carried as attributes (dotted paths); `None`: the default
+    /// rule (no free text).
+    attributes: Option<Vec<Vec<String>>>,
     made: IntCounter,
     sampled_out: IntCounter,
     no_duration: IntCounter,
@@ -47,6 +63,10 @@ impl TracesStep {
             durations,
             threshold: ratio_threshold(config.sampling_rate),
             context_ids: Finder::new(&[["trace_id"], ["span_id"], ["parent_span_id"]]),
+            attributes: config
+                .attributes
+                .as_ref()
+                .map(|list| list.iter().map(|p| p.split('.').map(str::to_string).collect()).collect()),
             made: outcome("span"),
             sampled_out: outcome("sampled_out"),
             no_duration: outcome("no_duration"),
@@ -79,7 +99,10 @@ impl TracesStep {
         let data = event.doc().get("data");
         let mut attributes = Vec::new();
         if let Some(Value::Object(data)) = data {
-            flatten("", data, &mut attributes);
+            match &self.attributes {
+                Some(paths) => allowed(data, paths, &mut attributes),
+                None => no_free_text(data, schema::fields(event.kind()), &mut attributes),
+            }
         }
         attributes.push(text_attr("event.id", event.event_id()));
         attributes.push(text_attr("event.component", event.component()));
@@ -174,11 +197,11 @@ fn status_of(event: &Event, data: Option<&Value>) -> Status {
     if !failed {
         return Status::default();
     }
-    let message = ["error_message", "error_type", "decision", "status"]
+    // Not `error_message`: free text, which may hold personal data.
+    let message = ["error_type", "decision", "status"]
         .iter()
         .find_map(|k| field(k).and_then(Value::as_str))
-        .unwrap_or("failed")
-        .to_string();
+        .map_or_else(|| "failed".to_string(), |m| cap_exported(m).into_owned());
     Status { message, code: StatusCode::Error as i32 }
 }
 
@@ -189,33 +212,63 @@ fn text_attr(key: &str, value: &str) -> KeyValue {
     }
 }
 
-/// `data` as attributes: nested objects flattened with dots
-/// (`resource_usage.cpu_percent`), arrays of scalars as arrays, nulls left out.
-fn flatten(prefix: &str, object: &serde_json::Map<String, Value>, out: &mut Vec<KeyValue>) {
-    for (key, value) in object {
-        let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
-        match value {
-            Value::Object(inner) => flatten(&key, inner, out),
-            other => {
-                if let Some(value) = any_value_of(other) {
-                    out.push(KeyValue { key, value: Some(value) });
-                }
-            }
+/// The fields of `data` at `paths`, as attributes named by their paths.
+fn allowed(data: &serde_json::Map<String, Value>, paths: &[Vec<String>], out: &mut Vec<KeyValue>) {
+    for path in paths.iter().take(MAX_ATTRIBUTES) {
+        let Some((first, rest)) = path.split_first() else { continue };
+        let value = rest.iter().fold(data.get(first), |v, key| v.and_then(|v| v.get(key)));
+        if let Some(value) = value.and_then(any_value_of) {
+            out.push(KeyValue { key: path.join("."), value: Some(value) });
         }
     }
+}
+
+/// The default attributes: what in `data` cannot be free text. Numbers and
+/// booleans (also one object level down: `resource_usage.cpu_percent`), and text
+/// only in identifiers and types (`*_id`, `*_type`) and the schema's enumerations.
+fn no_free_text(data: &serde_json::Map<String, Value>, fields: &[schema::Field], out: &mut Vec<KeyValue>) {
+    let enumerated = |key: &str| fields.iter().any(|f| f.name == key && matches!(f.ty, FieldType::Enum(_)));
+    let text_allowed = |key: &str| key.ends_with("_id") || key.ends_with("_type") || enumerated(key);
+    for (key, value) in data {
+        if out.len() >= MAX_ATTRIBUTES {
+            return;
+        }
+        match value {
+            Value::Number(_) | Value::Bool(_) => out.extend(any_value_of(value).map(|v| keyed(key, v))),
+            Value::String(_) if text_allowed(key) => out.extend(any_value_of(value).map(|v| keyed(key, v))),
+            Value::Object(inner) => {
+                for (inner_key, value) in inner {
+                    if matches!(value, Value::Number(_) | Value::Bool(_)) && out.len() < MAX_ATTRIBUTES {
+                        out.extend(any_value_of(value).map(|v| keyed(&format!("{key}.{inner_key}"), v)));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn keyed(key: &str, value: AnyValue) -> KeyValue {
+    KeyValue { key: key.to_string(), value: Some(value) }
 }
 
 fn any_value_of(value: &Value) -> Option<AnyValue> {
     let v = match value {
         Value::Null | Value::Object(_) => return None,
         Value::Bool(b) => any_value::Value::BoolValue(*b),
-        Value::String(s) => any_value::Value::StringValue(s.clone()),
+        Value::String(s) => any_value::Value::StringValue(cap_exported(s).into_owned()),
         Value::Number(n) => match n.as_i64() {
             Some(i) => any_value::Value::IntValue(i),
             None => any_value::Value::DoubleValue(n.as_f64()?),
         },
+        // Arrays of scalars, bounded like the attributes.
         Value::Array(items) => any_value::Value::ArrayValue(ArrayValue {
-            values: items.iter().filter_map(any_value_of).collect(),
+            values: items
+                .iter()
+                .filter(|v| !matches!(v, Value::Array(_) | Value::Object(_)))
+                .take(MAX_ATTRIBUTES)
+                .filter_map(any_value_of)
+                .collect(),
         }),
     };
     Some(AnyValue { value: Some(v) })

@@ -222,11 +222,23 @@ impl Detectors {
         Ok(Detectors { regex, keywords, kinds, enabled: on })
     }
 
-    /// Every confirmed finding in `text`, in order, not overlapping.
-    pub fn find(&self, text: &str, found: &mut Vec<Found>) {
+    /// Every confirmed finding in `text`, in order, not overlapping. The work is
+    /// bounded by [`scan_budget`]: the searches may read each byte a few times
+    /// over (a candidate that fails its check is searched past again from its
+    /// second character), never more. Returns where the search stopped when the
+    /// budget ran out first: from there on, the text was not looked at, and the
+    /// caller must not let it out as it is.
+    pub fn find(&self, text: &str, found: &mut Vec<Found>) -> Option<usize> {
         let mut at = 0;
+        let mut budget = scan_budget(text.len());
         while at < text.len() {
-            let Some(m) = self.regex.search(&Input::new(text).range(at..)) else { break };
+            let m = self.regex.search(&Input::new(text).range(at..));
+            let scanned = m.as_ref().map_or(text.len(), |m| m.end()) - at;
+            budget = match budget.checked_sub(scanned.max(1)) {
+                Some(left) => left,
+                None => return Some(at),
+            };
+            let Some(m) = m else { break };
             let kind = self.kinds[m.pattern().as_usize()];
             match confirm(kind, text, m.range()) {
                 Some(span) => {
@@ -238,6 +250,7 @@ impl Detectors {
                 None => at = next_char(text, m.start()),
             }
         }
+        None
     }
 
     /// Whether `text` can hold anything at all: every detector needs one of an
@@ -274,6 +287,19 @@ impl Detectors {
     }
 }
 
+/// Bytes the searches over a text of `len` bytes may read in all: 8 passes over
+/// it, and 4 KiB for short texts. Real text needs about one pass; only input made
+/// of candidates that fail their checks one after another (`pwd:x(pwd:x(…`,
+/// `AB12 AB12 …`) gets near it.
+pub fn scan_budget(len: usize) -> usize {
+    len.saturating_mul(8).saturating_add(4096)
+}
+
+/// The longest candidate the checks of cards, phones and IBANs look at: the
+/// longest real value with separators is well under it (an IBAN: 34 characters
+/// and 8 spaces), and their prefix search is quadratic in it.
+const MAX_CHECKED: usize = 64;
+
 fn next_char(text: &str, at: usize) -> usize {
     let mut next = at + 1;
     while next < text.len() && !text.is_char_boundary(next) {
@@ -285,6 +311,8 @@ fn next_char(text: &str, at: usize) -> usize {
 /// The detector's check: the span to replace, or `None` for a lookalike.
 fn confirm(kind: Kind, text: &str, span: Range<usize>) -> Option<Range<usize>> {
     let s = &text[span.clone()];
+    // These patterns match ASCII only, so any cut is at a character boundary.
+    let checked = &s[..s.len().min(MAX_CHECKED)];
     let before = text[..span.start].chars().next_back();
     let shift = |r: Range<usize>| span.start + r.start..span.start + r.end;
     match kind {
@@ -329,7 +357,7 @@ fn confirm(kind: Kind, text: &str, span: Range<usize>) -> Option<Range<usize>> {
             None => prefixed_key_long_enough(s).then_some(span),
         },
         Kind::Email => Some(span),
-        Kind::Iban => longest_prefix(s, valid_iban).map(|n| shift(0..n)),
+        Kind::Iban => longest_prefix(checked, valid_iban).map(|n| shift(0..n)),
         Kind::Card => {
             if before == Some('+')
                 || decimal_point_before(text, span.start)
@@ -337,7 +365,7 @@ fn confirm(kind: Kind, text: &str, span: Range<usize>) -> Option<Range<usize>> {
             {
                 return None;
             }
-            longest_prefix(s, valid_card).map(|n| shift(0..n))
+            longest_prefix(checked, valid_card).map(|n| shift(0..n))
         }
         Kind::Ssn => valid_ssn(s).then_some(span),
         Kind::Ipv6 => {
@@ -362,7 +390,7 @@ fn confirm(kind: Kind, text: &str, span: Range<usize>) -> Option<Range<usize>> {
             if matches!(before, Some('.' | '-' | '/' | ':')) || continues {
                 return None;
             }
-            longest_prefix(s, valid_phone).map(|n| shift(0..n))
+            longest_prefix(checked, valid_phone).map(|n| shift(0..n))
         }
     }
 }

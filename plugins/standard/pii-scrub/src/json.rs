@@ -13,8 +13,14 @@ pub struct StringValue<'a> {
     pub text: Cow<'a, str>,
 }
 
+/// Objects and arrays the walk goes into, the event itself included. The host
+/// refuses events nested deeper (64 levels); this is the plugin's own bound, so
+/// that no input can make the walk's memory grow without limit.
+pub const MAX_DEPTH: usize = 64;
+
 /// Calls `visit` for every string value (not key) in `raw`. Errors on input that
-/// is not JSON (the host validated it, so this is only a guard).
+/// is not JSON, or nested deeper than [`MAX_DEPTH`]: the caller must then treat
+/// the event as not scrubbed.
 #[cfg(test)]
 pub fn strings(raw: &[u8], visit: &mut dyn FnMut(StringValue<'_>)) -> Result<(), String> {
     strings_under(raw, None, &mut String::new(), visit)
@@ -33,7 +39,7 @@ pub fn strings_under(
     let text = std::str::from_utf8(raw).map_err(|e| format!("not UTF-8: {e}"))?;
     path.clear();
     let mut walker = Walker { text, raw, at: 0, path: std::mem::take(path), roots };
-    let walked = walker.value(visit);
+    let walked = walker.walk(visit);
     *path = std::mem::take(&mut walker.path);
     walked?;
     walker.space();
@@ -50,6 +56,14 @@ struct Walker<'a> {
     at: usize,
     path: String,
     roots: Option<&'a [String]>,
+}
+
+/// An object or array the walk is inside of.
+enum Open {
+    /// An object, with the length of the path at its start (its members' paths are
+    /// cut back to it).
+    Object(usize),
+    Array,
 }
 
 impl<'a> Walker<'a> {
@@ -69,86 +83,107 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn value(&mut self, visit: &mut dyn FnMut(StringValue<'_>)) -> Result<(), String> {
-        self.space();
-        match self.raw.get(self.at) {
-            Some(b'{') => self.object(visit),
-            Some(b'[') => self.array(visit),
-            Some(b'"') => {
-                let start = self.at;
-                let text = self.string()?;
-                visit(StringValue { span: start..self.at, path: &self.path, text });
-                Ok(())
-            }
-            Some(_) => {
-                // A number or a literal: up to the next delimiter.
-                while self
-                    .raw
-                    .get(self.at)
-                    .is_some_and(|b| !matches!(b, b',' | b'}' | b']') && !b.is_ascii_whitespace())
-                {
-                    self.at += 1;
+    /// The whole value at `at`, with an explicit stack of the open objects and
+    /// arrays: the depth of the input never becomes the depth of the call stack.
+    fn walk(&mut self, visit: &mut dyn FnMut(StringValue<'_>)) -> Result<(), String> {
+        let mut open: Vec<Open> = Vec::new();
+        let mut value_next = true;
+        loop {
+            if value_next {
+                self.space();
+                match self.raw.get(self.at) {
+                    Some(&bracket @ (b'{' | b'[')) => {
+                        self.at += 1;
+                        self.space();
+                        let close = if bracket == b'{' { b'}' } else { b']' };
+                        if self.raw.get(self.at) == Some(&close) {
+                            self.at += 1;
+                        } else {
+                            if open.len() >= MAX_DEPTH {
+                                return Err(format!(
+                                    "nested deeper than {MAX_DEPTH} levels at byte {}",
+                                    self.at
+                                ));
+                            }
+                            if bracket == b'{' {
+                                open.push(Open::Object(self.path.len()));
+                                value_next = self.member(open.len())?;
+                            } else {
+                                open.push(Open::Array);
+                            }
+                            continue;
+                        }
+                    }
+                    Some(b'"') => {
+                        let start = self.at;
+                        let text = self.string()?;
+                        visit(StringValue { span: start..self.at, path: &self.path, text });
+                    }
+                    Some(_) => {
+                        // A number or a literal: up to the next delimiter.
+                        while self
+                            .raw
+                            .get(self.at)
+                            .is_some_and(|b| !matches!(b, b',' | b'}' | b']') && !b.is_ascii_whitespace())
+                        {
+                            self.at += 1;
+                        }
+                    }
+                    None => return Err("unexpected end".to_string()),
                 }
-                Ok(())
             }
-            None => Err("unexpected end".to_string()),
+            // A value has ended: what follows continues or closes its container.
+            self.space();
+            let next = self.raw.get(self.at).copied();
+            match open.last() {
+                None => return Ok(()),
+                Some(&Open::Object(start)) => {
+                    self.path.truncate(start);
+                    match next {
+                        Some(b',') => {
+                            self.at += 1;
+                            value_next = self.member(open.len())?;
+                        }
+                        Some(b'}') => {
+                            self.at += 1;
+                            open.pop();
+                            value_next = false;
+                        }
+                        _ => return Err(format!("expected `,` or `}}` at byte {}", self.at)),
+                    }
+                }
+                Some(Open::Array) => match next {
+                    Some(b',') => {
+                        self.at += 1;
+                        value_next = true;
+                    }
+                    Some(b']') => {
+                        self.at += 1;
+                        open.pop();
+                        value_next = false;
+                    }
+                    _ => return Err(format!("expected `,` or `]` at byte {}", self.at)),
+                },
+            }
         }
     }
 
-    fn object(&mut self, visit: &mut dyn FnMut(StringValue<'_>)) -> Result<(), String> {
-        self.at += 1;
+    /// Reads the `"key":` of a member of the object at `depth` and extends the
+    /// path with it. Whether its value is to be walked: a top-level field outside
+    /// `roots` is stepped over here instead.
+    fn member(&mut self, depth: usize) -> Result<bool, String> {
         self.space();
-        if self.raw.get(self.at) == Some(&b'}') {
-            self.at += 1;
-            return Ok(());
+        let key = self.string()?;
+        self.expect(b':')?;
+        if !self.path.is_empty() {
+            self.path.push('.');
         }
-        loop {
-            self.space();
-            let key = self.string()?;
-            self.expect(b':')?;
-            let parent = self.path.len();
-            if !self.path.is_empty() {
-                self.path.push('.');
-            }
-            self.path.push_str(&key);
-            let wanted = parent > 0 || self.roots.is_none_or(|roots| roots.iter().any(|r| *r == key));
-            if wanted {
-                self.value(visit)?;
-            } else {
-                self.skip()?;
-            }
-            self.path.truncate(parent);
-            self.space();
-            match self.raw.get(self.at) {
-                Some(b',') => self.at += 1,
-                Some(b'}') => {
-                    self.at += 1;
-                    return Ok(());
-                }
-                _ => return Err(format!("expected `,` or `}}` at byte {}", self.at)),
-            }
+        self.path.push_str(&key);
+        let wanted = depth > 1 || self.roots.is_none_or(|roots| roots.iter().any(|r| *r == key));
+        if !wanted {
+            self.skip()?;
         }
-    }
-
-    fn array(&mut self, visit: &mut dyn FnMut(StringValue<'_>)) -> Result<(), String> {
-        self.at += 1;
-        self.space();
-        if self.raw.get(self.at) == Some(&b']') {
-            self.at += 1;
-            return Ok(());
-        }
-        loop {
-            self.value(visit)?;
-            self.space();
-            match self.raw.get(self.at) {
-                Some(b',') => self.at += 1,
-                Some(b']') => {
-                    self.at += 1;
-                    return Ok(());
-                }
-                _ => return Err(format!("expected `,` or `]` at byte {}", self.at)),
-            }
-        }
+        Ok(wanted)
     }
 
     /// Steps over the value at `at` without visiting it.
@@ -190,5 +225,37 @@ mod tests {
         assert_eq!(paths, [("a", "x"), ("b.c", "y"), ("b.c.d", "z\n")]);
         assert_eq!(&raw[seen[0].2.clone()], br#""x""#);
         assert!(strings(br#"{"a":"#, &mut |_| {}).is_err());
+    }
+
+    #[test]
+    fn skipped_roots_and_empty_containers_keep_the_walk_in_step() {
+        let raw = br#"{"skip":{"x":"no"},"data":{"e":{},"f":[],"g":[[],{"h":"yes"}]},"last":"no"}"#;
+        let mut seen = Vec::new();
+        let roots = ["data".to_string()];
+        super::strings_under(raw, Some(&roots), &mut String::new(), &mut |s| {
+            seen.push((s.path.to_string(), s.text.into_owned()))
+        })
+        .expect("walks");
+        assert_eq!(seen, [("data.g.h".to_string(), "yes".to_string())]);
+    }
+
+    #[test]
+    fn depth_is_bounded_without_recursion() {
+        let ok = format!("{}\"s\"{}", "[".repeat(super::MAX_DEPTH), "]".repeat(super::MAX_DEPTH));
+        let mut n = 0;
+        strings(ok.as_bytes(), &mut |_| n += 1).expect("at the limit");
+        assert_eq!(n, 1);
+        for depth in [super::MAX_DEPTH + 1, 100_000] {
+            let deep = format!("{}\"s\"{}", "[".repeat(depth), "]".repeat(depth));
+            let err = strings(deep.as_bytes(), &mut |_| {}).expect_err("too deep");
+            assert!(err.contains("nested deeper than 64 levels"), "{err}");
+        }
+    }
+
+    #[test]
+    fn lone_surrogates_and_broken_escapes_are_errors() {
+        for raw in [&br#"{"a":"\ud800","b":"x@example.com"}"#[..], br#"{"a":"\udc00x"}"#, br#"{"a":"\q"}"#] {
+            assert!(strings(raw, &mut |_| {}).is_err(), "{}", String::from_utf8_lossy(raw));
+        }
     }
 }

@@ -81,6 +81,9 @@ const DEFAULT_DENY: [&str; 11] = [
 
 /// Counter slot of whole fields replaced by `fields.deny`.
 const FIELD: usize = Kind::ALL.len();
+/// Counter slot of texts whose end the detectors could not reach within their
+/// work bound (replaced from there on).
+const UNSCANNED: usize = FIELD + 1;
 
 pub struct PiiScrub {
     detectors: Detectors,
@@ -95,10 +98,12 @@ pub struct PiiScrub {
     /// keys: the plugin measured 10% faster per event)
     decisions: HashMap<String, Decision, foldhash::fast::RandomState>,
     key: Option<Vec<u8>>,
-    counts: [u64; Kind::ALL.len() + 1],
+    counts: [u64; Kind::ALL.len() + 2],
     /// Scratch space of the walk and the detectors, kept from event to event.
     found: Vec<Found>,
     path: String,
+    /// Walk every top-level field, not only `roots` (see [`PiiScrub::everywhere`]).
+    everywhere: bool,
 }
 
 /// What happens to a string, decided by its path.
@@ -178,14 +183,16 @@ impl PiiScrub {
         }
         let mut found = std::mem::take(&mut self.found);
         found.clear();
-        self.detectors.find(text, &mut found);
-        let scrubbed = (!found.is_empty()).then(|| self.rewrite(text, &found));
+        let stopped = self.detectors.find(text, &mut found);
+        let scrubbed = (!found.is_empty() || stopped.is_some()).then(|| self.rewrite(text, &found, stopped));
         self.found = found;
         scrubbed
     }
 
-    /// `text` with each finding replaced, counting them.
-    fn rewrite(&mut self, text: &str, found: &[Found]) -> String {
+    /// `text` with each finding replaced, counting them. From `stopped` on (where
+    /// the detectors' work ran out), the text is replaced whole: it was not
+    /// looked at.
+    fn rewrite(&mut self, text: &str, found: &[Found], stopped: Option<usize>) -> String {
         let mut out = String::with_capacity(text.len());
         let mut last = 0;
         for f in found {
@@ -194,7 +201,16 @@ impl PiiScrub {
             out.push_str(&self.replacement(Some(f.kind), self.modes[f.kind as usize], &text[f.span.clone()]));
             last = f.span.end;
         }
-        out.push_str(&text[last..]);
+        match stopped {
+            Some(at) => {
+                self.counts[UNSCANNED] += 1;
+                if at > last {
+                    out.push_str(&text[last..at]);
+                }
+                out.push_str("[REDACTED:unscanned]");
+            }
+            None => out.push_str(&text[last..]),
+        }
         out
     }
 
@@ -217,23 +233,51 @@ impl PiiScrub {
         decision
     }
 
+    /// The same scrubber walking every field of a document, the envelope's
+    /// included: for input that failed validation, whose PII may be anywhere.
+    pub fn everywhere(mut self) -> Self {
+        self.everywhere = true;
+        self
+    }
+
+    /// Any text, with every finding replaced: for input that is not a JSON
+    /// document. JSON string escapes are decoded first (`\u0040` is an `@` to a
+    /// reader), so the result is the readable text, scrubbed, not the bytes.
+    /// Field allow and deny lists do not apply: there are no fields.
+    pub fn scrub_text(&mut self, text: &str) -> String {
+        let text = unescape_json(text);
+        if !self.detectors.worth_scanning(&text) {
+            return text.into_owned();
+        }
+        let mut found = std::mem::take(&mut self.found);
+        found.clear();
+        let stopped = self.detectors.find(&text, &mut found);
+        let scrubbed = self.rewrite(&text, &found, stopped);
+        self.found = found;
+        scrubbed
+    }
+
     /// The event with its findings replaced, or `None` to keep it as it is.
-    pub fn scrub_event(&mut self, raw: &[u8]) -> Option<Vec<u8>> {
+    /// An error when the event cannot be walked to its end (not JSON, not UTF-8,
+    /// a lone surrogate, nested too deep): then it is not known to be clean, and
+    /// must not be kept.
+    pub fn scrub_event(&mut self, raw: &[u8]) -> Result<Option<Vec<u8>>, String> {
         let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
         // The walk borrows the roots and the path buffer while `scrub` needs all of
         // `self`.
         let roots = std::mem::take(&mut self.roots);
         let mut path = std::mem::take(&mut self.path);
-        let walked = json::strings_under(raw, Some(&roots), &mut path, &mut |s| {
+        let roots_walked = (!self.everywhere).then_some(roots.as_slice());
+        let walked = json::strings_under(raw, roots_walked, &mut path, &mut |s| {
             if let Some(new) = self.scrub(s.path, &s.text) {
                 edits.push((s.span, serde_json::to_string(&new).unwrap_or_else(|_| "\"[REDACTED]\"".into())));
             }
         });
         self.roots = roots;
         self.path = path;
-        walked.ok()?;
+        walked?;
         if edits.is_empty() {
-            return None;
+            return Ok(None);
         }
         let mut out = Vec::with_capacity(raw.len());
         let mut last = 0;
@@ -243,8 +287,64 @@ impl PiiScrub {
             last = span.end;
         }
         out.extend_from_slice(&raw[last..]);
-        Some(out)
+        Ok(Some(out))
     }
+}
+
+/// Text with JSON's string escapes decoded where they are well formed; the rest,
+/// a lone surrogate included (as U+FFFD), is left readable.
+fn unescape_json(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('\\') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let hex = |s: &str| s.get(2..6).and_then(|h| u16::from_str_radix(h, 16).ok());
+        let simple = match rest.as_bytes().get(1) {
+            Some(b'"') => Some('"'),
+            Some(b'\\') => Some('\\'),
+            Some(b'/') => Some('/'),
+            Some(b'n') => Some('\n'),
+            Some(b't') => Some('\t'),
+            Some(b'r') => Some('\r'),
+            Some(b'b' | b'f') => Some(' '),
+            _ => None,
+        };
+        if let Some(c) = simple {
+            out.push(c);
+            rest = &rest[2..];
+            continue;
+        }
+        match (rest.as_bytes().get(1), hex(rest)) {
+            (Some(b'u'), Some(high @ 0xD800..=0xDBFF)) => {
+                let low = rest.get(6..8).filter(|s| *s == "\\u").and_then(|_| hex(&rest[6..]));
+                match low {
+                    Some(low @ 0xDC00..=0xDFFF) => {
+                        let code = 0x10000 + ((u32::from(high) - 0xD800) << 10) + (u32::from(low) - 0xDC00);
+                        out.push(char::from_u32(code).unwrap_or('\u{FFFD}'));
+                        rest = &rest[12..];
+                    }
+                    _ => {
+                        out.push('\u{FFFD}');
+                        rest = &rest[6..];
+                    }
+                }
+            }
+            (Some(b'u'), Some(unit)) => {
+                out.push(char::from_u32(u32::from(unit)).unwrap_or('\u{FFFD}'));
+                rest = &rest[6..];
+            }
+            _ => {
+                out.push('\\');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// All but the last four letters or digits become `*`; separators stay.
@@ -380,24 +480,47 @@ impl Plugin for PiiScrub {
             deny_mode,
             decisions: HashMap::default(),
             key,
-            counts: [0; Kind::ALL.len() + 1],
+            counts: [0; Kind::ALL.len() + 2],
             found: Vec::new(),
             path: String::new(),
+            everywhere: false,
         })
     }
 
+    /// One event on its own. An event that cannot be scrubbed is dropped here, as
+    /// the single-event form has no way to fail; the pipeline calls
+    /// [`Plugin::process_batch`], which fails instead.
     fn process(&mut self, event: &Event<'_>) -> Verdict {
         match self.scrub_event(event.raw()) {
-            Some(bytes) => Verdict::Replace(bytes),
-            None => Verdict::Keep,
+            Ok(Some(bytes)) => Verdict::Replace(bytes),
+            Ok(None) => Verdict::Keep,
+            Err(_) => Verdict::Drop,
         }
     }
 
+    /// Fails closed: one event that cannot be walked to its end fails the batch,
+    /// naming it, so that nothing unscrubbed is kept. The host then retries the
+    /// rest of the batch without it and dead-letters it with its text scrubbed.
     fn process_batch(&mut self, events: &[Event<'_>], verdicts: &mut Vec<Verdict>) -> Result<(), String> {
-        verdicts.extend(events.iter().map(|event| self.process(event)));
+        for (i, event) in events.iter().enumerate() {
+            let verdict = match self.scrub_event(event.raw()) {
+                Ok(Some(bytes)) => Verdict::Replace(bytes),
+                Ok(None) => Verdict::Keep,
+                Err(e) => {
+                    self.counts = [0; Kind::ALL.len() + 2];
+                    return Err(format!("event {i} cannot be scrubbed: {e}"));
+                }
+            };
+            verdicts.push(verdict);
+        }
         for (i, count) in self.counts.iter_mut().enumerate() {
             if *count > 0 {
-                host::count(Kind::ALL.get(i).map_or("field", |k| k.name()), *count);
+                let name = match i {
+                    FIELD => "field",
+                    UNSCANNED => "unscanned",
+                    _ => Kind::ALL.get(i).map_or("field", |k| k.name()),
+                };
+                host::count(name, *count);
                 *count = 0;
             }
         }
