@@ -19,8 +19,9 @@
 //!   the `otlp` and `influxdb` sinks (`observe`); the alerts step (`alerts`).
 //! - [`event`] — the envelope and the batch; schema v1.0 as a field table (`schema`),
 //!   checked by a zero-copy pass over the bytes (`scan`) with a precise fallback that
-//!   names every problem; one field read from the bytes without a document
-//!   (`field`); the dead-letter record (`dead_letter`).
+//!   names every problem; the JSON both paths accept (`json`: no duplicate keys,
+//!   64 levels, valid strings, finite numbers); one field read from the bytes
+//!   without a document (`field`); the dead-letter record (`dead_letter`).
 //! - [`source`] — `generator` (synthetic traffic from `traffic`, seeded by `rng`),
 //!   `file` (JSONL or stdin) and `kafka` (consumer group; `kafka::offsets` keeps the
 //!   per-partition watermark that commits follow); the `Emitter` that batches records

@@ -1,8 +1,9 @@
 //! Misbehaves on purpose, to test that the host contains plugins. Config `mode`:
 //! `keep` (default; behaves), `trap` (panics on every batch), `loop` (never
 //! returns), `alloc` (allocates until stopped), `error` (fails every batch),
-//! `garbage` (replaces each event with bytes that are not JSON), `init_error`
-//! (refuses to start).
+//! `garbage` (replaces each event with bytes that are not JSON), `poison` (traps
+//! on a batch holding an event whose bytes contain `poison`, keeps the others),
+//! `init_error` (refuses to start).
 
 use synaptic_plugin_sdk::{Config, Event, Plugin, Verdict};
 
@@ -14,6 +15,7 @@ enum Mode {
     Alloc,
     Error,
     Garbage,
+    Poison,
 }
 
 pub struct Faulty {
@@ -29,6 +31,7 @@ impl Plugin for Faulty {
             "alloc" => Mode::Alloc,
             "error" => Mode::Error,
             "garbage" => Mode::Garbage,
+            "poison" => Mode::Poison,
             "init_error" => return Err("refusing to start, as configured (mode: init_error)".to_string()),
             other => return Err(format!("config.mode: unknown mode {other:?}")),
         };
@@ -59,7 +62,10 @@ impl Plugin for Faulty {
                 }
             }
             Mode::Error => Err("faulty plugin fails the batch, as configured".to_string()),
-            Mode::Keep | Mode::Garbage => {
+            Mode::Poison if events.iter().any(|e| e.raw().windows(6).any(|w| w == b"poison")) => {
+                panic!("faulty plugin traps on a poisoned batch, as configured")
+            }
+            Mode::Keep | Mode::Garbage | Mode::Poison => {
                 verdicts.extend(events.iter().map(|event| self.process(event)));
                 Ok(())
             }

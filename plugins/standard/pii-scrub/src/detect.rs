@@ -123,10 +123,13 @@ fn patterns() -> Vec<(Kind, String)> {
                 r#"(?i:{B}(?:api[_-]?key|api[_-]?token|api[_-]?secret|secret[_-]?key|client[_-]?secret|access[_-]?token|refresh[_-]?token|auth[_-]?token|private[_-]?token|password|passwd|pwd|secret|token))["']?\s*[:=]\s*["']?{secret}+"#
             ),
         ),
+        // The local part is bounded (64, as RFC 5321 bounds it): unbounded, a run
+        // of letters, digits and dots kept a candidate alive to the text's end, and
+        // every search over such a text read the rest of it.
         (
             Kind::Email,
             format!(
-                r"{B}[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{{2,24}}{B}"
+                r"{B}[A-Za-z0-9._%+-]{{1,64}}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{{2,24}}{B}"
             ),
         ),
         (Kind::Iban, format!(r"{B}[A-Z]{{2}}[0-9]{{2}}(?:[ ]?[A-Z0-9])+{B}")),

@@ -91,3 +91,55 @@ fn bad_config_is_named() {
         assert!(err.contains(needle), "{config}: {err}");
     }
 }
+
+/// Inputs whose candidates fail their checks one after another, each making the
+/// next search start one character later: the detectors' work would grow with
+/// the square of the length without a bound.
+fn adversarial(len: usize) -> Vec<String> {
+    let repeat = |unit: &str| unit.repeat(len / unit.len());
+    vec![
+        repeat("1.2.3.4."),
+        repeat("123.456."),
+        repeat("0123456789"),
+        repeat("AB12 "),
+        repeat("pwd:x("),
+        repeat("a@b."),
+        repeat("+1 (555) "),
+        repeat("eyJa.eyJb."),
+    ]
+}
+
+#[test]
+fn adversarial_text_ends_scrubbed_and_the_unscanned_rest_is_replaced() {
+    let config = synaptic_plugin_sdk::Config::parse("{}").expect("config");
+    let mut scrub = <PiiScrub as synaptic_plugin_sdk::Plugin>::init(&config).expect("init");
+    let mut cut_short = 0;
+    for text in adversarial(200_000) {
+        let event = serde_json::json!({ "data": { "m": text, "tail": "mail jane.doe@example.com" } });
+        let raw = serde_json::to_vec(&event).expect("json");
+        let out = scrub.scrub_event(&raw).expect("walks");
+        let out: Value = serde_json::from_slice(&out.unwrap_or(raw)).expect("json");
+        let scrubbed = out["data"]["m"].as_str().expect("text");
+        // Either every candidate was checked, or the rest from where the work ran
+        // out is gone; and the other field is scrubbed all the same.
+        if scrubbed.ends_with("[REDACTED:unscanned]") {
+            cut_short += 1;
+            assert!(scrubbed.len() < text.len(), "the unscanned tail is not kept");
+        }
+        assert_eq!(out["data"]["tail"], "mail [REDACTED:email]");
+    }
+    // `AB12 AB12 …` and `pwd:x(pwd:x(…` run out of work; the others are checked whole.
+    assert_eq!(cut_short, 2);
+    // Ordinary long text is scanned to its end.
+    let prose = "the task finished after retrying twice; see run 42 for details. ".repeat(3000);
+    let mut found = Vec::new();
+    assert_eq!(scrub.detectors.find(&prose, &mut found), None);
+}
+
+#[test]
+fn the_work_budget_is_linear_in_the_text() {
+    use crate::detect::scan_budget;
+    assert_eq!(scan_budget(0), 4096);
+    assert_eq!(scan_budget(100_000), 804_096);
+    assert_eq!(scan_budget(usize::MAX), usize::MAX, "saturates instead of overflowing");
+}
