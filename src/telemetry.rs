@@ -36,7 +36,7 @@ pub struct Telemetry {
     /// High watermark minus committed offset, per assigned partition.
     pub kafka_lag: IntGaugeVec,
     plugins: PluginFamilies,
-    /// Per metric of the metrics step: series_overflow, key_overflow, missing_value.
+    /// Per metric of the metrics step: series_overflow, series_evicted, key_overflow, missing_value.
     pub metric_problems: IntCounterVec,
     /// Spans the traces step made, by outcome (exported, sampled_out, …).
     pub spans: IntCounterVec,
@@ -369,7 +369,7 @@ impl Telemetry {
             metric_problems: counter_vec(
                 &registry,
                 "metric_problems_total",
-                "Events the metrics step could not fully count: series_overflow (folded into the __overflow__ series), key_overflow (a keyed gauge at max_keys), missing_value",
+                "Events the metrics step could not fully count: series_overflow (counted in the __overflow__ series), series_evicted (a new label set took the place of the least recently used one, whose counts went to __overflow__), key_overflow (a keyed gauge at max_keys), missing_value",
                 &["metric", "problem"],
             ),
             spans: counter_vec(

@@ -50,7 +50,9 @@ fi
 step "building the example plugins for wasm32-wasip2"
 plugins/build.sh
 
-step "unit and integration tests"
+step "unit and integration tests (and a short fuzzing run: tests/fuzz.rs)"
+# Tests run on the release profile, like the benchmarks below (the bench profile is
+# the release one): every dependency is built once, optimized, not twice.
 # The Kafka tests run several pipeline processes against one broker each; run them
 # one at a time so that CPU contention does not turn into broker backlog.
 cargo test --release --workspace --locked -- --skip mock_cluster_ --skip tansu_

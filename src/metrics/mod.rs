@@ -66,6 +66,7 @@ struct KeyedState {
 /// Per-metric handles of `synaptic_telemetry_metric_problems_total`.
 struct Problems {
     series_overflow: IntCounter,
+    series_evicted: IntCounter,
     key_overflow: IntCounter,
     missing_value: IntCounter,
 }
@@ -97,7 +98,12 @@ impl MetricsStep {
                     MetricKind::Histogram(b) => (FamilyKind::Histogram, b.clone()),
                 };
                 let labels = m.labels.iter().map(|l| l.name.clone()).collect();
-                Family::new(&m.name, &m.help, kind, labels, bounds, m.max_series)
+                let family = Family::new(&m.name, &m.help, kind, labels, bounds, m.max_series);
+                // A keyed gauge's keys hold their series' ids: those stay put.
+                match m.kind {
+                    MetricKind::KeyedGauge(_) => family.keep_series(),
+                    _ => family,
+                }
             })
             .collect();
         let families = Arc::new(MetricFamilies(Mutex::new(families)));
@@ -110,6 +116,7 @@ impl MetricsStep {
                     |problem: &str| telemetry.metric_problems.with_label_values(&[&m.name, problem]);
                 Problems {
                     series_overflow: counter("series_overflow"),
+                    series_evicted: counter("series_evicted"),
                     key_overflow: counter("key_overflow"),
                     missing_value: counter("missing_value"),
                 }
@@ -244,8 +251,10 @@ impl MetricsStep {
                     family.series(&labels[..n.min(mapping::MAX_LABELS)])
                 }
             };
-            if admission == Admission::Overflow {
-                self.problems[m].series_overflow.inc();
+            match admission {
+                Admission::Overflow => self.problems[m].series_overflow.inc(),
+                Admission::Evicted => self.problems[m].series_evicted.inc(),
+                Admission::Existing | Admission::New => {}
             }
             match &def.kind {
                 MetricKind::Counter => family.values_mut(series).value += value.unwrap_or(1.0) * weight,

@@ -3,9 +3,14 @@
 //! same lock.
 //!
 //! Cardinality is bounded per family: once a family holds `max_series` label sets,
-//! observations for new label sets go to one overflow series whose labels all read
-//! `__overflow__`. Totals stay exact (a sum over series still counts every event),
-//! memory stays bounded, and the overflow is counted on the pipeline's own metrics.
+//! a new label set takes the place of the one observed longest ago, whose counts
+//! are added to one overflow series whose labels all read `__overflow__` (a gauge's
+//! last value is dropped). Totals stay exact (a sum over series still counts every
+//! event), memory stays bounded, and label sets that arrived first — made-up values
+//! among them — cannot keep later, busier ones out. Families whose series ids are
+//! held elsewhere (keyed gauges) keep their first `max_series` label sets instead,
+//! and send later ones to the overflow series. Both are counted on the pipeline's
+//! own metrics.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -48,6 +53,10 @@ pub struct Values {
 struct Series {
     labels: Box<[Box<str>]>,
     values: Values,
+    /// The label set's identity (its key in `index`).
+    identity: u128,
+    /// The family's observation clock when it was last used.
+    touched: u64,
 }
 
 /// Keys that are already hashes (64-bit, or 128-bit identities): their low 64
@@ -88,13 +97,20 @@ pub struct Family {
     /// compared per observation.
     index: IdentityMap<u32>,
     overflow: Option<u32>,
+    /// Whether a full family makes room by retiring its least recently used series.
+    evicts: bool,
+    /// Counts calls of `series`, for "least recently used".
+    clock: u64,
 }
 
-/// What `series` did for a new label set beyond the bound.
+/// What `series` did for a label set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     Existing,
     New,
+    /// New, in the place of the least recently used series (folded into overflow).
+    Evicted,
+    /// Counted in the overflow series (a family that keeps its series).
     Overflow,
 }
 
@@ -117,6 +133,8 @@ impl Family {
             series: Vec::new(),
             index: IdentityMap::default(),
             overflow: None,
+            evicts: true,
+            clock: 0,
         };
         // A family without labels has exactly one series; show it from the start
         // (a counter at 0 says "nothing happened", absence says "not measured").
@@ -124,6 +142,13 @@ impl Family {
             family.series(&[]);
         }
         family
+    }
+
+    /// Keeps the first `max_series` label sets instead of retiring old ones: for
+    /// families whose series ids are held elsewhere (a keyed gauge's keys).
+    pub fn keep_series(mut self) -> Self {
+        self.evicts = false;
+        self
     }
 
     fn empty_values(&self) -> Values {
@@ -142,30 +167,66 @@ impl Family {
             identity.add(label.as_bytes());
         }
         let identity = identity.finish();
+        self.clock += 1;
         if let Some(&id) = self.index.get(&identity) {
+            self.series[id as usize].touched = self.clock;
             return (id, Admission::Existing);
         }
-        if self.series.len() >= self.max_series && !self.label_names.is_empty() {
-            let id = match self.overflow {
-                Some(id) => id,
-                None => {
-                    let labels = vec![Box::<str>::from(OVERFLOW); self.label_names.len()].into_boxed_slice();
-                    let values = self.empty_values();
-                    self.series.push(Series { labels, values });
-                    let id = (self.series.len() - 1) as u32;
-                    self.overflow = Some(id);
-                    id
-                }
-            };
-            return (id, Admission::Overflow);
-        }
-        let labels: Box<[Box<str>]> =
+        let live = self.series.len() - usize::from(self.overflow.is_some());
+        let capped: Box<[Box<str>]> =
             labels.iter().map(|l| Box::from(crate::fields::cap_exported(l).as_ref())).collect();
+        if live >= self.max_series && !self.label_names.is_empty() {
+            let overflow = self.overflow_series();
+            if !self.evicts {
+                return (overflow, Admission::Overflow);
+            }
+            let oldest = (0..self.series.len())
+                .filter(|&i| i != overflow as usize)
+                .min_by_key(|&i| self.series[i].touched)
+                .unwrap_or(overflow as usize);
+            if oldest == overflow as usize {
+                return (overflow, Admission::Overflow);
+            }
+            let fresh = Series { labels: capped, values: self.empty_values(), identity, touched: self.clock };
+            let retired = std::mem::replace(&mut self.series[oldest], fresh);
+            self.index.remove(&retired.identity);
+            self.index.insert(identity, oldest as u32);
+            self.fold_into(overflow, &retired.values);
+            return (oldest as u32, Admission::Evicted);
+        }
         let values = self.empty_values();
-        self.series.push(Series { labels, values });
+        self.series.push(Series { labels: capped, values, identity, touched: self.clock });
         let id = (self.series.len() - 1) as u32;
         self.index.insert(identity, id);
         (id, Admission::New)
+    }
+
+    /// The overflow series, created on first use.
+    fn overflow_series(&mut self) -> u32 {
+        if let Some(id) = self.overflow {
+            return id;
+        }
+        let labels = vec![Box::<str>::from(OVERFLOW); self.label_names.len()].into_boxed_slice();
+        let values = self.empty_values();
+        self.series.push(Series { labels, values, identity: 0, touched: u64::MAX });
+        let id = (self.series.len() - 1) as u32;
+        self.overflow = Some(id);
+        id
+    }
+
+    /// Adds a retired series' counts to the overflow series, so totals stay exact.
+    /// A gauge's value is a level, not a count: it is not added.
+    fn fold_into(&mut self, overflow: u32, retired: &Values) {
+        if self.kind == FamilyKind::Gauge {
+            return;
+        }
+        let target = &mut self.series[overflow as usize].values;
+        target.value += retired.value;
+        target.sum += retired.sum;
+        target.count += retired.count;
+        for (slot, add) in target.buckets.iter_mut().zip(&retired.buckets) {
+            *slot += add;
+        }
     }
 
     pub fn values_mut(&mut self, id: u32) -> &mut Values {
@@ -352,13 +413,46 @@ mod tests {
             admissions.push(admission);
         }
         assert_eq!(admissions.iter().filter(|a| **a == Admission::New).count(), 3);
-        assert_eq!(admissions.iter().filter(|a| **a == Admission::Overflow).count(), 7);
+        assert_eq!(admissions.iter().filter(|a| **a == Admission::Evicted).count(), 7);
         assert_eq!(f.series.len(), 4, "3 series plus the overflow one");
         let total: f64 = f.series.iter().map(|s| s.values.value).sum();
         assert_eq!(total, 10.0, "every event still counted");
         let mut out = String::new();
         f.render(&mut out);
         assert!(out.contains("n_total{id=\"__overflow__\"} 7\n"), "{out}");
+        assert!(out.contains("n_total{id=\"9\"} 1\n"), "the newest label sets have places: {out}");
+    }
+
+    #[test]
+    fn made_up_label_sets_that_came_first_do_not_keep_a_busy_one_out() {
+        let mut f = Family::new("h_seconds", "H", FamilyKind::Histogram, vec!["id".into()], vec![1.0], 3);
+        let observe = |f: &mut Family, id: &str| {
+            let (series, _) = f.series(&[Cow::Borrowed(id)]);
+            f.observe(series, 0.5, 1.0);
+        };
+        for i in 0..3 {
+            observe(&mut f, &format!("spoof{i}"));
+        }
+        for i in 3..500 {
+            observe(&mut f, "real");
+            observe(&mut f, &format!("spoof{i}"));
+        }
+        let mut out = String::new();
+        f.render(&mut out);
+        assert!(
+            out.contains("h_seconds_count{id=\"real\"} 497\n"),
+            "the busy series kept every count: {out}"
+        );
+        let count: f64 = f.series.iter().map(|s| s.values.count).sum();
+        assert_eq!(count, 997.0, "totals exact");
+    }
+
+    #[test]
+    fn a_family_that_keeps_its_series_sends_later_ones_to_overflow() {
+        let mut f = Family::new("g", "G", FamilyKind::Gauge, vec!["k".into()], vec![], 2).keep_series();
+        let admissions: Vec<Admission> =
+            ["a", "b", "c", "a"].iter().map(|k| f.series(&[Cow::Borrowed(*k)]).1).collect();
+        assert_eq!(admissions, [Admission::New, Admission::New, Admission::Overflow, Admission::Existing]);
     }
 
     #[test]

@@ -163,7 +163,7 @@ fn pending_proposals_open_and_close() {
 }
 
 #[test]
-fn label_sets_beyond_the_bound_fold_into_overflow() {
+fn label_sets_beyond_the_bound_retire_the_oldest_into_overflow() {
     let text = "metrics:\n  - name: by_agent_total\n    type: counter\n    help: h\n    max_series: 2\n    \
                 match: {event_type: agent.lifecycle}\n    labels: {agent: data.agent_id}\n";
     let mapping = Mapping::parse(text, "m.yaml", "").expect("mapping");
@@ -171,10 +171,13 @@ fn label_sets_beyond_the_bound_fold_into_overflow() {
     let mut step = MetricsStep::new("metrics", mapping, &telemetry);
     let events = (0..5).map(|i| lifecycle(i, &format!("a{i}"), "running")).collect();
     let out = run(&mut step, events);
+    // The two newest agents hold the places; the three before them were retired
+    // into the overflow series, so the total is still 5.
     assert_eq!(sample(&out, "by_agent_total{agent=\"__overflow__\"}"), Some(3.0), "{out}");
+    assert_eq!(sample(&out, "by_agent_total{agent=\"a4\"}"), Some(1.0), "{out}");
     assert_eq!(out.lines().filter(|l| l.starts_with("by_agent_total{")).count(), 3);
     assert!(telemetry.render().contains(
-        "synaptic_telemetry_metric_problems_total{metric=\"by_agent_total\",problem=\"series_overflow\"} 3"
+        "synaptic_telemetry_metric_problems_total{metric=\"by_agent_total\",problem=\"series_evicted\"} 3"
     ));
 }
 
