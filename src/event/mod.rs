@@ -7,6 +7,7 @@
 
 mod dead_letter;
 pub mod field;
+mod guard;
 pub mod json;
 mod scan;
 pub mod schema;
@@ -177,6 +178,9 @@ pub struct Event {
 impl Event {
     /// Parses and validates one input record.
     pub fn decode(raw: Bytes, position: Position, mode: SchemaMode) -> Result<Event, Rejected> {
+        if let Err(e) = guard::check(&raw) {
+            return Err(Rejected { rejection: Rejection::Json(e.to_string()), raw, position });
+        }
         match scan::scan(&raw) {
             Some(header) => {
                 let alias = header.alias;
@@ -203,6 +207,9 @@ impl Event {
     /// The precise path: builds the document and names every problem.
     fn decode_slow(raw: Bytes, position: Position, mode: SchemaMode) -> Result<Event, Rejected> {
         let reject = |rejection, raw, position| Err(Rejected { rejection, raw, position });
+        if let Err(e) = guard::check(&raw) {
+            return reject(Rejection::Json(e.to_string()), raw, position);
+        }
         let value: Value = match json::parse_document(&raw) {
             Ok(value) => value,
             Err(e) => return reject(Rejection::Json(e.to_string()), raw, position),
@@ -489,13 +496,14 @@ fn check_envelope(doc: &Map<String, Value>, problems: &mut Vec<String>) -> Optio
 pub fn paths_disagree(raw: &[u8]) -> Option<String> {
     let bytes = Bytes::copy_from_slice(raw);
     let position = Position::Generator { seq: 0 };
-    let checked = json::check_document(raw).map_err(|e| e.to_string());
+    let checked = json::check_document(raw);
     let built = json::parse_document(raw).map(|_| ()).map_err(|e| e.to_string());
     if checked.is_ok() != built.is_ok() {
         return Some(format!("JSON rules disagree: walking says {checked:?}, building says {built:?}"));
     }
     let slow = Event::decode_slow(bytes.clone(), position.clone(), SchemaMode::Strict);
-    if let Some(header) = scan::scan(raw) {
+    let fast = guard::check(raw).ok().and_then(|()| scan::scan(raw));
+    if let Some(header) = fast {
         let slow = match slow {
             Ok(slow) => slow,
             Err(e) => return Some(format!("fast path accepted what the precise path rejects: {e}")),

@@ -11,11 +11,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::json::{Checked, KeySeed, KeySet};
 use super::schema::{self, Field, FieldType};
 use super::{EventKind, Severity};
 
@@ -76,88 +75,25 @@ pub struct Sections {
     pub tags: Option<(u32, u32)>,
 }
 
-/// The envelope's fields as found; the objects as raw JSON. Unknown top-level
-/// fields are walked by [`Checked`] and not kept.
-#[derive(Default)]
+#[derive(Deserialize)]
 struct Envelope<'a> {
+    #[serde(borrow)]
     event_id: Option<Cow<'a, str>>,
     timestamp: Option<serde_json::Number>,
+    #[serde(borrow)]
     component: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     event_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     severity: Option<Cow<'a, str>>,
     // A present `null` must not read as absent: the precise path rejects it.
+    #[serde(borrow, default, deserialize_with = "present")]
     tags: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
     context: Option<&'a RawValue>,
+    #[serde(borrow)]
     data: Option<&'a RawValue>,
     sample_rate: Option<f64>,
-}
-
-impl<'de> Deserialize<'de> for Envelope<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(EnvelopeVisitor)
-    }
-}
-
-struct EnvelopeVisitor;
-
-impl<'de> Visitor<'de> for EnvelopeVisitor {
-    type Value = Envelope<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an event object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
-        let mut envelope = Envelope::default();
-        let mut keys = KeySet::new();
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            match key.as_ref() {
-                "event_id" => envelope.event_id = map.next_value_seed(OptionalText)?,
-                "timestamp" => envelope.timestamp = map.next_value()?,
-                "component" => envelope.component = map.next_value_seed(OptionalText)?,
-                "event_type" => envelope.event_type = map.next_value_seed(OptionalText)?,
-                "severity" => envelope.severity = map.next_value_seed(OptionalText)?,
-                "tags" => envelope.tags = Some(map.next_value()?),
-                "context" => envelope.context = Some(map.next_value()?),
-                "data" => envelope.data = map.next_value()?,
-                "sample_rate" => envelope.sample_rate = map.next_value()?,
-                _ => map.next_value_seed(Checked { depth: 1 })?,
-            }
-            keys.insert(key)?;
-        }
-        Ok(envelope)
-    }
-}
-
-/// A string or null, borrowed from the input when it has no escapes.
-struct OptionalText;
-
-impl<'de> DeserializeSeed<'de> for OptionalText {
-    type Value = Option<Cow<'de, str>>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for OptionalText {
-    type Value = Option<Cow<'de, str>>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
-        Ok(Some(Cow::Borrowed(s)))
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-        Ok(Some(Cow::Owned(s.to_string())))
-    }
-}
-
-/// Runs `seed` over one raw value the envelope kept: skipping it checked only its
-/// syntax.
-fn check_raw<'a, S: DeserializeSeed<'a>>(raw: &'a RawValue, seed: S) -> Option<S::Value> {
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    seed.deserialize(&mut de).ok()
 }
 
 /// The range a borrowed raw value occupies within `raw`.
@@ -165,6 +101,10 @@ fn span_of(value: Option<&RawValue>, raw: &[u8]) -> Option<(u32, u32)> {
     let text = value?.get();
     let start = (text.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
     (start + text.len() <= raw.len()).then_some((start as u32, (start + text.len()) as u32))
+}
+
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
 }
 
 /// The header of a valid event, or `None` when the precise path must look.
@@ -184,18 +124,16 @@ pub fn scan(raw: &[u8]) -> Option<Header> {
         return None;
     }
     let severity = Severity::parse(envelope.severity.as_deref()?)?;
-    for section in [envelope.tags, envelope.context].into_iter().flatten() {
-        if !section.get().starts_with('{') {
-            return None;
-        }
-        check_raw(section, Checked { depth: 1 })?;
+    let is_object = |v: &Option<&RawValue>| v.is_none_or(|v| v.get().starts_with('{'));
+    if !is_object(&envelope.tags) || !is_object(&envelope.context) {
+        return None;
     }
     let event_type = envelope.event_type?;
     let (kind, alias) = EventKind::from_event_type(&event_type);
     if kind != EventKind::Unknown {
-        check_raw(envelope.data?, ObjectCheck { fields: schema::fields(kind), depth: 2 })?;
-    } else if let Some(data) = envelope.data {
-        check_raw(data, Checked { depth: 1 })?;
+        let data = envelope.data?;
+        let mut de = serde_json::Deserializer::from_str(data.get());
+        ObjectCheck(schema::fields(kind)).deserialize(&mut de).ok()?;
     }
     let event_type = match (alias, kind.canonical_name()) {
         (true, Some(name)) => Text::Static(name),
@@ -219,12 +157,8 @@ pub fn scan(raw: &[u8]) -> Option<Header> {
     })
 }
 
-/// Checks that a value is an object whose fields satisfy the table; `depth` is the
-/// object's own level (the event is 1).
-struct ObjectCheck {
-    fields: &'static [Field],
-    depth: usize,
-}
+/// Checks that a value is an object whose fields satisfy the table.
+struct ObjectCheck(&'static [Field]);
 
 impl<'de> DeserializeSeed<'de> for ObjectCheck {
     type Value = ();
@@ -239,19 +173,19 @@ impl<'de> Visitor<'de> for ObjectCheck {
         f.write_str("an object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let fields = self.fields;
+        let fields = self.0;
         let mut seen: u64 = 0;
-        let mut keys = KeySet::new();
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            match fields.iter().position(|f| f.name == key) {
+        while let Some(index) = map.next_key_seed(FieldIndex(fields))? {
+            match index {
                 Some(i) => {
-                    if map.next_value_seed(ValueCheck { ty: fields[i].ty, depth: self.depth })? {
+                    if map.next_value_seed(ValueCheck(fields[i].ty))? {
                         seen |= 1 << i;
                     }
                 }
-                None => map.next_value_seed(Checked { depth: self.depth })?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
-            keys.insert(key)?;
         }
         let missing = fields.iter().enumerate().any(|(i, f)| f.required && seen & (1 << i) == 0);
         if missing {
@@ -261,12 +195,28 @@ impl<'de> Visitor<'de> for ObjectCheck {
     }
 }
 
-/// Checks one value's type; answers whether it was present (not null). `depth`
-/// is the level of the object holding it.
-struct ValueCheck {
-    ty: FieldType,
-    depth: usize,
+/// A key's position in the field table, without allocating the key.
+struct FieldIndex(&'static [Field]);
+
+impl<'de> DeserializeSeed<'de> for FieldIndex {
+    type Value = Option<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<usize>, D::Error> {
+        deserializer.deserialize_str(self)
+    }
 }
+
+impl<'de> Visitor<'de> for FieldIndex {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|f| f.name == key))
+    }
+}
+
+/// Checks one value's type; answers whether it was present (not null).
+struct ValueCheck(FieldType);
 
 impl<'de> DeserializeSeed<'de> for ValueCheck {
     type Value = bool;
@@ -277,7 +227,7 @@ impl<'de> DeserializeSeed<'de> for ValueCheck {
 
 impl ValueCheck {
     fn number<E: de::Error>(&self, n: f64) -> Result<bool, E> {
-        match self.ty {
+        match self.0 {
             FieldType::Num { min, max, integer }
                 if n >= min && n <= max && !(integer && n.fract() != 0.0) =>
             {
@@ -291,7 +241,7 @@ impl ValueCheck {
 impl<'de> Visitor<'de> for ValueCheck {
     type Value = bool;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.ty)
+        write!(f, "{:?}", self.0)
     }
     fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
         Ok(false)
@@ -300,7 +250,7 @@ impl<'de> Visitor<'de> for ValueCheck {
         Ok(false)
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
-        match self.ty {
+        match self.0 {
             FieldType::Bool => Ok(true),
             _ => Err(E::custom("unexpected boolean")),
         }
@@ -315,23 +265,28 @@ impl<'de> Visitor<'de> for ValueCheck {
         self.number(n)
     }
     fn visit_str<E: de::Error>(self, s: &str) -> Result<bool, E> {
-        match self.ty {
+        match self.0 {
             FieldType::Str => Ok(true),
             FieldType::Enum(choices) if choices.contains(&s) => Ok(true),
             _ => Err(E::custom("unexpected string")),
         }
     }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
-        let depth = Checked { depth: self.depth }.enter()?.depth;
-        match self.ty {
-            FieldType::Object(fields) => ObjectCheck { fields, depth }.visit_map(map).map(|()| true),
-            FieldType::AnyObject => Checked { depth: self.depth }.visit_map(map).map(|()| true),
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        match self.0 {
+            FieldType::Object(inner) => ObjectCheck(inner).visit_map(map).map(|()| true),
+            FieldType::AnyObject => {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(true)
+            }
             _ => Err(de::Error::custom("unexpected object")),
         }
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
-        match self.ty {
-            FieldType::Array => Checked { depth: self.depth }.visit_seq(seq).map(|()| true),
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        match self.0 {
+            FieldType::Array => {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(true)
+            }
             _ => Err(de::Error::custom("unexpected array")),
         }
     }

@@ -245,10 +245,14 @@ impl Detectors {
             let kind = self.kinds[m.pattern().as_usize()];
             match confirm(kind, text, m.range()) {
                 Some(span) => {
+                    // Resume where the confirmed value ends, not where the candidate
+                    // did: a check may narrow it (a phone number's digits that
+                    // belong to an address after it), and what follows must still
+                    // be searched.
+                    at = next_char(text, span.end.max(m.start() + 1) - 1);
                     if self.enabled[kind as usize] {
                         found.push(Found { kind, span });
                     }
-                    at = m.end().max(m.start() + 1);
                 }
                 None => at = next_char(text, m.start()),
             }

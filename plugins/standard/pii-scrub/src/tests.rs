@@ -143,3 +143,14 @@ fn the_work_budget_is_linear_in_the_text() {
     assert_eq!(scan_budget(100_000), 804_096);
     assert_eq!(scan_budget(usize::MAX), usize::MAX, "saturates instead of overflowing");
 }
+
+#[test]
+fn the_search_resumes_where_a_narrowed_finding_ends() {
+    // Found by the fuzzer: the phone candidate ran into the digits of the address
+    // after it, its check narrowed it to `+44 20 7946`, and the search resumed
+    // after the whole candidate, leaving the address unscrubbed.
+    let doc = scrub("", r#"{"data":{"m":"call +44 20 7946 09518446@example.com now"}}"#);
+    let text = doc["data"]["m"].as_str().expect("text");
+    assert!(!text.contains("example.com"), "{text}");
+    assert!(text.contains("[REDACTED:email]"), "{text}");
+}
