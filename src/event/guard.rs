@@ -275,7 +275,8 @@ fn check_escapes(text: &[u8]) -> Result<(), usize> {
         u16::from_str_radix(digits, 16).ok()
     };
     let mut at = 0;
-    while let Some(found) = memchr::memchr(b'\\', &text[at..]) {
+    // `at` can step past the end over a broken escape: then there is nothing left.
+    while let Some(found) = text.get(at..).and_then(|rest| memchr::memchr(b'\\', rest)) {
         at += found;
         if text.get(at + 1) != Some(&b'u') {
             at += 2;
@@ -331,7 +332,18 @@ mod tests {
 
     #[test]
     fn what_is_not_json_is_left_to_the_parser_without_a_panic() {
-        for raw in ["", "\"", "{\"a", "{\"a\":\"\\u12", "]]]}}}", "-", "1e", "{,,,\"a\"\"a\"}", "\\u"] {
+        for raw in [
+            "",
+            "\"",
+            "{\"a",
+            "{\"a\":\"\\u12",
+            "]]]}}}",
+            "-",
+            "1e",
+            "{,,,\"a\"\"a\"}",
+            "\\u",
+            "{\"\\ux\":1}",
+        ] {
             let _ = check(raw.as_bytes());
         }
     }
