@@ -79,6 +79,9 @@ const DEFAULT_DENY: [&str; 11] = [
     "*.cookie",
 ];
 
+/// Passes of the detectors over one text at most (see `PiiScrub::settle`).
+const MAX_PASSES: usize = 4;
+
 /// Counter slot of whole fields replaced by `fields.deny`.
 const FIELD: usize = Kind::ALL.len();
 /// Counter slot of texts whose end the detectors could not reach within their
@@ -181,29 +184,60 @@ impl PiiScrub {
         if !self.detectors.worth_scanning(text) {
             return None;
         }
+        let first = self.scrub_pass(text, true)?;
+        Some(self.settle(first))
+    }
+
+    /// One pass of the detectors over `text`: the rewritten text, or `None` when
+    /// they found nothing. `count`: whether the findings are counted.
+    fn scrub_pass(&mut self, text: &str, count: bool) -> Option<String> {
         let mut found = std::mem::take(&mut self.found);
         found.clear();
         let stopped = self.detectors.find(text, &mut found);
-        let scrubbed = (!found.is_empty() || stopped.is_some()).then(|| self.rewrite(text, &found, stopped));
+        let scrubbed =
+            (!found.is_empty() || stopped.is_some()).then(|| self.rewrite(text, &found, stopped, count));
         self.found = found;
         scrubbed
+    }
+
+    /// Passes over an already scrubbed text until nothing changes. A check can
+    /// reject a candidate for what follows it (a phone number running into a
+    /// dotted number) when what follows is itself a finding, replaced in the same
+    /// pass: the next pass then sees the candidate alone. At most
+    /// [`MAX_PASSES`] passes; text that still changes is replaced whole.
+    fn settle(&mut self, mut text: String) -> String {
+        for _ in 1..MAX_PASSES {
+            if !self.detectors.worth_scanning(&text) {
+                return text;
+            }
+            match self.scrub_pass(&text, false) {
+                Some(again) if again != text => {
+                    // Count what the extra pass really replaced.
+                    let _ = self.scrub_pass(&text, true);
+                    text = again;
+                }
+                _ => return text,
+            }
+        }
+        self.counts[UNSCANNED] += 1;
+        "[REDACTED:unscanned]".to_string()
     }
 
     /// `text` with each finding replaced, counting them. From `stopped` on (where
     /// the detectors' work ran out), the text is replaced whole: it was not
     /// looked at.
-    fn rewrite(&mut self, text: &str, found: &[Found], stopped: Option<usize>) -> String {
+    fn rewrite(&mut self, text: &str, found: &[Found], stopped: Option<usize>, count: bool) -> String {
         let mut out = String::with_capacity(text.len());
         let mut last = 0;
         for f in found {
-            self.counts[f.kind as usize] += 1;
+            self.counts[f.kind as usize] += u64::from(count);
             out.push_str(&text[last..f.span.start]);
             out.push_str(&self.replacement(Some(f.kind), self.modes[f.kind as usize], &text[f.span.clone()]));
             last = f.span.end;
         }
         match stopped {
             Some(at) => {
-                self.counts[UNSCANNED] += 1;
+                self.counts[UNSCANNED] += u64::from(count);
                 if at > last {
                     out.push_str(&text[last..at]);
                 }
@@ -252,9 +286,9 @@ impl PiiScrub {
         let mut found = std::mem::take(&mut self.found);
         found.clear();
         let stopped = self.detectors.find(&text, &mut found);
-        let scrubbed = self.rewrite(&text, &found, stopped);
+        let scrubbed = self.rewrite(&text, &found, stopped, true);
         self.found = found;
-        scrubbed
+        self.settle(scrubbed)
     }
 
     /// The event with its findings replaced, or `None` to keep it as it is.
