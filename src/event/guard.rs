@@ -148,7 +148,7 @@ fn check_with(raw: &[u8], scratch: &mut Scratch) -> Result<(), GuardError> {
         match raw[at] {
             b'"' => {
                 let start = at + 1;
-                let (end, escaped) = match string_end(raw, start) {
+                let (end, escaped) = match synaptic_plugin_sdk::field::string_end(raw, start) {
                     Some(found) => found,
                     // Unterminated: a syntax error serde_json reports.
                     None => return Ok(()),
@@ -254,12 +254,6 @@ fn is_number_syntax(token: &[u8]) -> bool {
         s = &rest[n..];
     }
     s.is_empty()
-}
-
-/// For a string whose contents start at `start`: its closing quote and whether
-/// it has escapes.
-fn string_end(raw: &[u8], start: usize) -> Option<(usize, bool)> {
-    synaptic_plugin_sdk::field::string_end(raw, start)
 }
 
 /// Checks the `\u` escapes of a string's contents as serde_json does when it

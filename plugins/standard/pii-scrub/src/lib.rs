@@ -184,18 +184,17 @@ impl PiiScrub {
         if !self.detectors.worth_scanning(text) {
             return None;
         }
-        let first = self.scrub_pass(text, true)?;
+        let first = self.scrub_pass(text)?;
         Some(self.settle(first))
     }
 
-    /// One pass of the detectors over `text`: the rewritten text, or `None` when
-    /// they found nothing. `count`: whether the findings are counted.
-    fn scrub_pass(&mut self, text: &str, count: bool) -> Option<String> {
+    /// One pass of the detectors over `text`, counting its findings: the rewritten
+    /// text, or `None` when they found nothing.
+    fn scrub_pass(&mut self, text: &str) -> Option<String> {
         let mut found = std::mem::take(&mut self.found);
         found.clear();
         let stopped = self.detectors.find(text, &mut found);
-        let scrubbed =
-            (!found.is_empty() || stopped.is_some()).then(|| self.rewrite(text, &found, stopped, count));
+        let scrubbed = (!found.is_empty() || stopped.is_some()).then(|| self.rewrite(text, &found, stopped));
         self.found = found;
         scrubbed
     }
@@ -210,13 +209,15 @@ impl PiiScrub {
             if !self.detectors.worth_scanning(&text) {
                 return text;
             }
-            match self.scrub_pass(&text, false) {
-                Some(again) if again != text => {
-                    // Count what the extra pass really replaced.
-                    let _ = self.scrub_pass(&text, true);
-                    text = again;
+            // A pass that changes nothing (it may re-read a replacement such as
+            // `[REDACTED:url_credentials]`) must not count anything either.
+            let counted = self.counts;
+            match self.scrub_pass(&text) {
+                Some(again) if again != text => text = again,
+                _ => {
+                    self.counts = counted;
+                    return text;
                 }
-                _ => return text,
             }
         }
         self.counts[UNSCANNED] += 1;
@@ -226,18 +227,18 @@ impl PiiScrub {
     /// `text` with each finding replaced, counting them. From `stopped` on (where
     /// the detectors' work ran out), the text is replaced whole: it was not
     /// looked at.
-    fn rewrite(&mut self, text: &str, found: &[Found], stopped: Option<usize>, count: bool) -> String {
+    fn rewrite(&mut self, text: &str, found: &[Found], stopped: Option<usize>) -> String {
         let mut out = String::with_capacity(text.len());
         let mut last = 0;
         for f in found {
-            self.counts[f.kind as usize] += u64::from(count);
+            self.counts[f.kind as usize] += 1;
             out.push_str(&text[last..f.span.start]);
             out.push_str(&self.replacement(Some(f.kind), self.modes[f.kind as usize], &text[f.span.clone()]));
             last = f.span.end;
         }
         match stopped {
             Some(at) => {
-                self.counts[UNSCANNED] += u64::from(count);
+                self.counts[UNSCANNED] += 1;
                 if at > last {
                     out.push_str(&text[last..at]);
                 }
@@ -286,7 +287,7 @@ impl PiiScrub {
         let mut found = std::mem::take(&mut self.found);
         found.clear();
         let stopped = self.detectors.find(&text, &mut found);
-        let scrubbed = self.rewrite(&text, &found, stopped, true);
+        let scrubbed = self.rewrite(&text, &found, stopped);
         self.found = found;
         self.settle(scrubbed)
     }
