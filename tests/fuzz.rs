@@ -80,6 +80,50 @@ const JSON_TOKENS: &[&str] = &[
     "DE89 3704 0044 0532 0130 00",
 ];
 
+/// Encodings, obfuscations and formats the scrubber's decoded view and
+/// detectors read, added to the JSON tokens for its target.
+const PII_TOKENS: &[&str] = &[
+    "%40",
+    "%2540",
+    "%C3%A9",
+    "%F0%9F%98",
+    "%",
+    "&#64;",
+    "&#x40",
+    "&amp;#64;",
+    "&commat;",
+    "&#8203;",
+    "&",
+    "\\u0040",
+    "\\x40",
+    "\\u{40}",
+    "\\u{",
+    " [at] ",
+    "(dot)",
+    "{at}",
+    "\u{200b}",
+    "\u{00ad}",
+    "\u{00a0}",
+    "＠",
+    "ü",
+    "例",
+    "+33 (0)1 23 45 67 89",
+    "(030) 12345678",
+    "tel:+1-201-555-0123;ext=12",
+    "SSN#078051120",
+    "%B4111111111111111^DOE/J^2512?",
+    ";4111111111111111=2512?",
+    "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0.",
+    "-----BEGIN PGP PRIVATE KEY BLOCK-----",
+    "DB_PASSWORD=",
+    "password: \"",
+    "Cookie: ",
+    "xoxe.xoxp-1-",
+    "pool-1-2-3-4.example.net",
+    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "app:pw@tcp(db:3306)/x",
+];
+
 const YAML_TOKENS: &[&str] = &[
     "- ",
     ": ",
@@ -304,7 +348,8 @@ fn fuzz_pii_walker_fails_closed_and_scrubs_what_it_keeps() {
     let mut everywhere = pii_scrub::PiiScrub::init(&config).expect("default scrubber").everywhere();
     let mut seeds = generator_events(200);
     seeds.push(br#"{"data":{"m":"mail jane.doe@example.com or call +44 20 7946 0958"}}"#.to_vec());
-    fuzz("pii walker", &seeds, JSON_TOKENS, |input| {
+    let tokens: Vec<&str> = JSON_TOKENS.iter().chain(PII_TOKENS).copied().collect();
+    fuzz("pii walker", &seeds, &tokens, |input| {
         let _ = everywhere.scrub_text(&String::from_utf8_lossy(input));
         let walkable = json::check_document(input).is_ok();
         match scrub.scrub_event(input) {

@@ -3,11 +3,16 @@
 //! byte as it came.
 //!
 //! Detectors (config and counter names): `email`, `ipv4`, `ipv6`, `phone` (E.164
-//! and national formats), `card` (Luhn-checked, issuer prefix, spaces or dashes),
-//! `ssn` (US), `iban` (registry length and mod-97 checked), `jwt`, `bearer_token`,
-//! `authorization`, `aws_access_key`, `github_token`, `slack_token`, `api_key`
-//! (well-known key prefixes, and `password=…`/`api_key: …` labelled values),
-//! `private_key` (PEM), `url_credentials` (the user:password of a URL).
+//! and national formats), `card` (Luhn-checked, issuer ranges, any grouping,
+//! track data), `ssn` (US, and ITINs), `iban` (registry length and mod-97
+//! checked), `jwt`, `bearer_token`, `authorization`, `aws_access_key`,
+//! `aws_secret_key`, `github_token`, `slack_token`, `api_key` (vendor key
+//! prefixes, and `password=…`/`DB_PASSWORD=…`/`api_key: …` labelled values),
+//! `session_cookie`, `private_key` (PEM and PGP), `url_credentials` (the
+//! user:password of a URL or a Go DSN). Strings are read through a decoded view
+//! (percent-encoding, HTML references, backslash escapes, `[at]`, invisible and
+//! look-alike characters: see `normalize`); findings are replaced in the text as
+//! written.
 //!
 //! Config:
 //! - `mode`: what every detector does unless `detectors` says otherwise —
@@ -31,6 +36,7 @@
 
 mod detect;
 mod json;
+mod normalize;
 
 use std::collections::HashMap;
 
@@ -181,9 +187,6 @@ impl PiiScrub {
             }
             Decision::Scan => {}
         }
-        if !self.detectors.worth_scanning(text) {
-            return None;
-        }
         let first = self.scrub_pass(text)?;
         Some(self.settle(first))
     }
@@ -206,9 +209,6 @@ impl PiiScrub {
     /// [`MAX_PASSES`] passes; text that still changes is replaced whole.
     fn settle(&mut self, mut text: String) -> String {
         for _ in 1..MAX_PASSES {
-            if !self.detectors.worth_scanning(&text) {
-                return text;
-            }
             // A pass that changes nothing (it may re-read a replacement such as
             // `[REDACTED:url_credentials]`) must not count anything either.
             let counted = self.counts;
@@ -281,9 +281,6 @@ impl PiiScrub {
     /// Field allow and deny lists do not apply: there are no fields.
     pub fn scrub_text(&mut self, text: &str) -> String {
         let text = unescape_json(text);
-        if !self.detectors.worth_scanning(&text) {
-            return text.into_owned();
-        }
         let mut found = std::mem::take(&mut self.found);
         found.clear();
         let stopped = self.detectors.find(&text, &mut found);

@@ -6,6 +6,9 @@
 //! Regenerate the file after changing the generator:
 //! `PII_CORPUS_WRITE=1 cargo test -p plugin-pii-scrub --test corpus`.
 
+#[path = "corpus/files.rs"]
+mod files;
+
 #[path = "corpus/generate.rs"]
 mod generate;
 
@@ -15,23 +18,9 @@ use pii_scrub::PiiScrub;
 use serde_json::Value;
 use synaptic_plugin_sdk::{testing, Config, Plugin, Verdict};
 
-/// The checked-in corpus, found where `cargo test` runs the test from (its
-/// manifest directory at run time), so a test binary reused from a build in
-/// another checkout still reads this checkout's file.
-fn corpus_file() -> std::path::PathBuf {
-    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::path::PathBuf::from);
-    dir.join("tests/corpus/pii-corpus.jsonl")
-}
-
 #[test]
 fn the_checked_in_corpus_is_the_generated_one() {
-    let generated = generate::corpus();
-    if std::env::var_os("PII_CORPUS_WRITE").is_some() {
-        std::fs::write(corpus_file(), &generated).expect("writing the corpus");
-    }
-    let checked_in = std::fs::read_to_string(corpus_file()).expect("the corpus is checked in");
-    assert!(checked_in == generated, "the corpus file differs from what generate.rs writes; regenerate it");
+    files::assert_generated("pii-corpus.jsonl", &generate::corpus());
 }
 
 #[derive(Default)]
@@ -46,7 +35,7 @@ struct Tally {
 
 #[test]
 fn recall_per_detector_and_lookalikes_untouched() {
-    let text = std::fs::read_to_string(corpus_file()).expect("the corpus is checked in");
+    let text = files::read("pii-corpus.jsonl");
     let mut plugin = PiiScrub::init(&Config::parse("").expect("empty config")).expect("default config");
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
     let mut negatives: BTreeMap<String, (u64, u64)> = BTreeMap::new();

@@ -18,7 +18,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         // SplitMix64: small, good enough, and the same everywhere.
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -26,35 +26,35 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.below(hi - lo + 1)
     }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
-    fn chance(&mut self, p: f64) -> bool {
+    pub fn chance(&mut self, p: f64) -> bool {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
     }
-    fn from(&mut self, alphabet: &str, n: usize) -> String {
+    pub fn from(&mut self, alphabet: &str, n: usize) -> String {
         let chars: Vec<char> = alphabet.chars().collect();
         (0..n).map(|_| *self.pick(&chars)).collect()
     }
-    fn digits(&mut self, n: usize) -> String {
+    pub fn digits(&mut self, n: usize) -> String {
         self.from("0123456789", n)
     }
-    fn hex(&mut self, n: usize) -> String {
+    pub fn hex(&mut self, n: usize) -> String {
         self.from("0123456789abcdef", n)
     }
 }
 
-const LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
-const UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-const ALNUM: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-const B64URL: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-const B64: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+pub const LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
+pub const UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+pub const ALNUM: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+pub const B64URL: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+pub const B64: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 const FIRST: &[&str] = &[
     "jane",
@@ -126,7 +126,7 @@ fn phone(r: &mut Rng) -> String {
     }
 }
 
-fn luhn_digit(body: &str) -> u32 {
+pub fn luhn_digit(body: &str) -> u32 {
     let sum: u32 = body
         .chars()
         .rev()
@@ -371,7 +371,7 @@ pub const NEGATIVE_KINDS: [&str; 10] = [
     "measurement",
 ];
 
-fn uuid(r: &mut Rng) -> String {
+pub fn uuid(r: &mut Rng) -> String {
     let h = r.hex(32);
     let v = if r.chance(0.5) { h } else { h.to_uppercase() };
     format!("{}-{}-4{}-{}-{}", &v[..8], &v[8..12], &v[13..16], &v[16..20], &v[20..])
@@ -441,7 +441,7 @@ fn negative(r: &mut Rng, kind: &str) -> String {
     }
 }
 
-const SENTENCES: &[&str] = &[
+pub const SENTENCES: &[&str] = &[
     "{} ",
     "error while contacting {}",
     "value={} (retrying)",
