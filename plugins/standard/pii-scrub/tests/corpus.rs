@@ -4,7 +4,8 @@
 //! lookalikes untouched ≥ 99%.
 //!
 //! Regenerate the file after changing the generator:
-//! `PII_CORPUS_WRITE=1 cargo test -p plugin-pii-scrub --test corpus`.
+//! `PII_CORPUS_WRITE=1 cargo test -p plugin-pii-scrub --test corpus -- --test-threads=1`
+//! (one thread: the recall test reads the file the other test writes).
 
 #[path = "corpus/files.rs"]
 mod files;

@@ -9,7 +9,8 @@
 //! only its prefix replaced is a miss.
 //!
 //! Regenerate the file after changing the generator:
-//! `PII_CORPUS_WRITE=1 cargo test -p plugin-pii-scrub --test forms`.
+//! `PII_CORPUS_WRITE=1 cargo test -p plugin-pii-scrub --test forms -- --test-threads=1`
+//! (one thread: the recall test reads the file the other test writes).
 
 #[path = "corpus/files.rs"]
 mod files;

@@ -447,7 +447,8 @@ pub fn card(text: &str, span: Range<usize>) -> Option<Range<usize>> {
     // its security code after it.
     let groups: Vec<usize> = s[..n].split([' ', '-', '.']).map(str::len).collect();
     let regular = matches!(groups[..], [4, 4, 4, 4] | [4, 6, 5] | [4, 6, 4] | [4, 4, 4, 4, 3] | [_]);
-    if !regular && super::phone::in_number_list(text, &(span.start..span.start + n)) {
+    // Four or more irregular groups are a list too (`ports 30011 54204 56523 3217`).
+    if !regular && (groups.len() >= 4 || super::phone::in_number_list(text, &(span.start..span.start + n))) {
         return None;
     }
     let mut end = span.start + n;

@@ -138,19 +138,13 @@ pub fn national(s: &str) -> bool {
     }
 }
 
-/// A national mobile number written without separators: France's 06/07
-/// (10 digits), the UK's 07 (11), Germany's 015x–017x (11–12), Japan's
-/// 070/080/090 (11), India's 0 and a 6–9 mobile (11).
+/// A national number written without separators, after its trunk `0`: 10 or
+/// 11 digits, the length of the plans with a trunk prefix (France's
+/// `0612345678`, the UK's `07700900123`, Germany's `03012345678`, Japan's and
+/// India's mobiles), or 12 for Germany's longest mobiles (015x–017x).
 fn mobile_with_trunk(d: &[u8]) -> bool {
     let n = d.len();
-    match (d[1], d[2]) {
-        (6 | 7, _) if n == 10 => true,
-        (7, _) if n == 11 => true,
-        (1, 5..=7) => (11..=12).contains(&n),
-        (7..=9, 0) if n == 11 => true,
-        (6..=9, _) if n == 11 => true,
-        _ => false,
-    }
+    n == 10 || n == 11 || (n == 12 && d[1] == 1 && (5..=7).contains(&d[2]))
 }
 
 /// After a label (`phone:`, `tel.`, `mobile #`): any grouping, 7 to 15 digits.

@@ -247,6 +247,7 @@ fn phone_form(r: &mut Rng, form: &str) -> Value {
         }
         "fr_pairs" => same(format!("0{} {}", r.range(1, 9), pairs(r, " "))),
         "fr_dots" => same(format!("0{}.{}", r.range(1, 9), pairs(r, "."))),
+        "fr_compact" => same(format!("0{}{}", r.range(1, 7), d(r, 8))),
         "fr_intl" => same(format!("+33 {} {}", r.range(1, 9), pairs(r, " "))),
         "fr_intl_trunk" => same(format!("+33 (0){} {}", r.range(1, 9), pairs(r, " "))),
         "fr_00" => same(format!("0033 {} {}", r.range(1, 9), pairs(r, " "))),
@@ -254,6 +255,7 @@ fn phone_form(r: &mut Rng, form: &str) -> Value {
         "de_paren" => same(format!("(0{}) {}", r.pick(&["30", "40", "89", "221"]), d(r, 7))),
         "de_slash" => same(format!("0{}/{}", r.pick(&["30", "40", "89", "221"]), d(r, 7))),
         "de_mobile" => same(format!("01{}{} {}", r.range(5, 7), r.below(10), d(r, 7))),
+        "de_compact" => same(format!("0{}{}", r.pick(&["30", "40", "89", "151", "171"]), d(r, 8))),
         "de_intl" => same(format!("+49 {} {}", r.pick(&["30", "40", "89", "221", "151", "171"]), d(r, 7))),
         "uk_london" => same(format!("020 {} {}", r.range(7000, 8999), d(r, 4))),
         "uk_mobile" => same(format!("07{} {}", d(r, 3), d(r, 6))),
@@ -832,6 +834,7 @@ pub const POSITIVE_FORMS: &[(&str, &[&str])] = &[
             "tel_uri",
             "fr_pairs",
             "fr_dots",
+            "fr_compact",
             "fr_intl",
             "fr_intl_trunk",
             "fr_00",
@@ -839,6 +842,7 @@ pub const POSITIVE_FORMS: &[(&str, &[&str])] = &[
             "de_paren",
             "de_slash",
             "de_mobile",
+            "de_compact",
             "de_intl",
             "uk_london",
             "uk_mobile",
@@ -1008,6 +1012,7 @@ pub const LOOKALIKE_FORMS: &[(&str, &[&str])] = &[
         "numbers",
         &[
             "order_number",
+            "padded_id",
             "invoice",
             "durations",
             "measurements",
@@ -1070,6 +1075,10 @@ fn lookalike(r: &mut Rng, form: &str) -> String {
             r.range(2020, 2030),
             r.below(1_000_000)
         ),
+        "padded_id" => {
+            let n = r.range(8, 11) as usize;
+            format!("record 00{}", r.digits(n))
+        }
         "invoice" => {
             let n = r.range(8, 12) as usize;
             format!("invoice INV{}", r.digits(n))
@@ -1148,7 +1157,17 @@ fn lookalike(r: &mut Rng, form: &str) -> String {
             let wrong = (luhn_digit(&body) + 1 + r.below(9) as u32) % 10;
             format!("{body}{wrong}")
         }
-        "iban_bad_check" => format!("DE{:02}{}", r.range(2, 96), r.digits(18)),
+        "iban_bad_check" => {
+            // A German IBAN with any check digits but the right ones.
+            let bban = r.digits(18);
+            let numeric = format!("{bban}131400");
+            let right = 98
+                - numeric
+                    .chars()
+                    .fold(0u64, |acc, c| (acc * 10 + u64::from(c.to_digit(10).unwrap_or(0))) % 97);
+            let wrong = (right + r.range(1, 96)) % 97;
+            format!("DE{wrong:02}{bban}")
+        }
         "amount" => format!("total {}.{:02} EUR", r.range(1000, 999_999), r.below(100)),
         "iso" | "iso_ms" | "dotted_date" | "slashed_date" | "compact" | "with_time" => {
             let [y, mo, d, h, mi, sec, ms] = [
