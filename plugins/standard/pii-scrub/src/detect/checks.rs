@@ -512,7 +512,12 @@ pub fn version_label_before(text: &str, start: usize) -> bool {
         return true;
     }
     let head = head.trim_end_matches([' ', '=', ':', '"', '\'']);
-    let word_start = head.rfind(|c: char| !c.is_ascii_alphabetic()).map_or(0, |i| i + 1);
+    // After the last character that is not a letter, whatever its width.
+    let word_start = head
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !c.is_ascii_alphabetic())
+        .map_or(0, |(i, c)| i + c.len_utf8());
     let word = &head[word_start..];
     head.len() + 4 >= start && LABELS.iter().any(|l| word.eq_ignore_ascii_case(l))
 }

@@ -153,6 +153,17 @@ fn leaves_lookalikes_alone() {
 }
 
 #[test]
+fn a_wide_character_before_a_label_is_stepped_over_whole() {
+    // Found by the fuzzer: the version-label check cut `ver\u{fffd}ion` inside
+    // its replacement character.
+    assert_eq!(kinds("\"ver\u{fffd}ion\":\"1.0.0.1\""), vec![(Kind::Ipv4, "1.0.0.1".to_string())]);
+    assert_eq!(
+        kinds("é1.2.3.4 and версия 10.0.0.1"),
+        vec![(Kind::Ipv4, "1.2.3.4".to_string()), (Kind::Ipv4, "10.0.0.1".to_string())]
+    );
+}
+
+#[test]
 fn collateral_damage_stays_small() {
     // A key without its END line: its body goes, the sentence after it stays.
     let text = "key -----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\nthen the job failed";
