@@ -409,8 +409,19 @@ pub fn valid_pan(s: &str) -> bool {
 /// and `.` between them, mixed; the usual 4-4-4-4 and 4-6-5 or irregular ones
 /// of 3 to 8 digits), an issuer's range and length, and a Luhn check digit.
 pub fn valid_card(s: &str) -> bool {
-    let d: Vec<u8> = s.bytes().filter(u8::is_ascii_digit).collect();
-    if !(12..=19).contains(&d.len()) {
+    // Called for every prefix of every candidate: the digits go in an array,
+    // not an allocation.
+    let mut digits = [0u8; 19];
+    let mut n = 0;
+    for b in s.bytes().filter(u8::is_ascii_digit) {
+        if n == digits.len() {
+            return false;
+        }
+        digits[n] = b;
+        n += 1;
+    }
+    let d = &digits[..n];
+    if n < 12 {
         return false;
     }
     let groups: Vec<usize> = s.split([' ', '-', '.']).filter(|g| !g.is_empty()).map(str::len).collect();
@@ -425,7 +436,7 @@ pub fn valid_card(s: &str) -> bool {
             return false;
         }
     }
-    issuer_length_ok(&d) && luhn(s)
+    issuer_length_ok(d) && luhn(s)
 }
 
 /// A card number candidate in its text: not part of a decimal or a signed
@@ -659,7 +670,13 @@ pub fn valid_iban(s: &str) -> bool {
 }
 
 pub fn valid_ipv4(s: &str) -> bool {
-    s.split('.').all(|octet| {
+    valid_octets(s, '.')
+}
+
+/// Four octets joined by `sep` (`.`, or `-` in host names), each 0–255 without
+/// a leading zero.
+pub fn valid_octets(s: &str, sep: char) -> bool {
+    s.split(sep).all(|octet| {
         !octet.is_empty()
             && (octet == "0" || !octet.starts_with('0'))
             && octet.parse::<u16>().is_ok_and(|v| v <= 255)

@@ -771,7 +771,7 @@ fn confirm(form: Form, text: &str, span: Range<usize>) -> Option<Range<usize>> {
             let host_before = text[..span.start].ends_with('-')
                 && text[..span.start - 1].ends_with(|c: char| c.is_ascii_alphanumeric());
             let continues = after.starts_with('-') || (after.starts_with('.') && !host_after);
-            ((host_after || host_before) && !continues && valid_ipv4(&s.replace('-', "."))).then_some(span)
+            ((host_after || host_before) && !continues && valid_octets(s, '-')).then_some(span)
         }
         Form::TelUri => {
             let number = s.find(':')? + 1;
