@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bytes::Bytes;
-use synaptic_telemetry::config::GeneratorConfig;
 use synaptic_telemetry::source::traffic::Traffic;
+use synaptic_telemetry::source::GeneratorConfig;
 
 /// `count` valid generator events (seed 42), as the pipeline receives them.
 pub fn generator_lines(count: usize) -> Vec<Bytes> {

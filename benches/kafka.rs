@@ -19,8 +19,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use synaptic_telemetry::app::{self, RunOptions};
-use synaptic_telemetry::config::{Config, GeneratorConfig};
+use synaptic_telemetry::config::Config;
 use synaptic_telemetry::source::traffic::Traffic;
+use synaptic_telemetry::source::GeneratorConfig;
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]

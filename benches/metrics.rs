@@ -17,10 +17,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use synaptic_telemetry::config::{TracesConfig, SPEC_METRICS};
 use synaptic_telemetry::event::{Batch, Event, Position, SchemaMode};
 use synaptic_telemetry::metrics::mapping::{Mapping, DEFAULT_PREFIX};
 use synaptic_telemetry::metrics::MetricsStep;
+use synaptic_telemetry::metrics::SPEC_METRICS;
+use synaptic_telemetry::step::TracesConfig;
 use synaptic_telemetry::step::{Step, TracesStep};
 use synaptic_telemetry::telemetry::Telemetry;
 

@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use synaptic_telemetry::config::{OnError, PluginHostConfig, PluginStepConfig};
 use synaptic_telemetry::event::{Batch, Event, Position, SchemaMode};
 use synaptic_telemetry::pipeline::Pipeline;
 use synaptic_telemetry::plugin::PluginHost;
+use synaptic_telemetry::plugin::{OnError, PluginHostConfig, PluginStepConfig};
 use synaptic_telemetry::source::RawRecord;
 use synaptic_telemetry::step::{RunningStep, Step};
 use synaptic_telemetry::telemetry::Telemetry;

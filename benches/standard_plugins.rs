@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use synaptic_telemetry::config::{OnError, PluginHostConfig, PluginStepConfig};
 use synaptic_telemetry::event::{Batch, Event, Position, SchemaMode};
+use synaptic_telemetry::plugin::{OnError, PluginHostConfig, PluginStepConfig};
 use synaptic_telemetry::plugin::{PluginHost, PluginStep};
 use synaptic_telemetry::step::Step;
 use synaptic_telemetry::telemetry::Telemetry;

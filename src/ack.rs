@@ -13,7 +13,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use prometheus::{IntCounter, IntGauge};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
+
+use crate::telemetry::Telemetry;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -107,12 +110,16 @@ impl Drop for Delivery {
     }
 }
 
-/// Running totals of finished batches, for sources without commits (file, generator)
-/// and for the run summary.
+/// Running totals of what became of the records read: the run summary is read
+/// from here. Finished batches are recorded by the [`Acks`] stream; the pipeline
+/// records what it dead-lettered, dropped and could not route.
 #[derive(Debug, Default)]
 pub struct AckLedger {
     pub done_events: AtomicU64,
     pub failed_events: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub dropped: AtomicU64,
+    pub unrouted: AtomicU64,
 }
 
 impl AckLedger {
@@ -122,6 +129,74 @@ impl AckLedger {
             Outcome::Failed => &self.failed_events,
         };
         counter.fetch_add(notice.events as u64, Ordering::Relaxed);
+    }
+
+    /// Adds what the pipeline did with one batch.
+    pub fn record_batch(&self, dead_lettered: usize, dropped: usize, unrouted: usize) {
+        self.dead_lettered.fetch_add(dead_lettered as u64, Ordering::Relaxed);
+        self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+        self.unrouted.fetch_add(unrouted as u64, Ordering::Relaxed);
+    }
+}
+
+/// Acknowledgement metrics: batches in flight, records acknowledged or not.
+#[derive(Clone)]
+pub struct AckMetrics {
+    pub in_flight_batches: IntGauge,
+    acknowledged: IntCounter,
+    unacknowledged: IntCounter,
+}
+
+impl AckMetrics {
+    pub fn register(telemetry: &Telemetry) -> Self {
+        AckMetrics {
+            in_flight_batches: telemetry
+                .gauge("in_flight_batches", "Batches read but not yet acknowledged by every sink"),
+            acknowledged: telemetry
+                .counter("acknowledged_events_total", "Input records whose batch every sink acknowledged"),
+            unacknowledged: telemetry.counter(
+                "unacknowledged_events_total",
+                "Input records whose batch was not acknowledged by every sink",
+            ),
+        }
+    }
+}
+
+/// The stream of finished batches, owned by the source that emitted them: a
+/// committing source follows it to move its commit point; the others let it be
+/// followed in the background. Every notice is recorded in the ledger and the
+/// metrics on its way.
+pub struct Acks {
+    rx: mpsc::UnboundedReceiver<AckNotice>,
+    ledger: Arc<AckLedger>,
+    metrics: AckMetrics,
+}
+
+impl Acks {
+    pub fn new(rx: mpsc::UnboundedReceiver<AckNotice>, ledger: Arc<AckLedger>, metrics: AckMetrics) -> Self {
+        Acks { rx, ledger, metrics }
+    }
+
+    /// The next finished batch; `None` once every batch emitted is finished and the
+    /// emitter is gone.
+    pub async fn next(&mut self) -> Option<AckNotice> {
+        let notice = self.rx.recv().await?;
+        Some(self.record(notice))
+    }
+
+    /// Records every notice until the stream ends.
+    pub async fn follow(mut self) {
+        while self.next().await.is_some() {}
+    }
+
+    fn record(&self, notice: AckNotice) -> AckNotice {
+        self.ledger.record(&notice);
+        self.metrics.in_flight_batches.dec();
+        match notice.outcome {
+            Outcome::Done => self.metrics.acknowledged.inc_by(notice.events as u64),
+            Outcome::Failed => self.metrics.unacknowledged.inc_by(notice.events as u64),
+        }
+        notice
     }
 }
 

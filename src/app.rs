@@ -1,5 +1,6 @@
-//! Wires source → pipeline → sinks, serves the endpoints, and shuts down in order:
-//! stop reading, drain in-flight batches, flush sinks, report.
+//! Runs a pipeline: builds the topology from the config, serves the endpoints,
+//! and shuts down in order: stop reading, drain in-flight batches (until the one
+//! drain deadline), flush the sinks, stop the services, report.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -8,21 +9,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::ack::{AckLedger, AckNotice};
-use crate::alert::service::AlertService;
-use crate::config::{Config, StepKind};
-use crate::pipeline::{Pipeline, SinkRoute};
-use crate::plugin::PluginHost;
-use crate::route::Matcher;
-use crate::scrub::DeadLetterScrubber;
+use crate::ack::AckLedger;
+use crate::config::{Config, Topology};
 use crate::server::{self, ServerState};
-use crate::sink::{Output, SinkTask, QUEUE_BATCHES};
-use crate::source::kafka::KafkaOffsets;
-use crate::source::{Emitter, Source};
-use crate::step::RunningStep;
 use crate::telemetry::Telemetry;
 
 pub struct RunOptions {
@@ -53,62 +44,14 @@ const GIVE_UP_GRACE: Duration = Duration::from_secs(5);
 
 pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary> {
     let telemetry = Arc::new(Telemetry::new());
+    // Fires once, at the drain deadline: sinks stop retrying, the source stops
+    // waiting for acknowledgements.
     let give_up = CancellationToken::new();
-
-    let mut sink_tasks = Vec::new();
-    let mut routes = Vec::new();
-    let traces = config.traces();
-    for sink in &config.sinks {
-        let output = Output::open(&sink.output, &traces)
-            .await
-            .with_context(|| format!("starting sink `{}`", sink.name))?;
-        let takes_spans = output.takes_spans();
-        let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
-        sink_tasks.push(SinkTask {
-            name: sink.name.clone(),
-            output,
-            counters: telemetry.sink_counters(&sink.name),
-            rx,
-            give_up: give_up.clone(),
-        });
-        routes.push(SinkRoute {
-            name: sink.name.clone(),
-            matcher: sink.matcher.as_ref().map(Matcher::new),
-            tx,
-            takes_spans,
-        });
-    }
-    let dead_letter_output =
-        Output::open(&config.dead_letter, &traces).await.context("starting the dead-letter sink")?;
-    let (dlq_tx, dlq_rx) = mpsc::channel(QUEUE_BATCHES);
-    sink_tasks.push(SinkTask {
-        name: "dead_letter".into(),
-        output: dead_letter_output,
-        counters: telemetry.sink_counters("dead_letter"),
-        rx: dlq_rx,
-        give_up: give_up.clone(),
-    });
-
+    let ledger = Arc::new(AckLedger::default());
     // Plugins load before anything is announced: a pipeline whose plugin cannot
     // load does not start.
-    let mut plugins = PluginHost::new(&config.plugins);
-    let alerts = config.pipeline.iter().find_map(|s| match &s.kind {
-        StepKind::Alerts(a) => Some(a),
-        _ => None,
-    });
-    let alerts = alerts.map(|a| AlertService::start(a, &telemetry)).transpose()?;
-    let steps = config
-        .pipeline
-        .iter()
-        .map(|s| match (&s.kind, &alerts) {
-            (StepKind::Alerts(_), Some(service)) => {
-                Ok(RunningStep::new(Box::new(service.step(&s.name)), &telemetry))
-            }
-            _ => RunningStep::build(s, config.schema, &mut plugins, &telemetry),
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    // Watches plugin files until the run ends (dropping it stops the thread).
-    let _plugin_watcher = plugins.watch()?;
+    let Topology { source, emitter, acks, pipeline, batches, sinks, services } =
+        config.build(&telemetry, ledger.clone(), &give_up).await?;
 
     let listen = options.listen.unwrap_or(config.server.listen);
     let listener =
@@ -122,23 +65,9 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
         callback(bound);
     }
 
-    for warning in crate::scrub::exports_before_scrubber(&config.pipeline) {
-        tracing::warn!("{warning}");
-    }
-    let scrubber = DeadLetterScrubber::for_pipeline(&config.pipeline)?;
-    let pipeline =
-        Pipeline::new(config.schema, config.limits.max_event_bytes, steps, routes, dlq_tx, telemetry.clone())
-            .with_scrubber(scrubber);
-    let (batch_tx, batch_rx) = mpsc::channel(1);
-    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-    let ledger = Arc::new(AckLedger::default());
-    let emitter = Emitter::new(batch_tx, ack_tx, &config.batch, &config.limits, telemetry.clone());
-    let source = Source::build(&config.source, config.limits.max_event_bytes);
-    let ledger_task = tokio::spawn(follow_acks(ack_rx, ledger.clone(), telemetry.clone(), source.offsets()));
-    let source_task =
-        tokio::spawn(source.run(emitter, options.shutdown.clone(), config.limits.drain_timeout));
-    let pipeline_task = tokio::spawn(pipeline.run(batch_rx));
-    let sink_handles: Vec<_> = sink_tasks.into_iter().map(|t| tokio::spawn(t.run())).collect();
+    let source_task = tokio::spawn(source.run(emitter, acks, options.shutdown.clone(), give_up.clone()));
+    let pipeline_task = tokio::spawn(pipeline.run(batches));
+    let sink_handles: Vec<_> = sinks.into_iter().map(|t| tokio::spawn(t.run())).collect();
     state.ready.store(true, Ordering::Release);
 
     let drain = async {
@@ -150,15 +79,16 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
         source_result
     };
     tokio::pin!(drain);
+    let drain_timeout = config.limits.drain_timeout;
     let source_result = tokio::select! {
         result = &mut drain => result,
         _ = options.shutdown.cancelled() => {
             state.ready.store(false, Ordering::Release);
             tracing::info!("shutting down: draining in-flight events");
-            match tokio::time::timeout(config.limits.drain_timeout, &mut drain).await {
+            match tokio::time::timeout(drain_timeout, &mut drain).await {
                 Ok(result) => result,
                 Err(_) => {
-                    tracing::error!(timeout = ?config.limits.drain_timeout, "drain timed out; unacknowledged batches will be reported");
+                    tracing::error!(timeout = ?drain_timeout, "drain timed out; unacknowledged batches will be reported");
                     give_up.cancel();
                     tokio::time::timeout(GIVE_UP_GRACE, &mut drain)
                         .await
@@ -169,10 +99,10 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
     };
     state.ready.store(false, Ordering::Release);
     let report = source_result.context("source task panicked")?.context("source failed")?;
-    let _ = ledger_task.await;
-    // Every event has passed the alerts step: a last evaluation, then what is held goes out.
-    if let Some(alerts) = alerts {
-        alerts.shutdown().await;
+    // Every event has passed the steps: the services finish their work (the alert
+    // engine's last evaluation and what it holds) and stop.
+    for service in services {
+        service.shutdown().await;
     }
     server_stop.cancel();
     if let Ok(Err(e)) = server.await {
@@ -180,34 +110,12 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
     }
 
     let acknowledged = ledger.done_events.load(Ordering::Relaxed);
-    let summary = Summary {
+    Ok(Summary {
         read: report.records,
         acknowledged,
         unacknowledged: report.records.saturating_sub(acknowledged),
-        dead_lettered: telemetry.dead_lettered.with_label_values(&["decode"]).get()
-            + telemetry.dead_lettered.with_label_values(&["schema"]).get()
-            + telemetry.dead_lettered.with_label_values(&["step"]).get(),
-        dropped: config.pipeline.iter().map(|s| telemetry.step_counters(&s.name).dropped.get()).sum(),
-        unrouted: telemetry.unrouted.get(),
-    };
-    Ok(summary)
-}
-
-async fn follow_acks(
-    mut rx: mpsc::UnboundedReceiver<AckNotice>,
-    ledger: Arc<AckLedger>,
-    telemetry: Arc<Telemetry>,
-    offsets: Option<Arc<KafkaOffsets>>,
-) {
-    while let Some(notice) = rx.recv().await {
-        ledger.record(&notice);
-        if let Some(offsets) = &offsets {
-            offsets.batch_finished(&notice);
-        }
-        telemetry.in_flight_batches.dec();
-        match notice.outcome {
-            crate::ack::Outcome::Done => telemetry.acked_events.inc_by(notice.events as u64),
-            crate::ack::Outcome::Failed => telemetry.failed_events.inc_by(notice.events as u64),
-        }
-    }
+        dead_lettered: ledger.dead_lettered.load(Ordering::Relaxed),
+        dropped: ledger.dropped.load(Ordering::Relaxed),
+        unrouted: ledger.unrouted.load(Ordering::Relaxed),
+    })
 }

@@ -13,6 +13,8 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::decode::ConfigErrors;
+
 /// The largest plugin file read (a WebAssembly component with a language runtime
 /// inside, as JavaScript and Python plugins have, runs to tens of MB).
 pub const MAX_PLUGIN_BYTES: u64 = 64 << 20;
@@ -118,6 +120,18 @@ pub fn open_append_private(path: &Path) -> std::io::Result<File> {
 /// Creates or truncates `path`, 0640; a symlink at `path` is refused.
 pub fn create_private(path: &Path) -> std::io::Result<File> {
     private_options().create(true).write(true).truncate(true).open(path)
+}
+
+/// A config document's text and the name its errors use; an unreadable file is
+/// one error naming `what` it was meant to be. Only a regular file of at most
+/// 16 MiB is read; `confined`, only one whose links stay in its directory (the
+/// files of a directory others drop files into, like `rules/`).
+pub fn read_document(path: &Path, what: &str, confined: bool) -> Result<(String, String), ConfigErrors> {
+    let name = path.display().to_string();
+    match read_text(path, MAX_CONFIG_BYTES, confined) {
+        Ok(text) => Ok((text, name)),
+        Err(e) => Err(ConfigErrors::file(name, format!("{what} {e}"))),
+    }
 }
 
 #[cfg(test)]

@@ -10,12 +10,12 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use synaptic_telemetry::alert;
-use synaptic_telemetry::alert::receiver::ReceiverConfig;
 use synaptic_telemetry::app::{self, RunOptions, Summary};
-use synaptic_telemetry::config::yaml::NodeKind;
-use synaptic_telemetry::config::{Config, GeneratorConfig, OutputConfig, StepKind};
+use synaptic_telemetry::config::Config;
+use synaptic_telemetry::decode::yaml::NodeKind;
 use synaptic_telemetry::plugin::tester::{self, TestOptions};
 use synaptic_telemetry::source::traffic::Traffic;
+use synaptic_telemetry::source::GeneratorConfig;
 use synaptic_telemetry::DEMO_CONFIG;
 
 /// Events are allocated in batches and freed together; glibc's allocator spends
@@ -181,7 +181,7 @@ fn validate(files: &[PathBuf]) -> ExitCode {
         let checked = match is_rules(file) {
             true => alert::engine::load_checked(file).map(|rules| Some(rules.len())),
             false => Config::load_file(file).map(|config| {
-                for warning in synaptic_telemetry::scrub::exports_before_scrubber(&config.pipeline) {
+                for warning in config.warnings() {
                     println!("{}: warning: {warning}", file.display());
                 }
                 None
@@ -213,7 +213,7 @@ fn is_rules(path: &Path) -> bool {
     }
     let limit = synaptic_telemetry::files::MAX_CONFIG_BYTES;
     let Ok(text) = synaptic_telemetry::files::read_text(path, limit, false) else { return false };
-    match synaptic_telemetry::config::yaml::parse(&text) {
+    match synaptic_telemetry::decode::yaml::parse(&text) {
         Ok(root) => match &root.kind {
             NodeKind::Map(entries) => {
                 entries.iter().any(|(k, _)| k.name == "rules")
@@ -238,30 +238,7 @@ fn run_pipeline(config: Config, listen: Option<SocketAddr>, demo: bool) -> anyho
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        let mut outputs: Vec<String> = config
-            .sinks
-            .iter()
-            .map(|s| (s.name.as_str(), &s.output))
-            .chain(std::iter::once(("dead letter", &config.dead_letter)))
-            .map(|(name, output)| match output {
-                OutputConfig::File(f) => format!("  {name}: {}", f.path.display()),
-                OutputConfig::Kafka(k) => format!("  {name}: kafka topic {} at {}", k.topic, k.brokers),
-                OutputConfig::Stdout => format!("  {name}: this terminal"),
-                OutputConfig::Otlp(o) => format!("  {name}: spans over OTLP to {}", o.endpoint),
-                OutputConfig::Influx(i) => format!("  {name}: InfluxDB {} database {}", i.url, i.database),
-            })
-            .collect();
-        for step in &config.pipeline {
-            let StepKind::Alerts(alerts) = &step.kind else { continue };
-            outputs.extend(alerts.receivers.iter().map(|(name, receiver)| match receiver {
-                ReceiverConfig::Alertmanager { url, .. } => {
-                    format!("  alerts ({name}): Alertmanager at {url}")
-                }
-                ReceiverConfig::Webhook { url, .. } => format!("  alerts ({name}): webhook {url}"),
-                ReceiverConfig::File { path } => format!("  alerts ({name}): {}", path.display()),
-                ReceiverConfig::Log => format!("  alerts ({name}): the log"),
-            }));
-        }
+        let outputs: Vec<String> = config.describe_outputs().iter().map(|line| format!("  {line}")).collect();
         let on_listening: Box<dyn FnOnce(SocketAddr) + Send> = Box::new(move |addr| {
             if demo {
                 eprintln!("\nsynaptic-telemetry demo is running; Ctrl-C stops it.");

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use prometheus::IntCounter;
+use prometheus::{Histogram, IntCounter, IntCounterVec};
 use tokio::sync::mpsc;
 
-use crate::event::{Batch, DeadLetter, Event, EventKind, Rejected, Rejection, SchemaMode, Stage};
+use crate::ack::AckLedger;
+use crate::event::{Batch, DeadLetter, Event, EventKind, Rejected, Rejection, SchemaMode, SideOutput, Stage};
 use crate::route::{route, Matcher, Selection};
 use crate::scrub::DeadLetterScrubber;
-use crate::sink::{SinkInput, SinkMessage};
+use crate::sink::{SideInput, SinkInput, SinkMessage};
 use crate::source::{RawBatch, RawRecord};
 use crate::step::RunningStep;
 use crate::telemetry::Telemetry;
@@ -21,8 +22,55 @@ pub struct SinkRoute {
     pub name: String,
     pub matcher: Option<Matcher>,
     pub tx: mpsc::Sender<SinkMessage>,
-    /// An `otlp` sink: it gets the batch's spans, never events.
-    pub takes_spans: bool,
+    /// Set for a sink that takes a side output (spans) instead of events.
+    pub side_input: Option<SideInput>,
+}
+
+/// The pipeline core's metrics: what was decoded, validated, dead-lettered, routed.
+struct PipelineMetrics {
+    /// Indexed by `EventKind as usize`.
+    by_type: Vec<IntCounter>,
+    dead_decode: IntCounter,
+    dead_schema: IntCounter,
+    dead_step: IntCounter,
+    schema_warnings: IntCounter,
+    unrouted: IntCounter,
+    batch_seconds: Histogram,
+}
+
+impl PipelineMetrics {
+    fn register(telemetry: &Telemetry) -> Self {
+        let by_type: IntCounterVec = telemetry.counter_vec(
+            "events_total",
+            "Valid events by canonical event type (unknown types as `unknown`)",
+            &["event_type"],
+        );
+        let mut kinds: Vec<EventKind> = EventKind::KNOWN.to_vec();
+        kinds.push(EventKind::Unknown);
+        kinds.sort_by_key(|k| *k as usize);
+        let dead = telemetry.counter_vec(
+            "dead_lettered_total",
+            "Inputs sent to the dead-letter sink, by stage (decode, schema, step)",
+            &["stage"],
+        );
+        PipelineMetrics {
+            by_type: kinds
+                .into_iter()
+                .map(|k| by_type.with_label_values(&[k.canonical_name().unwrap_or("unknown")]))
+                .collect(),
+            dead_decode: dead.with_label_values(&["decode"]),
+            dead_schema: dead.with_label_values(&["schema"]),
+            dead_step: dead.with_label_values(&["step"]),
+            schema_warnings: telemetry
+                .counter("schema_warnings_total", "Events with schema problems passed on in lenient mode"),
+            unrouted: telemetry.counter("unrouted_events_total", "Events that matched no sink"),
+            batch_seconds: telemetry.histogram(
+                "batch_duration_seconds",
+                "Time to decode, validate, run the steps and route one batch",
+                &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
+            ),
+        }
+    }
 }
 
 pub struct Pipeline {
@@ -30,15 +78,11 @@ pub struct Pipeline {
     max_event_bytes: usize,
     steps: Vec<RunningStep>,
     sinks: Vec<SinkRoute>,
-    span_sinks: Vec<SinkRoute>,
+    side_sinks: Vec<SinkRoute>,
     matchers: Vec<Option<Matcher>>,
     dead_letter: mpsc::Sender<SinkMessage>,
-    telemetry: Arc<Telemetry>,
-    /// Indexed by `EventKind as usize`.
-    type_counters: Vec<IntCounter>,
-    dead_decode: IntCounter,
-    dead_schema: IntCounter,
-    dead_step: IntCounter,
+    metrics: PipelineMetrics,
+    ledger: Arc<AckLedger>,
     /// Set when the pipeline has a PII scrubber: every dead letter goes through it.
     scrubber: Option<DeadLetterScrubber>,
 }
@@ -49,7 +93,7 @@ pub struct Processed {
     pub lines: Arc<Vec<Bytes>>,
     pub selections: Vec<Selection>,
     pub dead_letters: Vec<DeadLetter>,
-    pub spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>,
+    pub side_outputs: Vec<SideOutput>,
 }
 
 impl Pipeline {
@@ -61,29 +105,27 @@ impl Pipeline {
         dead_letter: mpsc::Sender<SinkMessage>,
         telemetry: Arc<Telemetry>,
     ) -> Self {
-        let (span_sinks, sinks): (Vec<SinkRoute>, Vec<SinkRoute>) =
-            sinks.into_iter().partition(|s| s.takes_spans);
+        let (side_sinks, sinks): (Vec<SinkRoute>, Vec<SinkRoute>) =
+            sinks.into_iter().partition(|s| s.side_input.is_some());
         let matchers = sinks.iter().map(|s| s.matcher.clone()).collect();
-        let mut kinds: Vec<EventKind> = EventKind::KNOWN.to_vec();
-        kinds.push(EventKind::Unknown);
-        kinds.sort_by_key(|k| *k as usize);
-        let type_counters = kinds.into_iter().map(|k| telemetry.event_type_counter(k)).collect();
-        let dead = |stage: &str| telemetry.dead_lettered.with_label_values(&[stage]);
         Pipeline {
             schema,
             max_event_bytes,
             steps,
             sinks,
-            span_sinks,
+            side_sinks,
             matchers,
             dead_letter,
-            type_counters,
-            dead_decode: dead("decode"),
-            dead_schema: dead("schema"),
-            dead_step: dead("step"),
-            telemetry,
+            metrics: PipelineMetrics::register(&telemetry),
+            ledger: Arc::new(AckLedger::default()),
             scrubber: None,
         }
+    }
+
+    /// Records what becomes of the records in `ledger` (the run summary's source).
+    pub fn with_ledger(mut self, ledger: Arc<AckLedger>) -> Self {
+        self.ledger = ledger;
+        self
     }
 
     /// Scrubs every dead letter with `scrubber` before it is handed on.
@@ -97,7 +139,7 @@ impl Pipeline {
         while let Some(RawBatch { records, tracker }) = rx.recv().await {
             let started = Instant::now();
             let processed = self.process_blocking(records);
-            self.telemetry.batch_seconds.observe(started.elapsed().as_secs_f64());
+            self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
 
             for (sink, selection) in self.sinks.iter().zip(processed.selections) {
                 if selection.is_empty(processed.lines.len()) {
@@ -108,12 +150,14 @@ impl Pipeline {
                     tracing::error!(sink = %sink.name, "sink task is gone; its events are not acknowledged");
                 }
             }
-            if !processed.spans.is_empty() {
-                let spans = Arc::new(processed.spans);
-                for sink in &self.span_sinks {
-                    let input = SinkInput::Spans(spans.clone());
+            for side in &processed.side_outputs {
+                for sink in &self.side_sinks {
+                    if !sink.side_input.as_ref().is_some_and(|input| input.takes(side)) {
+                        continue;
+                    }
+                    let input = SinkInput::Side(side.clone());
                     if sink.tx.send(SinkMessage { input, delivery: tracker.delivery() }).await.is_err() {
-                        tracing::error!(sink = %sink.name, "sink task is gone; its spans are not acknowledged");
+                        tracing::error!(sink = %sink.name, side_output = %side.name, "sink task is gone; its side output is not acknowledged");
                     }
                 }
             }
@@ -162,21 +206,21 @@ impl Pipeline {
                 }
             }
         }
-        for (counter, n) in self.type_counters.iter().zip(per_kind) {
+        for (counter, n) in self.metrics.by_type.iter().zip(per_kind) {
             if n > 0 {
                 counter.inc_by(n);
             }
         }
-        self.dead_decode.inc_by(decode_errors);
-        self.dead_schema.inc_by(schema_errors);
-        self.telemetry.schema_warnings.inc_by(warnings);
+        self.metrics.dead_decode.inc_by(decode_errors);
+        self.metrics.dead_schema.inc_by(schema_errors);
+        self.metrics.schema_warnings.inc_by(warnings);
 
         let before_steps = batch.dead_letters.len();
         for step in &mut self.steps {
             step.process(&mut batch);
         }
         let step_letters = batch.dead_letters.len() - before_steps;
-        self.dead_step.inc_by(step_letters as u64);
+        self.metrics.dead_step.inc_by(step_letters as u64);
         if let Some(scrubber) = &mut self.scrubber {
             for letter in &mut batch.dead_letters {
                 scrubber.scrub(letter);
@@ -184,9 +228,15 @@ impl Pipeline {
         }
 
         let (selections, unrouted) = route(&batch.events, &self.matchers);
-        self.telemetry.unrouted.inc_by(unrouted as u64);
+        self.metrics.unrouted.inc_by(unrouted as u64);
+        self.ledger.record_batch(batch.dead_letters.len(), batch.dropped, unrouted);
         let lines = batch.events.into_iter().map(Event::into_wire).collect();
-        Processed { lines: Arc::new(lines), selections, dead_letters: batch.dead_letters, spans: batch.spans }
+        Processed {
+            lines: Arc::new(lines),
+            selections,
+            dead_letters: batch.dead_letters,
+            side_outputs: batch.side_outputs,
+        }
     }
 
     /// The event, or its dead letter (boxed: rare, and larger than an event).

@@ -1,8 +1,37 @@
 //! Routing: which sinks each event goes to, by each sink's `match`.
 
-use crate::config::MatchConfig;
+use crate::decode::yaml::Node;
+use crate::decode::{one_of, Diagnostics, MapReader, OneOrMany};
 use crate::event::{Event, Severity};
 use crate::glob::Glob;
+
+/// A `match` clause as written: which events a sink, a drop step, a metric or a
+/// rule applies to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MatchConfig {
+    /// Globs on the canonical event_type; empty means any.
+    pub event_type: Vec<String>,
+    /// Globs on the component; empty means any.
+    pub component: Vec<String>,
+    /// Only events at or above this severity.
+    pub min_severity: Option<Severity>,
+}
+
+pub(crate) fn decode_match(node: &Node, cx: &mut Diagnostics) -> Option<MatchConfig> {
+    let mut map = MapReader::new(node, "match", cx)?;
+    let event_type = map.optional::<OneOrMany<String>>("event_type", cx).map(|v| v.0);
+    let component = map.optional::<OneOrMany<String>>("component", cx).map(|v| v.0);
+    let min_severity = map.node("min_severity").and_then(|n| {
+        let choices: Vec<(&str, Severity)> = Severity::ALL.iter().map(|s| (s.as_str(), *s)).collect();
+        one_of(n, &choices, cx)
+    });
+    map.finish(cx);
+    Some(MatchConfig {
+        event_type: event_type.unwrap_or_default(),
+        component: component.unwrap_or_default(),
+        min_severity,
+    })
+}
 
 /// A compiled `match` clause: every given condition must hold; an empty list
 /// means "any".

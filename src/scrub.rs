@@ -19,60 +19,15 @@ use bytes::Bytes;
 use pii_scrub::PiiScrub;
 use synaptic_plugin_sdk::{Config, Plugin};
 
-use crate::config::{PluginStepConfig, StepConfig, StepKind};
 use crate::event::DeadLetter;
-
-/// The file stem that marks a plugin step as the pipeline's PII scrubber.
-pub const SCRUBBER_STEM: &str = "pii_scrub";
-
-/// Whether a plugin step is the PII scrubber.
-pub fn is_scrubber(plugin: &PluginStepConfig) -> bool {
-    plugin.path.file_stem().and_then(|s| s.to_str()) == Some(SCRUBBER_STEM)
-}
-
-/// The pipeline's scrubber step, if it has one.
-pub fn scrubber_step(steps: &[StepConfig]) -> Option<(usize, &PluginStepConfig)> {
-    steps.iter().enumerate().find_map(|(i, step)| match &step.kind {
-        StepKind::Plugin(plugin) if is_scrubber(plugin) => Some((i, plugin)),
-        _ => None,
-    })
-}
-
-/// Warnings for steps that export event text (metric labels, span attributes,
-/// alert labels and annotations) and run before the pipeline's PII scrubber:
-/// what they take from an event leaves unscrubbed.
-pub fn exports_before_scrubber(steps: &[StepConfig]) -> Vec<String> {
-    let Some((at, _)) = scrubber_step(steps) else { return Vec::new() };
-    steps[..at]
-        .iter()
-        .filter_map(|step| {
-            let exports = match &step.kind {
-                StepKind::Metrics(_) => "metric labels",
-                StepKind::Traces(_) => "span attributes",
-                StepKind::Alerts(_) => "alert labels and annotations",
-                _ => return None,
-            };
-            Some(format!(
-                "step `{}` runs before the PII scrubber `{}`: the {exports} it takes from events are not scrubbed (move it after the scrubber)",
-                step.name, steps[at].name
-            ))
-        })
-        .collect()
-}
 
 pub struct DeadLetterScrubber {
     scrub: PiiScrub,
 }
 
 impl DeadLetterScrubber {
-    /// The scrubber for a pipeline's dead letters: `None` when the pipeline has no
-    /// PII scrubber. Fails when the scrubber's config does not load, as the plugin
-    /// would: the pipeline must then not start.
-    pub fn for_pipeline(steps: &[StepConfig]) -> anyhow::Result<Option<Self>> {
-        let Some((_, plugin)) = scrubber_step(steps) else { return Ok(None) };
-        Self::new(&plugin.config).map(Some)
-    }
-
+    /// The scrubber with the `pii_scrub` step's config. Fails when the config does
+    /// not load, as the plugin would: the pipeline must then not start.
     pub fn new(config: &serde_json::Map<String, serde_json::Value>) -> anyhow::Result<Self> {
         let json = serde_json::Value::Object(config.clone()).to_string();
         let config = Config::parse(&json).map_err(anyhow::Error::msg)?;

@@ -23,7 +23,37 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::decode::yaml::Node;
+use crate::decode::{Decode, Diagnostics, MapReader};
 use crate::telemetry::Telemetry;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address of /metrics, /health and /ready. The spec's default port is 9090.
+    pub listen: SocketAddr,
+}
+
+impl ServerConfig {
+    pub(crate) fn decode(node: Option<&Node>, cx: &mut Diagnostics) -> ServerConfig {
+        let default = ServerConfig { listen: SocketAddr::from(([127, 0, 0, 1], 9090)) };
+        let Some(mut map) = node.and_then(|n| MapReader::new(n, "server", cx)) else { return default };
+        let listen = map.node("listen").and_then(|n| {
+            let text = String::decode(n, cx)?;
+            match text.parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    cx.error(
+                        n.pos,
+                        format!("listen must be an address such as 127.0.0.1:9090, got `{text}`"),
+                    );
+                    None
+                }
+            }
+        });
+        map.finish(cx);
+        ServerConfig { listen: listen.unwrap_or(default.listen) }
+    }
+}
 
 pub struct ServerState {
     pub telemetry: Arc<Telemetry>,

@@ -18,11 +18,11 @@ use std::time::Instant;
 use synaptic_plugin_sdk::contract::{self, VerdictList};
 use synaptic_plugin_sdk::{Config, Plugin};
 use synaptic_telemetry::alert::rule;
-use synaptic_telemetry::config::yaml;
-use synaptic_telemetry::config::GeneratorConfig;
+use synaptic_telemetry::decode::yaml;
 use synaptic_telemetry::event::{json, paths_disagree};
 use synaptic_telemetry::metrics::mapping::Mapping;
 use synaptic_telemetry::source::traffic::Traffic;
+use synaptic_telemetry::source::GeneratorConfig;
 
 /// xorshift64*: small, fast, and the same everywhere.
 struct Rng(u64);

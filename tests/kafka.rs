@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::kafka::{self, Broker};
 use common::{command, comparable, http_get, metric, write_config, Running};
-use synaptic_telemetry::config::GeneratorConfig;
 use synaptic_telemetry::source::traffic::Traffic;
+use synaptic_telemetry::source::GeneratorConfig;
 
 fn traffic(count: usize, malformed_ratio: f64, seed: u64) -> Vec<Vec<u8>> {
     let config =

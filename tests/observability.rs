@@ -304,7 +304,7 @@ fn spans_reach_otlp_receivers_over_grpc_and_http() {
     let (code, summary) = Running::spawn(cmd).finish(Duration::from_secs(60));
     assert_eq!(code, 0, "{summary}");
 
-    let durations = synaptic_telemetry::config::default_span_durations();
+    let durations = synaptic_telemetry::step::traces::default_span_durations();
     let expected: Vec<&Value> = events
         .iter()
         .filter(|e| durations.iter().any(|(t, f)| e["event_type"] == *t && data(e, f).is_some()))

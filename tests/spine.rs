@@ -157,7 +157,7 @@ fn validate_reports_all_three_mistakes_with_positions() {
     assert!(errors[0].contains("three-mistakes.bad.yaml:5:3: unknown key `seeed` in source"), "{text}");
     assert!(errors[1].contains(":8:11: expected a duration"), "{text}");
     assert!(
-        errors[2].contains(":11:11: expected one of stdout, file, kafka, otlp, influxdb, got `s3`"),
+        errors[2].contains(":11:11: expected one of stdout, file, kafka, otlp, influxdb, http, got `s3`"),
         "{text}"
     );
 
@@ -269,6 +269,64 @@ fn promtool_finds_nothing(body: &str) {
 const GENERATED_PII: [&str; 5] =
     ["jane.doe@example.com", "078-05-1120", "hunter2", "203.0.113.42", "4111 1111 1111 1111"];
 
+/// The demo's metric families are exactly those of `tests/fixtures/metrics/
+/// demo-families.txt`, with their types; a family with samples carries exactly the
+/// label names listed there (histograms' `le` aside).
+fn assert_demo_families(body: &str) {
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/metrics/demo-families.txt");
+    let text = std::fs::read_to_string(fixture).expect("read demo-families.txt");
+    let expected: std::collections::BTreeMap<String, (String, String)> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let mut parts = l.split(' ');
+            Some((parts.next()?.to_string(), (parts.next()?.to_string(), parts.next()?.to_string())))
+        })
+        .collect();
+    let mut types = std::collections::BTreeMap::new();
+    let mut labels: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE line");
+            types.insert(name.to_string(), kind.to_string());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+            let mut name = &line[..name_end];
+            for suffix in ["_bucket", "_sum", "_count"] {
+                if let Some(base) =
+                    name.strip_suffix(suffix).filter(|b| types.get(*b).is_some_and(|t| t == "histogram"))
+                {
+                    name = base;
+                }
+            }
+            let keys = labels.entry(name.to_string()).or_default();
+            if let Some(inner) =
+                line[name_end..].strip_prefix('{').and_then(|r| r.split_once('}')).map(|(i, _)| i)
+            {
+                for pair in inner.split("\",").filter(|p| !p.is_empty()) {
+                    if let Some((key, _)) = pair.split_once('=') {
+                        if key != "le" {
+                            keys.insert(key.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let found: Vec<(&String, &String)> = types.iter().collect();
+    let wanted: Vec<(&String, &String)> = expected.iter().map(|(n, (t, _))| (n, t)).collect();
+    assert_eq!(found, wanted, "the demo's metric families (name, type) changed\n{body}");
+    for (name, (_, listed)) in &expected {
+        let seen = labels.get(name).cloned().unwrap_or_default();
+        if listed != "-" && !seen.is_empty() {
+            let listed: std::collections::BTreeSet<String> = listed.split(',').map(str::to_string).collect();
+            assert_eq!(seen, listed, "label names of {name}\n{body}");
+        }
+    }
+}
+
 #[test]
 fn demo_shows_the_standard_plugins_working_and_a_live_swap() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -294,6 +352,7 @@ fn demo_shows_the_standard_plugins_working_and_a_live_swap() {
 
     let (status, body) = http_get(addr, "/metrics");
     assert_eq!(status, 200);
+    assert_demo_families(&body);
     let sent = metric(&body, "synaptic_telemetry_sink_events_total{outcome=\"sent\",sink=\"archive\"}")
         .unwrap_or(0.0);
     assert!(sent > 100.0, "archive sink received events: {sent}\n{body}");

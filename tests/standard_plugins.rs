@@ -14,10 +14,11 @@ use common::plugins::wasm;
 use common::{command, read_lines, write_config, Running};
 use serde_json::Value;
 use synaptic_plugin_sdk::contract::{BatchBuffer, Verdict};
-use synaptic_telemetry::config::{GeneratorConfig, Grants, PluginHostConfig};
 use synaptic_telemetry::plugin::wasm::InstanceSettings;
-use synaptic_telemetry::plugin::{Instance, PluginHost};
+use synaptic_telemetry::plugin::{Grants, PluginHostConfig};
+use synaptic_telemetry::plugin::{Instance, PluginHost, PluginMetrics};
 use synaptic_telemetry::source::traffic::Traffic;
+use synaptic_telemetry::source::GeneratorConfig;
 use synaptic_telemetry::telemetry::Telemetry;
 
 fn shipped(name: &str) -> PathBuf {
@@ -33,7 +34,7 @@ fn instance(path: &Path, config: &str) -> Box<dyn Instance> {
         deadline: Duration::from_secs(30),
         memory: 64 << 20,
         grants: Grants::default(),
-        metrics: Telemetry::new().plugin_metrics(&name),
+        metrics: PluginMetrics::register(&Telemetry::new(), &name),
     });
     let mut host = PluginHost::new(&PluginHostConfig::default());
     let compile = host.compiler(path, settings).expect("a compiler for the plugin");

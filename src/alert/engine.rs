@@ -13,12 +13,12 @@ use synaptic_plugin_sdk::field::Scalar;
 
 use super::rule::{Cond, Func, Rule, Tier};
 use super::window::Window;
-use crate::config::{ConfigError, ConfigErrors};
+use crate::decode::{ConfigError, ConfigErrors};
 use crate::event::{Event, EventKind};
+use crate::fields::FieldRef;
 use crate::fields::{scalar_text, FieldSlots, PlanCondition, Reader, Reads, Ref, MAX_PLAN_FIELDS};
+use crate::fields::{IdentityMap, KeyHash};
 use crate::glob::Glob;
-use crate::metrics::mapping::FieldRef;
-use crate::metrics::store::{IdentityMap, KeyHash};
 use crate::route::Matcher;
 
 /// Plans kept for event types the schema does not know.

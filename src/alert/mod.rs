@@ -1,6 +1,7 @@
 //! Alerts: YAML rules in three tiers (critical, warning, info) evaluated on the
 //! event stream, and their notifications.
 //!
+//! - `config` — the `alerts` step's config, its metrics, and how it is built;
 //! - `rule` — the rule format (`rules/*.yaml`), strict, errors with file:line:col;
 //! - `window` — sliding windows over event time (count, rate, ratio, avg, max, quantiles);
 //! - `engine` — per-rule, per-group state fed by events and evaluated on a timer:
@@ -13,6 +14,7 @@
 //! - `testing` — `synaptic-telemetry test rules` on a simulated clock.
 
 pub mod alertmanager;
+mod config;
 pub mod engine;
 pub mod notify;
 pub mod receiver;
@@ -20,6 +22,8 @@ pub mod rule;
 pub mod service;
 pub mod testing;
 pub mod window;
+
+pub use config::{AlertMetrics, AlertsConfig};
 
 #[cfg(test)]
 mod tests;

@@ -229,7 +229,7 @@ mod tests {
         labels.insert("alertname".to_string(), rule.to_string());
         labels.insert("severity".to_string(), tier.as_str().to_string());
         labels.insert("component".to_string(), component.to_string());
-        let mut hash = crate::metrics::store::KeyHash::default();
+        let mut hash = crate::fields::KeyHash::default();
         for (k, v) in &labels {
             hash.add(k.as_bytes());
             hash.add(v.as_bytes());

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use super::alertmanager::{self, AlertmanagerClient};
 use super::engine::{format_value, Alert};
 use super::notify::Notification;
+use crate::retry::Backoff;
 
 /// Backoff between retries: doubles from the first to the last.
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
@@ -220,7 +221,7 @@ impl ReceiverTask {
 
     /// Delivers until the sender side closes and the outbox is empty.
     pub async fn run(mut self) {
-        let mut backoff = BACKOFF_FIRST;
+        let mut backoff = Backoff::new(BACKOFF_FIRST, BACKOFF_LAST);
         let resend = match &self.target {
             Target::Alertmanager { resend_interval, .. } => Some(*resend_interval),
             _ => None,
@@ -234,13 +235,14 @@ impl ReceiverTask {
                 match self.deliver_next().await {
                     Ok(()) => {
                         self.counters.sent.inc();
-                        backoff = BACKOFF_FIRST;
+                        backoff.reset();
                     }
                     Err(e) => {
                         self.counters.retries.inc();
-                        tracing::warn!(receiver = %self.name, error = %e, retry_in = ?backoff, queued = self.outbox.len(), "alert notification not delivered; will retry");
+                        let wait = backoff.after_failure();
+                        tracing::warn!(receiver = %self.name, error = %e, retry_in = ?wait, queued = self.outbox.len(), "alert notification not delivered; will retry");
                         // Keep taking new notifications while waiting, so none is lost.
-                        let wait = tokio::time::sleep(backoff);
+                        let wait = tokio::time::sleep(wait);
                         tokio::pin!(wait);
                         loop {
                             tokio::select! {
@@ -251,7 +253,6 @@ impl ReceiverTask {
                                 },
                             }
                         }
-                        backoff = (backoff * 2).min(BACKOFF_LAST);
                     }
                 }
                 continue;

@@ -19,10 +19,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::decode::{one_of, Decode, Diagnostics, MapReader};
-use crate::config::yaml::{Node, NodeKind, Pos};
-use crate::config::{decode_match, parse_document, read_document, ConfigError, ConfigErrors, MatchConfig};
-use crate::metrics::mapping::{decode_conditions, field_ref, Condition, FieldRef};
+use crate::decode::yaml::{Node, NodeKind, Pos};
+use crate::decode::{one_of, Decode, Diagnostics, MapReader};
+use crate::decode::{parse_document, ConfigError, ConfigErrors};
+use crate::fields::{decode_conditions, field_ref, Condition, FieldRef};
+use crate::files::read_document;
+use crate::route::{decode_match, MatchConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Tier {

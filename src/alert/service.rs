@@ -16,15 +16,15 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::config::{AlertMetrics, AlertsConfig};
 use super::engine::{load_checked, Engine, Evaluation};
 use super::notify::{Dispatcher, Notification};
 use super::receiver::{ReceiverCounters, ReceiverTask};
 use super::rule::{self, Rule, Tier};
-use crate::config::AlertsConfig;
 use crate::event::Batch;
 use crate::plugin::watch::Watcher;
-use crate::step::Step;
-use crate::telemetry::{AlertMetrics, Telemetry};
+use crate::step::{Service, Step};
+use crate::telemetry::Telemetry;
 
 /// How long the rules must be quiet after a change before they are read.
 const RELOAD_DEBOUNCE: Duration = Duration::from_millis(200);
@@ -51,6 +51,7 @@ impl AlertService {
     /// Starts the receivers, the evaluation task and (if enabled) the rule watcher.
     /// Must run inside the Tokio runtime.
     pub fn start(config: &AlertsConfig, telemetry: &Telemetry) -> anyhow::Result<AlertService> {
+        let metrics = AlertMetrics::register(telemetry);
         let engine =
             Engine::new(config.rules.clone(), config.max_groups).context("building the alert rules")?;
         tracing::info!(rules = config.rules.len(), path = %config.rules_path.display(), "alert rules loaded");
@@ -60,8 +61,8 @@ impl AlertService {
         for (name, receiver) in &config.receivers {
             let (tx, rx) = mpsc::unbounded_channel();
             let counters = ReceiverCounters {
-                sent: telemetry.alerts.notifications.with_label_values(&[name, "sent"]),
-                retries: telemetry.alerts.notifications.with_label_values(&[name, "retried"]),
+                sent: metrics.notifications.with_label_values(&[name, "sent"]),
+                retries: metrics.notifications.with_label_values(&[name, "retried"]),
             };
             let task = ReceiverTask::new(name, receiver, rx, counters)
                 .with_context(|| format!("starting alert receiver `{name}`"))?;
@@ -70,7 +71,7 @@ impl AlertService {
         }
         let (reload_tx, reload_rx) = std::sync::mpsc::channel::<Vec<Rule>>();
         let watcher = match config.reload {
-            true => Some(watch_rules(&config.rules_path, reload_tx, telemetry.alerts.clone())?),
+            true => Some(watch_rules(&config.rules_path, reload_tx, metrics.clone())?),
             false => None,
         };
         let stop = CancellationToken::new();
@@ -79,7 +80,7 @@ impl AlertService {
             dispatcher: Dispatcher::new(config.policy.clone()),
             senders,
             reloads: reload_rx,
-            metrics: telemetry.alerts.clone(),
+            metrics,
             inhibited_reported: 0,
             refused_reported: 0,
         };
@@ -112,6 +113,12 @@ impl AlertService {
         if tokio::time::timeout(self.flush_timeout, deliver).await.is_err() {
             tracing::error!(timeout = ?self.flush_timeout, "alert receivers did not deliver everything before the flush timeout");
         }
+    }
+}
+
+impl Service for AlertService {
+    fn shutdown(self: Box<Self>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(AlertService::shutdown(*self))
     }
 }
 

@@ -30,11 +30,12 @@ use serde_json::Value;
 
 use super::engine::{Alert, Engine};
 use super::rule::{self, Rule};
-use crate::config::decode::{Decode, Diagnostics, MapReader};
-use crate::config::plugin::to_json;
-use crate::config::yaml::{Node, NodeKind};
-use crate::config::{parse_document, read_document, ConfigErrors};
+use crate::decode::to_json;
+use crate::decode::yaml::{Node, NodeKind};
+use crate::decode::{parse_document, ConfigErrors};
+use crate::decode::{Decode, Diagnostics, MapReader};
 use crate::event::{Event, Position, SchemaMode};
+use crate::files::read_document;
 
 /// The simulated clock starts here (2026-01-01T00:00:00Z); `at` is added to it.
 pub const START_MS: i64 = 1_767_225_600_000;

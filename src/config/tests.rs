@@ -1,4 +1,7 @@
+use std::time::Duration;
+
 use super::*;
+use crate::plugin::{Grants, OnError};
 
 fn errors(text: &str) -> Vec<String> {
     match Config::parse(text, "c.yaml") {
@@ -96,7 +99,7 @@ fn missing_sections_and_types_are_named() {
     assert!(
         errs.iter()
             .any(|e| e
-                .contains("c.yaml:2:25: expected one of stdout, file, kafka, otlp, influxdb, got `kafkaa`")),
+                .contains("c.yaml:2:25: expected one of stdout, file, kafka, otlp, influxdb, http, got `kafkaa`")),
         "{errs:#?}"
     );
 }

@@ -548,8 +548,33 @@ pub struct Batch {
     pub events: Vec<Event>,
     pub dead_letters: Vec<DeadLetter>,
     pub dropped: usize,
-    /// Spans the traces step derived from the batch's events, for `otlp` sinks.
-    pub spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>,
+    /// What steps produced beside the events (the traces step's spans), for the
+    /// sinks that subscribe to them by name.
+    pub side_outputs: Vec<SideOutput>,
+}
+
+/// Items a step produces beside the events, under a name sinks subscribe to. The
+/// pipeline only carries them: the producing step and the subscribing sinks agree
+/// on the items' type.
+#[derive(Clone)]
+pub struct SideOutput {
+    /// What it holds (`spans`); subscribers downcast `items` by it.
+    pub kind: &'static str,
+    /// The producing step's name.
+    pub name: Arc<str>,
+    /// How many items there are (for the sinks' counters).
+    pub count: usize,
+    pub items: Arc<dyn std::any::Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for SideOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SideOutput")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("count", &self.count)
+            .finish()
+    }
 }
 
 #[cfg(test)]

@@ -120,8 +120,8 @@ fn assert_paths_agree(raw: &[u8]) {
 
 #[test]
 fn fast_and_precise_paths_agree_on_generated_traffic() {
-    use crate::config::GeneratorConfig;
     use crate::source::traffic::Traffic;
+    use crate::source::GeneratorConfig;
     let config = GeneratorConfig { rate: 0.0, total: 0, seed: 3, malformed_ratio: 0.1, start_ms: Some(1) };
     let mut traffic = Traffic::new(&config, 0);
     let mut fast = 0;

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use super::store::{KeyHash, LowBits};
+use crate::fields::{KeyHash, LowBits};
 
 /// Where a key and its value sit in the arena.
 #[derive(Clone, Copy)]

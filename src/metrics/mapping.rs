@@ -8,10 +8,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::names::check_name;
-use crate::config::decode::{one_of, Decode, Diagnostics, MapReader, OneOrMany};
-use crate::config::yaml::{Node, NodeKind, Pos};
-use crate::config::{decode_match, parse_document, read_document, ConfigErrors, MatchConfig};
-use crate::event::Section;
+use crate::decode::yaml::{Node, NodeKind, Pos};
+use crate::decode::{one_of, parse_document, ConfigErrors, Decode, Diagnostics, MapReader};
+use crate::fields::{decode_conditions, field_ref, field_refs, Condition, FieldRef};
+use crate::files::read_document;
+use crate::route::{decode_match, MatchConfig};
 
 /// The spec's prefix (Export Configuration → Prometheus → metric_prefix).
 pub const DEFAULT_PREFIX: &str = "codex_synaptic_";
@@ -22,16 +23,6 @@ pub const MAX_LABELS: usize = 8;
 pub struct Mapping {
     pub lookups: Vec<LookupDef>,
     pub metrics: Vec<MetricDef>,
-}
-
-/// Where a value is read from: an envelope field or a path inside one of its objects.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum FieldRef {
-    EventType,
-    Component,
-    Severity,
-    EventId,
-    In(Section, Vec<String>),
 }
 
 /// A table learned from events: e.g. agent_id → agent_type from agent.lifecycle,
@@ -90,30 +81,6 @@ pub struct ValueDef {
     pub scale: f64,
     /// A second field multiplied in (CPU time = duration × CPU share).
     pub times: Option<FieldRef>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Condition {
-    pub field: FieldRef,
-    pub test: Test,
-}
-
-#[derive(Debug, Clone)]
-pub enum Test {
-    Equals(Literal),
-    In(Vec<Literal>),
-    NotIn(Vec<Literal>),
-    AtLeast(f64),
-    AtMost(f64),
-    Present(bool),
-}
-
-/// A value from the mapping, compared as text with strings and booleans and as a
-/// number with numbers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Literal {
-    pub text: String,
-    pub number: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -341,48 +308,6 @@ fn check_buckets(buckets: &[f64], pos: Pos, cx: &mut Diagnostics) -> bool {
     true
 }
 
-/// A field path: `data.agent_id`, `context.trace_id`, `tags.env`, or an envelope
-/// field (`event_type`, `component`, `severity`, `event_id`).
-pub fn parse_field(text: &str) -> Result<FieldRef, String> {
-    let mut parts = text.split('.');
-    let root = parts.next().unwrap_or("");
-    let rest: Vec<String> = parts.map(str::to_string).collect();
-    let section = match root {
-        "data" => Section::Data,
-        "context" => Section::Context,
-        "tags" => Section::Tags,
-        "event_type" | "component" | "severity" | "event_id" if rest.is_empty() => {
-            return Ok(match root {
-                "event_type" => FieldRef::EventType,
-                "component" => FieldRef::Component,
-                "severity" => FieldRef::Severity,
-                _ => FieldRef::EventId,
-            })
-        }
-        _ => {
-            return Err(format!(
-                "field `{text}` must start with data., context. or tags., or be event_type, component, severity or event_id"
-            ))
-        }
-    };
-    if rest.is_empty() || rest.iter().any(String::is_empty) {
-        return Err(format!("field `{text}` needs a key after `{root}.`"));
-    }
-    Ok(FieldRef::In(section, rest))
-}
-
-pub(crate) fn field_ref(node: &Node, cx: &mut Diagnostics) -> Option<FieldRef> {
-    let text = String::decode(node, cx)?;
-    parse_field(&text).map_err(|e| cx.error(node.pos, e)).ok()
-}
-
-fn field_refs(node: &Node, cx: &mut Diagnostics) -> Option<Vec<FieldRef>> {
-    let texts = OneOrMany::<String>::decode(node, cx)?.0;
-    let refs: Vec<Option<FieldRef>> =
-        texts.iter().map(|t| parse_field(t).map_err(|e| cx.error(node.pos, e)).ok()).collect();
-    refs.into_iter().collect()
-}
-
 fn decode_value(node: &Node, cx: &mut Diagnostics) -> Option<ValueDef> {
     if let NodeKind::Scalar { .. } = node.kind {
         return field_ref(node, cx).map(|field| ValueDef { field, scale: 1.0, times: None });
@@ -397,74 +322,6 @@ fn decode_value(node: &Node, cx: &mut Diagnostics) -> Option<ValueDef> {
     let times = map.node("times").and_then(|n| field_ref(n, cx));
     map.finish(cx);
     Some(ValueDef { field: field?, scale, times })
-}
-
-fn literal(node: &Node, cx: &mut Diagnostics) -> Option<Literal> {
-    let text = String::decode(node, cx)?;
-    let number = text.parse::<f64>().ok().filter(|n| n.is_finite());
-    Some(Literal { text, number })
-}
-
-/// `where:` as a mapping of field → test; a bare value means `equals`.
-pub(crate) fn decode_conditions(node: &Node, cx: &mut Diagnostics) -> Vec<Condition> {
-    let NodeKind::Map(entries) = &node.kind else {
-        cx.error(node.pos, format!("expected a mapping of field: test, got {}", node.describe()));
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (key, value) in entries {
-        let field = match parse_field(&key.name) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                cx.error(key.pos, e);
-                None
-            }
-        };
-        let test = match &value.kind {
-            NodeKind::Map(_) => {
-                let what = format!("test of `{}`", key.name);
-                let Some(mut map) = MapReader::new(value, &what, cx) else { continue };
-                let mut tests = Vec::new();
-                if let Some(l) = map.node("equals").and_then(|n| literal(n, cx)) {
-                    tests.push(Test::Equals(l));
-                }
-                if let Some(n) = map.node("in") {
-                    tests.extend(literals(n, cx).map(Test::In));
-                }
-                if let Some(n) = map.node("not_in") {
-                    tests.extend(literals(n, cx).map(Test::NotIn));
-                }
-                tests.extend(map.optional::<f64>("at_least", cx).map(Test::AtLeast));
-                tests.extend(map.optional::<f64>("at_most", cx).map(Test::AtMost));
-                tests.extend(map.optional::<bool>("present", cx).map(Test::Present));
-                if tests.len() != 1 {
-                    cx.error(
-                        value.pos,
-                        format!("{what}: give exactly one of equals, in, not_in, at_least, at_most, present"),
-                    );
-                }
-                map.finish(cx);
-                tests.pop()
-            }
-            NodeKind::Seq(_) => {
-                cx.error(value.pos, "a list here is ambiguous: write `{in: [...]}`");
-                None
-            }
-            NodeKind::Scalar { .. } => literal(value, cx).map(Test::Equals),
-        };
-        if let (Some(field), Some(test)) = (field, test) {
-            out.push(Condition { field, test });
-        }
-    }
-    out
-}
-
-fn literals(node: &Node, cx: &mut Diagnostics) -> Option<Vec<Literal>> {
-    let NodeKind::Seq(items) = &node.kind else {
-        cx.error(node.pos, format!("expected a list, got {}", node.describe()));
-        return None;
-    };
-    items.iter().map(|n| literal(n, cx)).collect()
 }
 
 fn decode_labels(node: &Node, lookups: &[LookupDef], cx: &mut Diagnostics) -> Vec<LabelDef> {

@@ -8,6 +8,7 @@
 //! Behind a sampler, counts are scaled by `1 / sample_rate`, so a count is exact
 //! wherever the step sits.
 
+mod config;
 mod lookup;
 pub mod mapping;
 pub mod names;
@@ -26,6 +27,8 @@ use crate::fields::{scalar_text, FieldSlots, Reader, Ref, MAX_PLAN_FIELDS};
 use crate::route::Matcher;
 use crate::step::Step;
 use crate::telemetry::{MetricExport, Telemetry};
+
+pub use config::{MetricsStepConfig, SPEC_METRICS};
 use lookup::LookupTable;
 use mapping::{Case, LabelSource, Mapping, MetricKind};
 use plan::{plan_fields, Plan, PlanLabel};
@@ -59,7 +62,7 @@ struct KeyEntry {
 
 #[derive(Default)]
 struct KeyedState {
-    entries: store::IdentityMap<KeyEntry>,
+    entries: crate::fields::IdentityMap<KeyEntry>,
     next_sweep_ms: i64,
 }
 
@@ -108,12 +111,16 @@ impl MetricsStep {
             .collect();
         let families = Arc::new(MetricFamilies(Mutex::new(families)));
         telemetry.add_export(families.clone());
+        let problems = telemetry.counter_vec(
+            "metric_problems_total",
+            "Events the metrics step could not fully count: series_overflow (counted in the __overflow__ series), series_evicted (a new label set took the place of the least recently used one, whose counts went to __overflow__), key_overflow (a keyed gauge at max_keys), missing_value",
+            &["metric", "problem"],
+        );
         let problems = mapping
             .metrics
             .iter()
             .map(|m| {
-                let counter =
-                    |problem: &str| telemetry.metric_problems.with_label_values(&[&m.name, problem]);
+                let counter = |problem: &str| problems.with_label_values(&[&m.name, problem]);
                 Problems {
                     series_overflow: counter("series_overflow"),
                     series_evicted: counter("series_evicted"),
@@ -123,9 +130,9 @@ impl MetricsStep {
             })
             .collect();
         // The event type is decided by the plan; matchers keep only the rest.
-        let runtime_matcher = |m: &crate::config::MatchConfig| {
+        let runtime_matcher = |m: &crate::route::MatchConfig| {
             (!m.component.is_empty() || m.min_severity.is_some())
-                .then(|| Matcher::new(&crate::config::MatchConfig { event_type: Vec::new(), ..m.clone() }))
+                .then(|| Matcher::new(&crate::route::MatchConfig { event_type: Vec::new(), ..m.clone() }))
         };
         let mut step = MetricsStep {
             name: name.to_string(),
@@ -335,7 +342,7 @@ fn expire_keys(state: &mut KeyedState, family: &mut Family, now: i64, expire_ms:
 
 /// The identity of a keyed gauge's key (one field, or several in order).
 fn key_identity(key: &[Ref], read: &Reader<'_, '_>) -> Option<u128> {
-    let mut hash = store::KeyHash::default();
+    let mut hash = crate::fields::KeyHash::default();
     for r in key {
         hash.add(scalar_text(read.get(*r)?).as_bytes());
     }

@@ -3,7 +3,8 @@
 //! forgets, and which metrics it updates, with every field resolved to a slot.
 //! Built once per event type, so the per-event work is only the reading.
 
-use super::mapping::{FieldRef, LabelSource, Mapping, MetricKind};
+use super::mapping::{LabelSource, Mapping, MetricKind};
+use crate::fields::FieldRef;
 use crate::fields::{FieldSlots, PlanCondition, Reads, Ref};
 use crate::glob::Glob;
 
@@ -43,7 +44,7 @@ pub(super) struct Plan {
 
 /// The plan of one event type: what to read, learn and update.
 pub(super) fn build(mapping: &Mapping, event_type: &str) -> Plan {
-    let matches = |m: &crate::config::MatchConfig| type_matches(m, event_type);
+    let matches = |m: &crate::route::MatchConfig| type_matches(m, event_type);
     let builder = FieldSlots::new(plan_fields(mapping, event_type));
     let lookups = (mapping.lookups.iter().enumerate())
         .filter_map(|(i, l)| {
@@ -129,6 +130,6 @@ pub(super) fn plan_fields<'m>(mapping: &'m Mapping, event_type: &str) -> Vec<&'m
     fields
 }
 
-pub(super) fn type_matches(m: &crate::config::MatchConfig, event_type: &str) -> bool {
+pub(super) fn type_matches(m: &crate::route::MatchConfig, event_type: &str) -> bool {
     m.event_type.is_empty() || m.event_type.iter().any(|g| Glob::new(g).matches(event_type))
 }

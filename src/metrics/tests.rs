@@ -1,5 +1,5 @@
+use super::SPEC_METRICS;
 use super::*;
-use crate::config::SPEC_METRICS;
 use crate::event::{Position, SchemaMode};
 use bytes::Bytes;
 use mapping::DEFAULT_PREFIX;

@@ -14,6 +14,8 @@
 //! A runtime is a trait object ([`Code`] and [`Instance`]): the only open set in the
 //! service, because plugins are what operators swap at run time.
 
+mod config;
+mod metrics;
 mod rhai_json;
 pub mod script;
 pub mod step;
@@ -29,10 +31,12 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 use synaptic_plugin_sdk::contract::{BatchBuffer, VerdictList};
 
-use crate::config::{PluginHostConfig, PluginStepConfig};
 use crate::event::SchemaMode;
-use crate::telemetry::{PluginFailureKind, Telemetry};
+use crate::step::{BuildContext, RunningStep, Service, SharedResource};
+use crate::telemetry::Telemetry;
 
+pub use config::{DirGrant, Grants, OnError, PluginHostConfig, PluginStepConfig, SCRUBBER_STEM};
+pub use metrics::{PluginFailureKind, PluginMetrics};
 pub use step::{PluginStep, Prepared, RollbackPolicy};
 use wasm::{InstanceSettings, WasmRuntime};
 use watch::{CompileFn, Watched, Watcher};
@@ -89,7 +93,7 @@ impl PluginHost {
         schema: SchemaMode,
         telemetry: &Telemetry,
     ) -> anyhow::Result<PluginStep> {
-        let metrics = telemetry.plugin_metrics(name);
+        let metrics = PluginMetrics::register(telemetry, name);
         let settings = Arc::new(InstanceSettings {
             plugin: name.to_string(),
             init_config: serde_json::Value::Object(config.config.clone()).to_string(),
@@ -130,6 +134,35 @@ impl PluginHost {
         let watcher = Watcher::start(self.watched, self.config.debounce, self.config.poll_interval)
             .context("starting the plugin watcher")?;
         Ok(Some(watcher))
+    }
+}
+
+impl SharedResource for PluginHost {
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn start(self: Box<Self>) -> anyhow::Result<Option<Box<dyn Service>>> {
+        Ok(self.watch()?.map(|watcher| Box::new(watcher) as Box<dyn Service>))
+    }
+}
+
+impl Service for Watcher {
+    fn shutdown(self: Box<Self>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        // Dropping the watcher stops its thread.
+        drop(self);
+        Box::pin(std::future::ready(()))
+    }
+}
+
+impl PluginStepConfig {
+    /// The step, its first version loaded by the run's plugin host. Failing here
+    /// fails the start.
+    pub(crate) fn build(&self, name: &str, cx: &mut BuildContext) -> anyhow::Result<RunningStep> {
+        let (schema, telemetry) = (cx.schema(), cx.telemetry().clone());
+        let host = cx.shared::<PluginHost>().context("the plugin host was not set up")?;
+        let step = host.build_step(name, self, schema, &telemetry)?;
+        Ok(RunningStep::new(Box::new(step), &telemetry))
     }
 }
 

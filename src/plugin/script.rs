@@ -379,7 +379,7 @@ mod tests {
     use synaptic_plugin_sdk::contract::VerdictRef;
 
     use super::*;
-    use crate::config::Grants;
+    use crate::plugin::Grants;
     use crate::telemetry::Telemetry;
 
     fn settings(config: &str) -> Arc<InstanceSettings> {
@@ -389,7 +389,7 @@ mod tests {
             deadline: Duration::from_secs(5),
             memory: 64 << 20,
             grants: Grants::default(),
-            metrics: Telemetry::new().plugin_metrics("script"),
+            metrics: crate::plugin::PluginMetrics::register(&Telemetry::new(), "script"),
         })
     }
 

@@ -8,11 +8,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use synaptic_plugin_sdk::contract::{BatchBuffer, VerdictRef, KEEP};
 
+use super::config::OnError;
+use super::metrics::PluginMetrics;
 use super::{Instance, PluginError, Version};
-use crate::config::OnError;
 use crate::event::{Batch, DeadLetter, Event, SchemaMode, Stage};
 use crate::step::Step;
-use crate::telemetry::PluginMetrics;
 
 /// A new version, compiled and started off the hot path, waiting for the next batch.
 pub struct Prepared {
@@ -295,7 +295,8 @@ mod tests {
     use super::*;
     use crate::event::Position;
     use crate::plugin::Code;
-    use crate::telemetry::{PluginFailureKind, Telemetry};
+    use crate::plugin::PluginFailureKind;
+    use crate::telemetry::Telemetry;
 
     type Behavior = fn(&BatchBuffer) -> Result<VerdictList, PluginError>;
 
@@ -381,7 +382,7 @@ mod tests {
     }
 
     fn step(first: Prepared, on_error: OnError) -> (PluginStep, mpsc::Sender<Prepared>, PluginMetrics) {
-        let metrics = Telemetry::new().plugin_metrics("p");
+        let metrics = crate::plugin::PluginMetrics::register(&Telemetry::new(), "p");
         let (tx, rx) = mpsc::channel();
         let policy = RollbackPolicy { failures: 2, window: 4 };
         let step = PluginStep::new("p", on_error, SchemaMode::Strict, first, policy, rx, metrics.clone());

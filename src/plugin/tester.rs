@@ -11,10 +11,10 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use synaptic_plugin_sdk::contract::{BatchBuffer, VerdictRef};
 
+use super::config::{Grants, PluginHostConfig};
 use super::wasm::InstanceSettings;
 use super::PluginHost;
 use super::{content_hash, Code};
-use crate::config::{Grants, PluginHostConfig};
 use crate::event::{Event, Position, SchemaMode};
 use crate::telemetry::Telemetry;
 
@@ -55,9 +55,9 @@ pub fn parse_config(text: &str) -> anyhow::Result<Map<String, Value>> {
     } else {
         text.to_string()
     };
-    let node = crate::config::yaml::parse(&source)
+    let node = crate::decode::yaml::parse(&source)
         .map_err(|e| anyhow::anyhow!("--config {}:{}: {}", e.line, e.col, e.message))?;
-    match crate::config::plugin::to_json(&node) {
+    match crate::decode::to_json(&node) {
         Value::Object(map) => Ok(map),
         Value::Null => Ok(Map::new()),
         other => anyhow::bail!("--config must be a mapping, got {other}"),
@@ -77,7 +77,7 @@ pub fn run(options: &TestOptions, out: &mut dyn Write) -> anyhow::Result<TestRep
         deadline: options.deadline,
         memory: options.memory,
         grants: Grants::default(),
-        metrics: telemetry.plugin_metrics(&name),
+        metrics: super::PluginMetrics::register(&telemetry, &name),
     });
     let compile = PluginHost::new(&host).compiler(&options.plugin, settings)?;
     let code = compile(&bytes).with_context(|| format!("{} ({hash})", options.plugin.display()))?;

@@ -18,9 +18,9 @@ use wasmtime::{
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::config::{Grants, PluginHostConfig};
+use super::metrics::PluginMetrics;
 use super::{Code, Instance, PluginError};
-use crate::config::{Grants, PluginHostConfig};
-use crate::telemetry::PluginMetrics;
 
 wasmtime::component::bindgen!({
     path: "plugins/wit",

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher as _};
 
+use super::metrics::PluginMetrics;
 use super::step::Prepared;
 use super::{content_hash, Code, PluginError, Version};
-use crate::telemetry::PluginMetrics;
 
 /// Compiles one version of a plugin's file content.
 pub type CompileFn = Arc<dyn Fn(&[u8]) -> Result<Arc<dyn Code>, PluginError> + Send + Sync>;

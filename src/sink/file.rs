@@ -10,8 +10,77 @@ use std::time::{Instant, SystemTime};
 use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 
-use super::SinkError;
-use crate::config::FileSinkConfig;
+use super::{Encoded, SinkError, SinkKind, Write};
+use crate::decode::{ByteSize, Diagnostics, MapReader};
+
+#[derive(Debug, Clone)]
+pub struct FileSinkConfig {
+    pub path: PathBuf,
+    /// Start a new file when the current one reaches this size.
+    pub rotate_bytes: Option<u64>,
+    /// Start a new file when the current one is this old.
+    pub rotate_interval: Option<std::time::Duration>,
+    /// fsync before acknowledging (slower; survives power loss, not just a crash).
+    pub fsync: bool,
+}
+
+impl SinkKind for FileSinkConfig {
+    type Output = FileOutput;
+
+    fn decode(map: &mut MapReader<'_>, cx: &mut Diagnostics) -> Option<Self> {
+        let path: Option<String> = map.required("path", cx);
+        let rotate_bytes = map.optional::<ByteSize>("rotate_bytes", cx).map(|b| b.0);
+        let rotate_interval = map.optional::<std::time::Duration>("rotate_interval", cx);
+        let fsync = map.or("fsync", false, cx);
+        let path = PathBuf::from(path?);
+        if let Err(message) = check_writable_dir(&path) {
+            cx.error(map.key_pos("path"), message);
+        }
+        Some(FileSinkConfig { path, rotate_bytes, rotate_interval, fsync })
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    async fn open(&self) -> Result<FileOutput, SinkError> {
+        FileOutput::open(self).await
+    }
+}
+
+impl Write for FileOutput {
+    async fn write(&mut self, batch: &Encoded<'_>) -> Result<(), SinkError> {
+        self.write(batch.buf).await
+    }
+
+    async fn close(&mut self) -> Result<(), SinkError> {
+        self.close().await
+    }
+}
+
+/// A file sink creates its directory; this checks that it will be able to.
+fn check_writable_dir(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!("`{}` is a directory; a file sink needs a file path", path.display()));
+    }
+    let mut dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    while !dir.exists() {
+        dir = match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+    }
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => {
+            Err(format!("cannot create `{}`: `{}` is not a directory", path.display(), dir.display()))
+        }
+        Ok(meta) if meta.permissions().readonly() => {
+            Err(format!("cannot write `{}`: `{}` is read-only", path.display(), dir.display()))
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("cannot use `{}`: {e}", path.display())),
+    }
+}
 
 pub struct FileOutput {
     config: FileSinkConfig,

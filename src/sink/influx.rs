@@ -15,9 +15,68 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use super::SinkError;
-use crate::config::InfluxSinkConfig;
-use crate::metrics::mapping::{parse_field, FieldRef};
+use std::time::Duration;
+
+use super::{Encoded, SinkError, SinkKind};
+use crate::decode::{Diagnostics, MapReader};
+use crate::fields::{parse_field, FieldRef};
+
+#[derive(Debug, Clone)]
+pub struct InfluxSinkConfig {
+    /// `http://host:8086`; points are written to `{url}/write`.
+    pub url: String,
+    pub database: String,
+    pub retention_policy: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Fields written as tags besides component and severity (`data.namespace`).
+    pub tag_fields: Vec<String>,
+    pub gzip: bool,
+    pub timeout: Duration,
+}
+
+impl SinkKind for InfluxSinkConfig {
+    type Output = InfluxOutput;
+
+    fn decode(map: &mut MapReader<'_>, cx: &mut Diagnostics) -> Option<Self> {
+        let url: Option<String> = map.required("url", cx);
+        if let Some(u) = &url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                cx.error(map.key_pos("url"), format!("url must start with http:// or https://, got `{u}`"));
+            }
+        }
+        let tag_fields: Vec<String> = map.or("tag_fields", Vec::new(), cx);
+        for field in &tag_fields {
+            if let Err(e) = parse_field(field) {
+                cx.error(map.key_pos("tag_fields"), e);
+            }
+        }
+        Some(InfluxSinkConfig {
+            url: url?,
+            database: map.or("database", "codex_metrics".to_string(), cx),
+            retention_policy: map.optional("retention_policy", cx),
+            username: map.optional("username", cx),
+            password: map.optional("password", cx),
+            tag_fields,
+            gzip: map.or("gzip", true, cx),
+            timeout: map.or("timeout", Duration::from_secs(10), cx),
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("InfluxDB {} database {}", self.url, self.database)
+    }
+
+    async fn open(&self) -> Result<InfluxOutput, SinkError> {
+        InfluxOutput::open(self)
+    }
+}
+
+impl super::Write for InfluxOutput {
+    async fn write(&mut self, batch: &Encoded<'_>) -> Result<(), SinkError> {
+        self.write(&batch.lines()).await
+    }
+}
 
 pub struct InfluxOutput {
     client: reqwest::Client,

@@ -9,8 +9,58 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
-use super::SinkError;
-use crate::config::KafkaSinkConfig;
+use super::{Encoded, SinkError, SinkKind, Write};
+use crate::decode::{one_of, Diagnostics, MapReader};
+
+#[derive(Debug, Clone)]
+pub struct KafkaSinkConfig {
+    pub brokers: String,
+    pub topic: String,
+    /// Dotted path of the message key (default `data.agent_id`); events without it
+    /// are keyed by `event_id`.
+    pub key_field: String,
+    /// none | gzip | snappy | lz4 (default lz4).
+    pub compression: String,
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+impl SinkKind for KafkaSinkConfig {
+    type Output = KafkaOutput;
+
+    fn decode(map: &mut MapReader<'_>, cx: &mut Diagnostics) -> Option<Self> {
+        let brokers: Option<String> = map.required("brokers", cx);
+        let topic: Option<String> = map.required("topic", cx);
+        let compression = map.node("compression").and_then(|n| {
+            let choices = [("none", "none"), ("gzip", "gzip"), ("snappy", "snappy"), ("lz4", "lz4")];
+            one_of(n, &choices, cx)
+        });
+        Some(KafkaSinkConfig {
+            brokers: brokers?,
+            topic: topic?,
+            key_field: map.or("key_field", "data.agent_id".to_string(), cx),
+            compression: compression.unwrap_or("lz4").to_string(),
+            properties: map.or("properties", Default::default(), cx),
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("kafka topic {} at {}", self.topic, self.brokers)
+    }
+
+    async fn open(&self) -> Result<KafkaOutput, SinkError> {
+        KafkaOutput::open(self)
+    }
+}
+
+impl Write for KafkaOutput {
+    async fn write(&mut self, batch: &Encoded<'_>) -> Result<(), SinkError> {
+        self.write(&batch.lines()).await
+    }
+
+    async fn close(&mut self) -> Result<(), SinkError> {
+        self.close().await
+    }
+}
 use crate::event::field::find_text;
 
 pub struct KafkaOutput {

@@ -3,33 +3,43 @@
 //! after the write succeeded. Failed writes are retried with backoff until they
 //! succeed or the shutdown deadline passes; then the delivery is dropped without
 //! acknowledgement and the batch is reported failed.
+//!
+//! Every kind of sink lives in a module of its own, holding its config, its decoder
+//! and its output, and implements [`SinkKind`] and [`Write`]. The `sinks!` list at
+//! the bottom of this file is the one place that names them all: it makes the
+//! closed enums [`OutputConfig`] and [`Output`] and their dispatch.
 
+mod config;
 mod file;
+mod http;
 mod influx;
 mod kafka;
+mod metrics;
 mod otlp;
 mod stdout;
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::ack::Delivery;
-use crate::config::{OutputConfig, TracesConfig};
-use bytes::Bytes;
-
-use crate::event::DeadLetter;
+use crate::decode::{Diagnostics, MapReader};
+use crate::event::{DeadLetter, SideOutput};
+use crate::retry::Backoff;
 use crate::route::Selection;
-use crate::telemetry::SinkCounters;
-use opentelemetry_proto::tonic::trace::v1::Span;
 
-pub use file::FileOutput;
-pub use influx::InfluxOutput;
-pub use kafka::KafkaOutput;
-pub use otlp::{OtlpOutput, SCOPE_NAME};
-pub use stdout::StdoutOutput;
+pub use config::SinkConfig;
+pub use file::FileSinkConfig;
+pub use http::HttpSinkConfig;
+pub use influx::InfluxSinkConfig;
+pub use kafka::KafkaSinkConfig;
+pub(crate) use metrics::SinkCounters;
+pub use otlp::{OtlpProtocol, OtlpSinkConfig, SCOPE_NAME};
+pub use stdout::StdoutConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -43,6 +53,67 @@ pub enum SinkError {
     Otlp { endpoint: String, message: String },
     #[error("InfluxDB `{url}`: {message}")]
     Influx { url: String, message: String },
+    #[error("HTTP sink `{url}`: {message}")]
+    Http { url: String, message: String },
+}
+
+/// What a kind of sink provides to be configured and opened. The common keys of a
+/// sink (`name`, `type`, `match`) are read by the caller.
+pub(crate) trait SinkKind: Sized {
+    type Output: Write;
+    /// Reads the kind's own keys.
+    fn decode(map: &mut MapReader<'_>, cx: &mut Diagnostics) -> Option<Self>;
+    /// Where the events go, for the start-up banner.
+    fn describe(&self) -> String;
+    /// The side output this kind consumes instead of events, if any.
+    fn side_input(&self) -> Option<SideInput> {
+        None
+    }
+    async fn open(&self) -> Result<Self::Output, SinkError>;
+}
+
+/// The side outputs a sink subscribes to (see [`crate::event::SideOutput`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SideInput {
+    /// The kind of side output (`spans`).
+    pub kind: &'static str,
+    /// Only the side output of the step with this name; `None`: of every step.
+    pub from: Option<String>,
+    /// What it is, for messages ("the traces step's spans").
+    pub what: &'static str,
+}
+
+impl SideInput {
+    pub(crate) fn takes(&self, side: &SideOutput) -> bool {
+        self.kind == side.kind && self.from.as_deref().is_none_or(|from| from == &*side.name)
+    }
+}
+
+/// An open output.
+pub(crate) trait Write: Send {
+    /// Writes one batch; an error means "try again".
+    async fn write(&mut self, batch: &Encoded<'_>) -> Result<(), SinkError>;
+    /// Flushes what is buffered at the end of the run.
+    async fn close(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// One batch as a sink writes it: events or dead letters as JSON lines, or the
+/// side output the sink subscribed to.
+pub(crate) struct Encoded<'a> {
+    /// The JSON lines, each followed by a newline.
+    pub buf: &'a [u8],
+    /// Each line's range in `buf`, without its newline.
+    pub ranges: &'a [Range<usize>],
+    pub side: Option<&'a SideOutput>,
+}
+
+impl Encoded<'_> {
+    /// The lines, without their newlines.
+    pub fn lines(&self) -> Vec<&[u8]> {
+        self.ranges.iter().map(|r| &self.buf[r.clone()]).collect()
+    }
 }
 
 /// The most of an error response's body kept for the log: services answer errors
@@ -77,7 +148,7 @@ pub async fn response_excerpt(response: reqwest::Response) -> String {
     line
 }
 
-/// gzip for request bodies (OTLP/HTTP, InfluxDB).
+/// gzip for request bodies (OTLP/HTTP, InfluxDB, HTTP).
 fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
     use std::io::Write;
     let mut encoder =
@@ -87,15 +158,11 @@ fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// What a sink is asked to write: events as JSON lines (without newline), shared by
-/// every sink of the batch, or dead-letter records.
+/// every sink of the batch, dead-letter records, or a side output.
 pub enum SinkInput {
-    Events {
-        lines: Arc<Vec<Bytes>>,
-        selection: Selection,
-    },
+    Events { lines: Arc<Vec<Bytes>>, selection: Selection },
     DeadLetters(Vec<DeadLetter>),
-    /// The traces step's spans, for `otlp` outputs.
-    Spans(Arc<Vec<Span>>),
+    Side(SideOutput),
 }
 
 pub struct SinkMessage {
@@ -106,7 +173,7 @@ pub struct SinkMessage {
 impl SinkInput {
     /// Appends one JSON line per item to `out`, and each line's range (without the
     /// newline) to `ranges`.
-    fn encode_lines(&self, out: &mut Vec<u8>, ranges: &mut Vec<std::ops::Range<usize>>) {
+    fn encode_lines(&self, out: &mut Vec<u8>, ranges: &mut Vec<Range<usize>>) {
         let mut push = |out: &mut Vec<u8>, write: &dyn Fn(&mut Vec<u8>)| {
             let start = out.len();
             write(out);
@@ -129,76 +196,8 @@ impl SinkInput {
                     push(out, &|o| letter.encode(o));
                 }
             }
-            // Spans are not lines; `otlp` outputs take them as they are.
-            SinkInput::Spans(_) => {}
-        }
-    }
-}
-
-/// The closed set of outputs a sink can write to.
-pub enum Output {
-    Stdout(StdoutOutput),
-    File(FileOutput),
-    Kafka(KafkaOutput),
-    Otlp(OtlpOutput),
-    Influx(InfluxOutput),
-}
-
-impl Output {
-    /// `traces` describes the spans' service for `otlp` outputs.
-    pub async fn open(config: &OutputConfig, traces: &TracesConfig) -> Result<Output, SinkError> {
-        Ok(match config {
-            OutputConfig::Stdout => Output::Stdout(StdoutOutput::new()),
-            OutputConfig::File(c) => Output::File(FileOutput::open(c).await?),
-            OutputConfig::Kafka(c) => Output::Kafka(KafkaOutput::open(c)?),
-            OutputConfig::Otlp(c) => Output::Otlp(OtlpOutput::open(c, traces)?),
-            OutputConfig::Influx(c) => Output::Influx(InfluxOutput::open(c)?),
-        })
-    }
-
-    /// Whether the output takes spans instead of events.
-    pub fn takes_spans(&self) -> bool {
-        matches!(self, Output::Otlp(_))
-    }
-
-    /// Writes the encoded lines: streams take the buffer whole, message outputs one
-    /// message per range.
-    async fn write(&mut self, buf: &[u8], ranges: &[std::ops::Range<usize>]) -> Result<(), SinkError> {
-        match self {
-            Output::Stdout(o) => o.write(buf).await,
-            Output::File(o) => o.write(buf).await,
-            Output::Kafka(o) => {
-                let lines: Vec<&[u8]> = ranges.iter().map(|r| &buf[r.clone()]).collect();
-                o.write(&lines).await
-            }
-            Output::Influx(o) => {
-                let lines: Vec<&[u8]> = ranges.iter().map(|r| &buf[r.clone()]).collect();
-                o.write(&lines).await
-            }
-            // Spans arrive as `SinkInput::Spans`; an otlp output is routed no events.
-            Output::Otlp(_) => Ok(()),
-        }
-    }
-
-    async fn write_input(
-        &mut self,
-        input: &SinkInput,
-        buf: &[u8],
-        ranges: &[std::ops::Range<usize>],
-    ) -> Result<(), SinkError> {
-        match (self, input) {
-            (Output::Otlp(o), SinkInput::Spans(spans)) => o.write(spans).await,
-            (_, SinkInput::Spans(_)) => Ok(()),
-            (output, _) => output.write(buf, ranges).await,
-        }
-    }
-
-    async fn close(&mut self) -> Result<(), SinkError> {
-        match self {
-            Output::Stdout(o) => o.flush().await,
-            Output::File(o) => o.close().await,
-            Output::Kafka(o) => o.close().await,
-            Output::Otlp(_) | Output::Influx(_) => Ok(()),
+            // A side output is not lines; its subscribers take it as it is.
+            SinkInput::Side(_) => {}
         }
     }
 }
@@ -208,18 +207,28 @@ impl Output {
 pub const QUEUE_BATCHES: usize = 4;
 
 pub struct SinkTask {
-    pub name: String,
-    pub output: Output,
-    pub counters: SinkCounters,
-    pub rx: mpsc::Receiver<SinkMessage>,
+    name: String,
+    output: Output,
+    counters: SinkCounters,
+    rx: mpsc::Receiver<SinkMessage>,
     /// Fires when the drain deadline passed: stop retrying.
-    pub give_up: CancellationToken,
+    give_up: CancellationToken,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 impl SinkTask {
+    pub(crate) fn new(
+        name: &str,
+        output: Output,
+        counters: SinkCounters,
+        rx: mpsc::Receiver<SinkMessage>,
+        give_up: CancellationToken,
+    ) -> Self {
+        SinkTask { name: name.to_string(), output, counters, rx, give_up }
+    }
+
     /// Runs until the pipeline closes the queue, then flushes and closes the output.
     pub async fn run(mut self) {
         let mut buf = Vec::with_capacity(256 * 1024);
@@ -228,13 +237,14 @@ impl SinkTask {
             buf.clear();
             ranges.clear();
             message.input.encode_lines(&mut buf, &mut ranges);
-            let count = match &message.input {
-                SinkInput::Spans(spans) => spans.len() as u64,
-                _ => ranges.len() as u64,
+            let (count, side) = match &message.input {
+                SinkInput::Side(side) => (side.count as u64, Some(side)),
+                _ => (ranges.len() as u64, None),
             };
-            let mut backoff = FIRST_BACKOFF;
+            let encoded = Encoded { buf: &buf, ranges: &ranges, side };
+            let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
             loop {
-                match self.output.write_input(&message.input, &buf, &ranges).await {
+                match self.output.write(&encoded).await {
                     Ok(()) => {
                         self.counters.sent.inc_by(count);
                         message.delivery.ack();
@@ -242,10 +252,11 @@ impl SinkTask {
                     }
                     Err(e) => {
                         self.counters.write_errors.inc();
-                        tracing::warn!(sink = %self.name, error = %e, retry_in = ?backoff, "sink write failed");
+                        let wait = backoff.after_failure();
+                        tracing::warn!(sink = %self.name, error = %e, retry_in = ?wait, "sink write failed");
                         let gave_up = tokio::select! {
                             _ = self.give_up.cancelled() => true,
-                            _ = tokio::time::sleep(backoff) => false,
+                            _ = tokio::time::sleep(wait) => false,
                         };
                         if gave_up {
                             self.counters.failed.inc_by(count);
@@ -253,7 +264,6 @@ impl SinkTask {
                             drop(message.delivery);
                             break;
                         }
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
                 }
             }
@@ -262,4 +272,87 @@ impl SinkTask {
             tracing::error!(sink = %self.name, error = %e, "closing sink failed");
         }
     }
+}
+
+/// The list of sink kinds: `Variant("type", module)`. Each module has a config type
+/// implementing [`SinkKind`] whose output implements [`Write`].
+macro_rules! sinks {
+    ($($variant:ident($type_name:literal, $config:ty)),* $(,)?) => {
+        /// The closed set of sink kinds, as configured.
+        #[derive(Debug, Clone)]
+        pub enum OutputConfig {
+            $($variant($config),)*
+        }
+
+        /// The closed set of open outputs.
+        pub(crate) enum Output {
+            $($variant(<$config as SinkKind>::Output),)*
+        }
+
+        impl OutputConfig {
+            /// The `type` names, in the order messages list them.
+            pub(crate) const TYPES: &'static [&'static str] = &[$($type_name),*];
+
+            /// Decodes the kind named `type_name` (one of [`Self::TYPES`]).
+            pub(crate) fn decode_kind(
+                type_name: &str,
+                map: &mut MapReader<'_>,
+                cx: &mut Diagnostics,
+            ) -> Option<OutputConfig> {
+                match type_name {
+                    $($type_name => <$config as SinkKind>::decode(map, cx).map(OutputConfig::$variant),)*
+                    _ => None,
+                }
+            }
+
+            pub(crate) fn type_name(&self) -> &'static str {
+                match self {
+                    $(OutputConfig::$variant(_) => $type_name,)*
+                }
+            }
+
+            /// Where the events go, for the start-up banner.
+            pub fn describe(&self) -> String {
+                match self {
+                    $(OutputConfig::$variant(c) => c.describe(),)*
+                }
+            }
+
+            /// The side output the sink consumes instead of events, if any.
+            pub fn side_input(&self) -> Option<SideInput> {
+                match self {
+                    $(OutputConfig::$variant(c) => c.side_input(),)*
+                }
+            }
+
+            pub(crate) async fn open(&self) -> Result<Output, SinkError> {
+                Ok(match self {
+                    $(OutputConfig::$variant(c) => Output::$variant(c.open().await?),)*
+                })
+            }
+        }
+
+        impl Output {
+            async fn write(&mut self, batch: &Encoded<'_>) -> Result<(), SinkError> {
+                match self {
+                    $(Output::$variant(o) => Write::write(o, batch).await,)*
+                }
+            }
+
+            async fn close(&mut self) -> Result<(), SinkError> {
+                match self {
+                    $(Output::$variant(o) => Write::close(o).await,)*
+                }
+            }
+        }
+    };
+}
+
+sinks! {
+    Stdout("stdout", stdout::StdoutConfig),
+    File("file", file::FileSinkConfig),
+    Kafka("kafka", kafka::KafkaSinkConfig),
+    Otlp("otlp", otlp::OtlpSinkConfig),
+    Influx("influxdb", influx::InfluxSinkConfig),
+    Http("http", http::HttpSinkConfig),
 }

@@ -10,14 +10,101 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::transport::Channel;
 
-use super::SinkError;
-use crate::config::{OtlpProtocol, OtlpSinkConfig, TracesConfig};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{Encoded, SideInput, SinkError, SinkKind};
+use crate::decode::{one_of, Diagnostics, MapReader};
+use crate::step::traces::{ServiceIdentity, SpanBatch, SPANS};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct OtlpSinkConfig {
+    /// `http://host:4317` (gRPC) or `http://host:4318` (HTTP; `/v1/traces` is added).
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// gzip the requests.
+    pub compression: bool,
+    pub timeout: Duration,
+    /// Extra request headers (authentication).
+    pub headers: BTreeMap<String, String>,
+    /// The traces step whose spans this sink exports; absent: every traces step's.
+    pub spans_from: Option<String>,
+    /// Resource attributes `service.name`, `service.version`,
+    /// `deployment.environment`; each one not set here is the traces step's.
+    pub service_name: Option<String>,
+    pub service_version: Option<String>,
+    pub environment: Option<String>,
+}
+
+impl SinkKind for OtlpSinkConfig {
+    type Output = OtlpOutput;
+
+    fn decode(map: &mut MapReader<'_>, cx: &mut Diagnostics) -> Option<Self> {
+        let endpoint: Option<String> = map.required("endpoint", cx);
+        let protocol = map
+            .node("protocol")
+            .and_then(|n| {
+                one_of(n, &[("grpc", OtlpProtocol::Grpc), ("http/protobuf", OtlpProtocol::HttpProtobuf)], cx)
+            })
+            .unwrap_or(OtlpProtocol::Grpc);
+        if let Some(e) = &endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                cx.error(
+                    map.key_pos("endpoint"),
+                    format!("endpoint must start with http:// or https://, got `{e}`"),
+                );
+            }
+        }
+        Some(OtlpSinkConfig {
+            endpoint: endpoint?,
+            protocol,
+            compression: map
+                .node("compression")
+                .and_then(|n| one_of(n, &[("gzip", true), ("none", false)], cx))
+                .unwrap_or(true),
+            timeout: map.or("timeout", Duration::from_secs(10), cx),
+            headers: map.or("headers", BTreeMap::new(), cx),
+            spans_from: map.optional("spans_from", cx),
+            service_name: map.optional("service_name", cx),
+            service_version: map.optional("service_version", cx),
+            environment: map.optional("environment", cx),
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("spans over OTLP to {}", self.endpoint)
+    }
+
+    fn side_input(&self) -> Option<SideInput> {
+        Some(SideInput { kind: SPANS, from: self.spans_from.clone(), what: "the traces step's spans" })
+    }
+
+    async fn open(&self) -> Result<OtlpOutput, SinkError> {
+        OtlpOutput::open(self)
+    }
+}
+
+impl super::Write for OtlpOutput {
+    async fn write(&mut self, batch: &Encoded<'_>) -> Result<(), SinkError> {
+        // Only the subscribed side output is routed here; anything else has no spans.
+        match batch.side.and_then(|side| side.items.downcast_ref::<SpanBatch>()) {
+            Some(spans) => self.write(spans).await,
+            None => Ok(()),
+        }
+    }
+}
 
 /// The instrumentation scope the spec's OpenTelemetry Format names.
 pub const SCOPE_NAME: &str = "codex-synaptic-telemetry";
@@ -25,7 +112,8 @@ pub const SCOPE_NAME: &str = "codex-synaptic-telemetry";
 pub struct OtlpOutput {
     endpoint: String,
     transport: Transport,
-    resource: Resource,
+    /// Resource attributes set on the sink; the rest come with the spans.
+    overrides: ServiceIdentity,
     compression: bool,
     headers: Vec<(String, String)>,
 }
@@ -36,8 +124,7 @@ enum Transport {
 }
 
 impl OtlpOutput {
-    /// `resource` describes the service the spans are about (from the traces step).
-    pub fn open(config: &OtlpSinkConfig, resource: &TracesConfig) -> Result<OtlpOutput, SinkError> {
+    pub fn open(config: &OtlpSinkConfig) -> Result<OtlpOutput, SinkError> {
         let error = |message: String| SinkError::Otlp { endpoint: config.endpoint.clone(), message };
         let transport = match config.protocol {
             OtlpProtocol::Grpc => {
@@ -65,31 +152,45 @@ impl OtlpOutput {
                 Transport::Http { client, url }
             }
         };
-        let attribute = |key: &str, value: &str| KeyValue {
-            key: key.to_string(),
-            value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.to_string())) }),
-        };
-        let resource = Resource {
-            attributes: vec![
-                attribute("service.name", &resource.service_name),
-                attribute("service.version", &resource.service_version),
-                attribute("deployment.environment", &resource.environment),
-            ],
-            ..Resource::default()
-        };
         Ok(OtlpOutput {
             endpoint: config.endpoint.clone(),
             transport,
-            resource,
+            overrides: ServiceIdentity {
+                service_name: config.service_name.clone().unwrap_or_default(),
+                service_version: config.service_version.clone().unwrap_or_default(),
+                environment: config.environment.clone().unwrap_or_default(),
+            },
             compression: config.compression,
             headers: config.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         })
     }
 
-    fn request(&self, spans: &[Span]) -> ExportTraceServiceRequest {
+    /// The resource: the sink's own attributes, else those the spans came with.
+    fn resource(&self, from_spans: &ServiceIdentity) -> Resource {
+        let attribute = |key: &str, own: &str, default: &str| KeyValue {
+            key: key.to_string(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(
+                    if own.is_empty() { default } else { own }.to_string(),
+                )),
+            }),
+        };
+        let own = &self.overrides;
+        Resource {
+            attributes: vec![
+                attribute("service.name", &own.service_name, &from_spans.service_name),
+                attribute("service.version", &own.service_version, &from_spans.service_version),
+                attribute("deployment.environment", &own.environment, &from_spans.environment),
+            ],
+            ..Resource::default()
+        }
+    }
+
+    fn request(&self, batch: &SpanBatch) -> ExportTraceServiceRequest {
+        let spans = &batch.spans;
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
-                resource: Some(self.resource.clone()),
+                resource: Some(self.resource(&batch.service)),
                 scope_spans: vec![ScopeSpans {
                     scope: Some(InstrumentationScope {
                         name: SCOPE_NAME.to_string(),
@@ -107,11 +208,12 @@ impl OtlpOutput {
     /// Exports the spans; an error means "try again". A receiver that rejects
     /// spans as malformed (HTTP 400, `partial_success`) would reject them again,
     /// so that is logged and counted as written.
-    pub async fn write(&mut self, spans: &[Span]) -> Result<(), SinkError> {
+    pub async fn write(&mut self, batch: &SpanBatch) -> Result<(), SinkError> {
+        let spans = &batch.spans;
         if spans.is_empty() {
             return Ok(());
         }
-        let request = self.request(spans);
+        let request = self.request(batch);
         let error = |message: String| SinkError::Otlp { endpoint: self.endpoint.clone(), message };
         let response = match &mut self.transport {
             Transport::Grpc(client) => {

@@ -2,7 +2,38 @@
 
 use tokio::io::AsyncWriteExt;
 
-use super::SinkError;
+use super::{Encoded, SinkError, SinkKind, Write};
+use crate::decode::{Diagnostics, MapReader};
+
+/// `type: stdout` has no keys of its own.
+#[derive(Debug, Clone, Default)]
+pub struct StdoutConfig;
+
+impl SinkKind for StdoutConfig {
+    type Output = StdoutOutput;
+
+    fn decode(_: &mut MapReader<'_>, _: &mut Diagnostics) -> Option<Self> {
+        Some(StdoutConfig)
+    }
+
+    fn describe(&self) -> String {
+        "this terminal".to_string()
+    }
+
+    async fn open(&self) -> Result<StdoutOutput, SinkError> {
+        Ok(StdoutOutput::new())
+    }
+}
+
+impl Write for StdoutOutput {
+    async fn write(&mut self, batch: &Encoded<'_>) -> Result<(), SinkError> {
+        self.write(batch.buf).await
+    }
+
+    async fn close(&mut self) -> Result<(), SinkError> {
+        self.flush().await
+    }
+}
 
 pub struct StdoutOutput {
     out: tokio::io::Stdout,

@@ -16,9 +16,28 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 
 use super::{linger, Emitter, RawRecord, SourceError, SourceReport};
+use crate::decode::{Diagnostics, MapReader};
 use crate::event::Position;
 
 const CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct FileSourceConfig {
+    /// A JSONL file, or `-` for standard input.
+    pub path: String,
+}
+
+impl FileSourceConfig {
+    pub(crate) fn decode(map: &mut MapReader<'_>, cx: &mut Diagnostics) -> FileSourceConfig {
+        let path: Option<String> = map.required("path", cx);
+        if let Some(p) = &path {
+            if p != "-" && !std::path::Path::new(p).is_file() {
+                cx.error(map.key_pos("path"), format!("input file `{p}` does not exist or is not a file"));
+            }
+        }
+        FileSourceConfig { path: path.unwrap_or_default() }
+    }
+}
 
 pub struct FileSource {
     path: String,

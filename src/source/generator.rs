@@ -8,8 +8,49 @@ use tokio_util::sync::CancellationToken;
 
 use super::traffic::Traffic;
 use super::{Emitter, RawRecord, SourceError, SourceReport};
-use crate::config::GeneratorConfig;
+use crate::decode::{Diagnostics, MapReader};
 use crate::event::Position;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratorConfig {
+    /// Events per second; 0 means as fast as the pipeline takes them.
+    pub rate: f64,
+    /// Events in all; 0 means endless.
+    pub total: u64,
+    pub seed: u64,
+    /// Share of deliberately malformed events, 0.0 to 1.0.
+    pub malformed_ratio: f64,
+    /// Timestamp of the first event (Unix ms); absent means "now".
+    pub start_ms: Option<i64>,
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        GeneratorConfig { rate: 1000.0, total: 0, seed: 42, malformed_ratio: 0.0, start_ms: None }
+    }
+}
+
+impl GeneratorConfig {
+    pub(crate) fn decode(map: &mut MapReader<'_>, cx: &mut Diagnostics) -> GeneratorConfig {
+        let d = GeneratorConfig::default();
+        let rate = map.or("rate", d.rate, cx);
+        let malformed_ratio = map.or("malformed_ratio", d.malformed_ratio, cx);
+        let config = GeneratorConfig {
+            rate,
+            total: map.or("total", d.total, cx),
+            seed: map.or("seed", d.seed, cx),
+            malformed_ratio,
+            start_ms: map.optional::<u64>("start_ms", cx).map(|v| v as i64),
+        };
+        if rate < 0.0 {
+            cx.error(map.key_pos("rate"), "rate must be >= 0 (0 means unthrottled)");
+        }
+        if !(0.0..=1.0).contains(&malformed_ratio) {
+            cx.error(map.key_pos("malformed_ratio"), "malformed_ratio must be from 0.0 to 1.0");
+        }
+        config
+    }
+}
 
 pub struct GeneratorSource {
     config: GeneratorConfig,

@@ -1,7 +1,9 @@
 //! Sources: where raw records come from. Each record carries its position, and each
 //! batch carries the acknowledgement tracker that tells the source when every sink
-//! has taken it (see `ack.rs`); a Kafka source commits from those notices.
+//! has taken it (see `ack.rs`). A source owns the stream of those notices: the Kafka
+//! source moves its commit points by it; the others let it be recorded.
 
+mod config;
 mod file;
 mod generator;
 pub mod kafka;
@@ -12,14 +14,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use prometheus::IntCounter;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::ack::{AckNotice, Tracker};
-use crate::config::{BatchConfig, LimitsConfig, SourceConfig};
+use crate::ack::{AckLedger, AckMetrics, AckNotice, Acks, Tracker};
 use crate::event::Position;
 use crate::telemetry::Telemetry;
+
+pub use config::{BatchConfig, LimitsConfig, SourceConfig};
+pub use file::FileSourceConfig;
+pub use generator::GeneratorConfig;
+pub use kafka::KafkaSourceConfig;
 
 /// One input record, as received.
 #[derive(Debug)]
@@ -59,35 +66,65 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn build(config: &SourceConfig, max_event_bytes: usize) -> Self {
+    pub fn build(config: &SourceConfig, max_event_bytes: usize, telemetry: &Telemetry) -> Self {
         match config {
             SourceConfig::Generator(c) => Source::Generator(generator::GeneratorSource::new(c)),
             SourceConfig::File(c) => Source::File(file::FileSource::new(&c.path, max_event_bytes)),
-            SourceConfig::Kafka(c) => Source::Kafka(kafka::KafkaSource::new(c)),
-        }
-    }
-
-    /// For sources that commit: where finished batches must be reported.
-    pub fn offsets(&self) -> Option<Arc<kafka::KafkaOffsets>> {
-        match self {
-            Source::Kafka(s) => Some(s.offsets()),
-            _ => None,
+            SourceConfig::Kafka(c) => Source::Kafka(kafka::KafkaSource::new(c, telemetry)),
         }
     }
 
     /// Reads until the input ends or `shutdown` fires; records already read are
-    /// always emitted before returning. A committing source also waits (up to
-    /// `drain_timeout`) for what it emitted to be acknowledged, and commits it.
+    /// always emitted before returning. A committing source also waits for what it
+    /// emitted to be acknowledged, until `give_up` fires, and commits it.
     pub async fn run(
         self,
         mut emitter: Emitter,
+        acks: Acks,
         shutdown: CancellationToken,
-        drain_timeout: Duration,
+        give_up: CancellationToken,
     ) -> Result<SourceReport, SourceError> {
         match self {
-            Source::Generator(s) => s.run(&mut emitter, shutdown).await,
-            Source::File(s) => s.run(&mut emitter, shutdown).await,
-            Source::Kafka(s) => s.run(emitter, shutdown, drain_timeout).await,
+            Source::Kafka(s) => s.run(emitter, acks, shutdown, give_up).await,
+            Source::Generator(s) => {
+                let follower = tokio::spawn(acks.follow());
+                let report = s.run(&mut emitter, shutdown).await;
+                finish(emitter, follower).await;
+                report
+            }
+            Source::File(s) => {
+                let follower = tokio::spawn(acks.follow());
+                let report = s.run(&mut emitter, shutdown).await;
+                finish(emitter, follower).await;
+                report
+            }
+        }
+    }
+}
+
+/// Waits until every batch `emitter` sent has finished (acknowledged, failed, or
+/// given up on at the drain deadline), so that the ledger is complete when the
+/// source returns.
+async fn finish(emitter: Emitter, follower: tokio::task::JoinHandle<()>) {
+    drop(emitter);
+    let _ = follower.await;
+}
+
+/// The source stage's metrics.
+#[derive(Clone)]
+pub(crate) struct SourceMetrics {
+    events: IntCounter,
+    batches: IntCounter,
+}
+
+impl SourceMetrics {
+    pub(crate) fn register(telemetry: &Telemetry) -> Self {
+        // The consumer-group families are shown whatever the source (at zero when it
+        // is not Kafka), so that dashboards and alerts need no case for it.
+        kafka::KafkaMetrics::register(telemetry);
+        SourceMetrics {
+            events: telemetry.counter("source_events_total", "Records read from the source"),
+            batches: telemetry.counter("source_batches_total", "Batches read from the source"),
         }
     }
 }
@@ -113,7 +150,8 @@ pub struct Emitter {
     next_batch_id: u64,
     emitted: u64,
     max_event_bytes: usize,
-    telemetry: Arc<Telemetry>,
+    metrics: SourceMetrics,
+    ack_metrics: AckMetrics,
 }
 
 /// The pipeline is gone; nothing more can be emitted.
@@ -121,14 +159,18 @@ pub struct Emitter {
 pub struct Closed;
 
 impl Emitter {
+    /// The emitter, and the stream of its batches' acknowledgements (recorded in
+    /// `ledger`).
     pub fn new(
         out: mpsc::Sender<RawBatch>,
-        acks: mpsc::UnboundedSender<AckNotice>,
         batch: &BatchConfig,
         limits: &LimitsConfig,
-        telemetry: Arc<Telemetry>,
-    ) -> Self {
-        Emitter {
+        telemetry: &Telemetry,
+        ledger: Arc<AckLedger>,
+    ) -> (Self, Acks) {
+        let (acks, notices) = mpsc::unbounded_channel();
+        let ack_metrics = AckMetrics::register(telemetry);
+        let emitter = Emitter {
             out,
             acks,
             permits: Arc::new(Semaphore::new(limits.max_in_flight_batches)),
@@ -139,8 +181,10 @@ impl Emitter {
             next_batch_id: 0,
             emitted: 0,
             max_event_bytes: limits.max_event_bytes,
-            telemetry,
-        }
+            metrics: SourceMetrics::register(telemetry),
+            ack_metrics: ack_metrics.clone(),
+        };
+        (emitter, Acks::new(notices, ledger, ack_metrics))
     }
 
     /// Adds a record; sends the batch when it is full.
@@ -174,10 +218,6 @@ impl Emitter {
         self.max_event_bytes
     }
 
-    pub fn telemetry(&self) -> Arc<Telemetry> {
-        self.telemetry.clone()
-    }
-
     /// Whether the next push would wait for an in-flight permit.
     pub fn would_block(&self) -> bool {
         self.records.len() + 1 >= self.max_events && self.permits.available_permits() == 0
@@ -205,9 +245,9 @@ impl Emitter {
         self.next_batch_id += 1;
         self.out.send(RawBatch { records, tracker }).await.map_err(|_| Closed)?;
         self.emitted += count as u64;
-        self.telemetry.source_events.inc_by(count as u64);
-        self.telemetry.source_batches.inc();
-        self.telemetry.in_flight_batches.inc();
+        self.metrics.events.inc_by(count as u64);
+        self.metrics.batches.inc();
+        self.ack_metrics.in_flight_batches.inc();
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use serde_json::{json, Map, Value};
 
 use super::rng::Rng;
-use crate::config::GeneratorConfig;
+use crate::source::GeneratorConfig;
 
 const AGENT_TYPES: &[&str] = &[
     "code_worker",

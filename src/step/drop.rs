@@ -2,8 +2,32 @@
 //! acknowledgement, so their offsets are committed like delivered ones.
 
 use super::Step;
+use crate::decode::{Diagnostics, MapReader};
 use crate::event::Batch;
-use crate::route::Matcher;
+use crate::route::{decode_match, MatchConfig, Matcher};
+
+#[derive(Debug, Clone)]
+pub struct DropStepConfig {
+    /// The events dropped.
+    pub matcher: MatchConfig,
+}
+
+impl DropStepConfig {
+    pub(crate) fn build(&self, name: &str, cx: &mut super::BuildContext) -> super::RunningStep {
+        super::RunningStep::new(Box::new(DropStep::new(name, Matcher::new(&self.matcher))), cx.telemetry())
+    }
+
+    /// `what` names the step in messages.
+    pub(crate) fn decode(map: &mut MapReader<'_>, what: &str, cx: &mut Diagnostics) -> Option<Self> {
+        match map.node("match") {
+            Some(m) => decode_match(m, cx).map(|matcher| DropStepConfig { matcher }),
+            None => {
+                cx.error(map.pos(), format!("{what} is missing required key `match`"));
+                None
+            }
+        }
+    }
+}
 
 pub struct DropStep {
     name: String,

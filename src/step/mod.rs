@@ -1,20 +1,30 @@
 //! Steps: what runs on every batch, in config order. A step receives the batch and
 //! may change, drop or dead-letter events; it never blocks on I/O.
+//!
+//! Every kind of step builds itself from its config through a [`BuildContext`]:
+//! the pipeline's metrics registry and schema mode, resources shared by steps of
+//! one kind (the plugin host), and the background [`Service`]s a step needs beside
+//! the batch path (the alert engine's evaluation task), which the app shuts down
+//! after the last batch without knowing what they are. The built-in `tag`, `drop`
+//! and `traces` steps live here; `plugin`, `metrics` and `alerts` with their modules.
 
 mod drop;
 mod tag;
-mod traces;
+pub mod traces;
 
-use crate::config::{StepConfig, StepKind};
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use prometheus::IntCounter;
+
 use crate::event::{Batch, SchemaMode};
-use crate::metrics::MetricsStep;
-use crate::plugin::PluginHost;
-use crate::route::Matcher;
-use crate::telemetry::{StepCounters, Telemetry};
+use crate::telemetry::Telemetry;
 
-pub use drop::DropStep;
-pub use tag::TagStep;
-pub use traces::TracesStep;
+pub use drop::{DropStep, DropStepConfig};
+pub use tag::{TagStep, TagStepConfig};
+pub use traces::{TracesConfig, TracesStep};
 
 /// One pipeline stage. Built-in steps and (hot-swappable) plugins implement it.
 pub trait Step: Send {
@@ -24,6 +34,92 @@ pub trait Step: Send {
     fn process(&mut self, batch: &mut Batch);
 }
 
+/// A task that runs beside the pipeline for as long as the run lasts. It is shut
+/// down after every batch has passed the steps and reached the sinks.
+pub trait Service: Send {
+    /// Finishes the service's work (a last evaluation, a flush) and stops it.
+    fn shutdown(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// A resource the steps of one kind share while they are built (the plugin host),
+/// started once every step is built.
+pub trait SharedResource: Any + Send {
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// Starts what the resource does while the pipeline runs, if anything.
+    fn start(self: Box<Self>) -> anyhow::Result<Option<Box<dyn Service>>>;
+}
+
+/// What steps are built with.
+pub struct BuildContext {
+    telemetry: Arc<Telemetry>,
+    schema: SchemaMode,
+    shared: Vec<Box<dyn SharedResource>>,
+    services: Vec<Box<dyn Service>>,
+}
+
+impl BuildContext {
+    pub fn new(telemetry: Arc<Telemetry>, schema: SchemaMode) -> Self {
+        BuildContext { telemetry, schema, shared: Vec::new(), services: Vec::new() }
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    pub fn schema(&self) -> SchemaMode {
+        self.schema
+    }
+
+    /// Makes `resource` available to the steps built after this.
+    pub fn insert_shared<T: SharedResource>(&mut self, resource: T) {
+        self.shared.push(Box::new(resource));
+    }
+
+    /// The shared resource of type `T`, if one was inserted.
+    pub fn shared<T: SharedResource>(&mut self) -> Option<&mut T> {
+        self.shared.iter_mut().find_map(|r| r.as_any_mut().downcast_mut::<T>())
+    }
+
+    /// Runs `service` beside the pipeline until the run ends.
+    pub fn add_service(&mut self, service: Box<dyn Service>) {
+        self.services.push(service);
+    }
+
+    /// Starts the shared resources; returns every service to shut down at the end.
+    pub fn finish(self) -> anyhow::Result<Vec<Box<dyn Service>>> {
+        let mut services = self.services;
+        for resource in self.shared {
+            services.extend(resource.start()?);
+        }
+        Ok(services)
+    }
+}
+
+/// The steps' own metrics: events in and out of each step.
+#[derive(Clone)]
+pub struct StepCounters {
+    pub events_in: IntCounter,
+    pub events_out: IntCounter,
+    pub dropped: IntCounter,
+    pub dead_lettered: IntCounter,
+}
+
+impl StepCounters {
+    pub fn register(telemetry: &Telemetry, step: &str) -> Self {
+        let family = telemetry.counter_vec(
+            "step_events_total",
+            "Events through each step: in, out, dropped, dead_lettered",
+            &["step", "outcome"],
+        );
+        StepCounters {
+            events_in: family.with_label_values(&[step, "in"]),
+            events_out: family.with_label_values(&[step, "out"]),
+            dropped: family.with_label_values(&[step, "dropped"]),
+            dead_lettered: family.with_label_values(&[step, "dead_lettered"]),
+        }
+    }
+}
+
 /// A step plus its metric handles.
 pub struct RunningStep {
     step: Box<dyn Step>,
@@ -31,32 +127,8 @@ pub struct RunningStep {
 }
 
 impl RunningStep {
-    /// Builds a step; plugin steps load their first version through `plugins`.
-    pub fn build(
-        config: &StepConfig,
-        schema: SchemaMode,
-        plugins: &mut PluginHost,
-        telemetry: &Telemetry,
-    ) -> anyhow::Result<Self> {
-        let step: Box<dyn Step> = match &config.kind {
-            StepKind::Tag { tags } => Box::new(TagStep::new(&config.name, tags)),
-            StepKind::Drop { matcher } => Box::new(DropStep::new(&config.name, Matcher::new(matcher))),
-            StepKind::Plugin(plugin) => {
-                Box::new(plugins.build_step(&config.name, plugin, schema, telemetry)?)
-            }
-            StepKind::Metrics(m) => Box::new(MetricsStep::new(&config.name, m.mapping.clone(), telemetry)),
-            StepKind::Traces(t) => Box::new(TracesStep::new(&config.name, t, telemetry)),
-            // It shares its engine with the evaluation task the app starts.
-            StepKind::Alerts(_) => {
-                anyhow::bail!("the alerts step `{}` is built with its service", config.name)
-            }
-        };
-        Ok(RunningStep { counters: telemetry.step_counters(step.name()), step })
-    }
-
-    /// A step built by hand (benchmarks, tests).
     pub fn new(step: Box<dyn Step>, telemetry: &Telemetry) -> Self {
-        RunningStep { counters: telemetry.step_counters(step.name()), step }
+        RunningStep { counters: StepCounters::register(telemetry, step.name()), step }
     }
 
     pub fn process(&mut self, batch: &mut Batch) {

@@ -5,7 +5,24 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::Step;
+use crate::decode::{Diagnostics, MapReader};
 use crate::event::Batch;
+
+#[derive(Debug, Clone)]
+pub struct TagStepConfig {
+    /// Tags set on every event (existing tags with the same key are replaced).
+    pub tags: BTreeMap<String, String>,
+}
+
+impl TagStepConfig {
+    pub(crate) fn build(&self, name: &str, cx: &mut super::BuildContext) -> super::RunningStep {
+        super::RunningStep::new(Box::new(TagStep::new(name, &self.tags)), cx.telemetry())
+    }
+
+    pub(crate) fn decode(map: &mut MapReader<'_>, cx: &mut Diagnostics) -> Option<Self> {
+        map.required("tags", cx).map(|tags| TagStepConfig { tags })
+    }
+}
 
 pub struct TagStep {
     name: String,

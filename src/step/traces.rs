@@ -17,6 +17,7 @@
 //! has at most 64 attributes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span, Status};
@@ -24,18 +25,108 @@ use prometheus::IntCounter;
 use serde_json::Value;
 use synaptic_plugin_sdk::field::{Finder, Scalar};
 
-use crate::config::TracesConfig;
+use crate::decode::{Diagnostics, MapReader};
 use crate::event::schema::{self, FieldType};
-use crate::event::{Batch, Event, Section, Severity};
+use crate::event::{Batch, Event, Section, Severity, SideOutput};
 use crate::fields::cap_exported;
-
-/// Attributes on one span, at most.
-const MAX_ATTRIBUTES: usize = 64;
 use crate::step::Step;
 use crate::telemetry::Telemetry;
 
+/// Attributes on one span, at most.
+const MAX_ATTRIBUTES: usize = 64;
+
+/// The kind of side output the step makes: a [`SpanBatch`].
+pub const SPANS: &str = "spans";
+
+#[derive(Debug, Clone)]
+pub struct TracesConfig {
+    /// Share of traces kept, decided by the trace id (so every span of a trace is
+    /// kept or dropped together, on every instance).
+    pub sampling_rate: f64,
+    /// Event type → the `data` field holding its duration in milliseconds.
+    pub durations: BTreeMap<String, String>,
+    /// The `data` fields spans carry (dotted paths below `data`); `None`: every
+    /// field that cannot hold free text (see above).
+    pub attributes: Option<Vec<String>>,
+    /// Resource attributes `service.name`, `service.version`, `deployment.environment`.
+    pub service_name: String,
+    pub service_version: String,
+    pub environment: String,
+}
+
+impl Default for TracesConfig {
+    fn default() -> Self {
+        TracesConfig {
+            sampling_rate: 0.1,
+            durations: default_span_durations(),
+            attributes: None,
+            service_name: "codex-synaptic".into(),
+            service_version: "1.0.0".into(),
+            environment: "production".into(),
+        }
+    }
+}
+
+/// Event types with a duration, and where it is, as the spec's events carry it.
+pub fn default_span_durations() -> BTreeMap<String, String> {
+    [
+        ("consensus.decision", "decision_time_ms"),
+        ("consensus.proposal", "decision_time_ms"),
+        ("task.completed", "duration_ms"),
+        ("task.execution", "duration_ms"),
+        ("bridge.message", "processing_time_ms"),
+        ("memory.bridge.sync", "sync_duration_ms"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+impl TracesConfig {
+    pub(crate) fn build(&self, name: &str, cx: &mut crate::step::BuildContext) -> crate::step::RunningStep {
+        crate::step::RunningStep::new(Box::new(TracesStep::new(name, self, cx.telemetry())), cx.telemetry())
+    }
+
+    pub(crate) fn decode(map: &mut MapReader<'_>, cx: &mut Diagnostics) -> Option<Self> {
+        let sampling_rate = map.or("sampling_rate", 0.1, cx);
+        if !(0.0..=1.0).contains(&sampling_rate) {
+            cx.error(map.key_pos("sampling_rate"), "sampling_rate must be from 0.0 to 1.0");
+        }
+        let mut durations = default_span_durations();
+        if let Some(extra) = map.optional::<BTreeMap<String, String>>("durations", cx) {
+            durations.extend(extra);
+        }
+        let attributes: Option<Vec<String>> = map.optional("attributes", cx);
+        Some(TracesConfig {
+            sampling_rate,
+            durations,
+            attributes,
+            service_name: map.or("service_name", "codex-synaptic".to_string(), cx),
+            service_version: map.or("service_version", "1.0.0".to_string(), cx),
+            environment: map.or("environment", "production".to_string(), cx),
+        })
+    }
+}
+
+/// The service the spans describe (OpenTelemetry resource attributes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceIdentity {
+    pub service_name: String,
+    pub service_version: String,
+    pub environment: String,
+}
+
+/// The step's side output for one batch: its spans and whose they are.
+#[derive(Debug, Clone)]
+pub struct SpanBatch {
+    pub service: Arc<ServiceIdentity>,
+    pub spans: Vec<Span>,
+}
+
 pub struct TracesStep {
     name: String,
+    side_name: Arc<str>,
+    service: Arc<ServiceIdentity>,
     /// Event type → a finder of its duration inside `data`.
     durations: BTreeMap<String, Finder>,
     /// Keep a trace when its id's last 8 bytes (>> 1) are below this.
@@ -57,9 +148,20 @@ impl TracesStep {
             .iter()
             .map(|(t, f)| (t.clone(), Finder::new(&[f.split('.').collect::<Vec<_>>()])))
             .collect();
-        let outcome = |o: &str| telemetry.spans.with_label_values(&[o]);
+        let spans = telemetry.counter_vec(
+            "spans_total",
+            "Events the traces step considered: span (made into a span), sampled_out (trace not sampled)",
+            &["outcome"],
+        );
+        let outcome = |o: &str| spans.with_label_values(&[o]);
         TracesStep {
             name: name.to_string(),
+            side_name: Arc::from(name),
+            service: Arc::new(ServiceIdentity {
+                service_name: config.service_name.clone(),
+                service_version: config.service_version.clone(),
+                environment: config.environment.clone(),
+            }),
             durations,
             threshold: ratio_threshold(config.sampling_rate),
             context_ids: Finder::new(&[["trace_id"], ["span_id"], ["parent_span_id"]]),
@@ -129,10 +231,11 @@ impl Step for TracesStep {
 
     fn process(&mut self, batch: &mut Batch) {
         let (mut made, mut sampled_out, mut no_duration) = (0, 0, 0);
+        let mut spans = Vec::new();
         for event in &batch.events {
             match self.span_of(event) {
                 Ok(Some(span)) => {
-                    batch.spans.push(span);
+                    spans.push(span);
                     made += 1;
                 }
                 Ok(None) if self.durations.contains_key(event.event_type()) => sampled_out += 1,
@@ -143,6 +246,14 @@ impl Step for TracesStep {
         self.made.inc_by(made);
         self.sampled_out.inc_by(sampled_out);
         self.no_duration.inc_by(no_duration);
+        if !spans.is_empty() {
+            batch.side_outputs.push(SideOutput {
+                kind: SPANS,
+                name: self.side_name.clone(),
+                count: spans.len(),
+                items: Arc::new(SpanBatch { service: self.service.clone(), spans }),
+            });
+        }
     }
 }
 

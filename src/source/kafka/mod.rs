@@ -7,13 +7,14 @@
 //! partition's records it had read but not yet sent: the new owner starts from the
 //! commit point and reads them, and nothing was processed twice.
 
+mod config;
 pub mod offsets;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use prometheus::IntGaugeVec;
+use prometheus::{IntCounter, IntGauge, IntGaugeVec};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -24,28 +25,58 @@ use rdkafka::ClientContext;
 use tokio_util::sync::CancellationToken;
 
 use super::{Emitter, RawRecord, SourceError, SourceReport};
-use crate::config::KafkaSourceConfig;
+use crate::ack::Acks;
 use crate::event::Position;
 use crate::telemetry::Telemetry;
 use offsets::{OffsetTracker, TopicPartition};
 
+pub use config::KafkaSourceConfig;
 pub use offsets::OffsetTracker as KafkaOffsets;
 
 pub struct KafkaSource {
     config: KafkaSourceConfig,
     offsets: Arc<OffsetTracker>,
+    metrics: KafkaMetrics,
+}
+
+/// The consumer-group member's metrics.
+#[derive(Clone)]
+pub(crate) struct KafkaMetrics {
+    commits: IntCounter,
+    rebalances: IntCounter,
+    assigned_partitions: IntGauge,
+    paused_partitions: IntGauge,
+    /// High watermark minus committed offset, per assigned partition.
+    lag: IntGaugeVec,
+}
+
+impl KafkaMetrics {
+    pub(crate) fn register(telemetry: &Telemetry) -> Self {
+        KafkaMetrics {
+            commits: telemetry.counter("kafka_commits_total", "Offset commits sent to the group coordinator"),
+            rebalances: telemetry.counter("kafka_rebalances_total", "Partition revocations seen"),
+            assigned_partitions: telemetry
+                .gauge("kafka_assigned_partitions", "Partitions assigned to this member"),
+            paused_partitions: telemetry
+                .gauge("kafka_paused_partitions", "Partitions paused because the pipeline is full"),
+            lag: telemetry.gauge_vec(
+                "kafka_consumer_lag",
+                "High watermark minus committed offset, per assigned partition",
+                &["topic", "partition"],
+            ),
+        }
+    }
 }
 
 /// Shared with librdkafka's callbacks.
 struct Context {
     offsets: Arc<OffsetTracker>,
-    telemetry: Arc<Telemetry>,
+    metrics: KafkaMetrics,
     revoke_timeout: Duration,
     /// The batch the source is filling (not yet sent): not waited for on revoke.
     open_batch: Arc<std::sync::atomic::AtomicU64>,
     /// Partitions revoked since the source last looked: their unsent records go.
     revoked: Arc<Mutex<Vec<TopicPartition>>>,
-    lag: IntGaugeVec,
 }
 
 /// `topic/partition, …` for logs.
@@ -80,7 +111,7 @@ impl ClientContext for Context {
                 let lag =
                     if p.committed_offset >= 0 { p.hi_offset - p.committed_offset } else { p.consumer_lag };
                 if lag >= 0 {
-                    self.lag.with_label_values(&[topic.as_str(), &partition.to_string()]).set(lag);
+                    self.metrics.lag.with_label_values(&[topic.as_str(), &partition.to_string()]).set(lag);
                 }
             }
         }
@@ -95,7 +126,7 @@ impl ConsumerContext for Context {
             let points = self.offsets.take_unconfirmed(&tps_of(list));
             if !points.is_empty() {
                 match consumer.commit(&to_list(&points), CommitMode::Sync) {
-                    Ok(()) => self.telemetry.kafka_commits.inc(),
+                    Ok(()) => self.metrics.commits.inc(),
                     Err(e) => {
                         tracing::warn!(error = %e, "commit of offsets refused during the last revoke failed again")
                     }
@@ -105,7 +136,7 @@ impl ConsumerContext for Context {
         }
         let Rebalance::Revoke(list) = rebalance else { return };
         let tps = tps_of(list);
-        self.telemetry.kafka_rebalances.inc();
+        self.metrics.rebalances.inc();
         let open = self.open_batch.load(std::sync::atomic::Ordering::Acquire);
         if !self.offsets.wait_drained(&tps, open, self.revoke_timeout) {
             tracing::warn!(partitions = tps.len(), timeout = ?self.revoke_timeout,
@@ -114,7 +145,7 @@ impl ConsumerContext for Context {
         let points = self.offsets.commit_points(&tps);
         if !points.is_empty() {
             match consumer.commit(&to_list(&points), CommitMode::Sync) {
-                Ok(()) => self.telemetry.kafka_commits.inc(),
+                Ok(()) => self.metrics.commits.inc(),
                 Err(e) => {
                     tracing::warn!(error = %e, "commit on revoke refused; retried if the partitions come back");
                     self.offsets.remember_unconfirmed(&points);
@@ -124,7 +155,7 @@ impl ConsumerContext for Context {
         self.offsets.forget(&tps);
         for (topic, partition) in &tps {
             // Lag of a partition this member no longer owns is not ours to report.
-            let _ = self.lag.remove_label_values(&[topic.as_ref(), partition.to_string().as_str()]);
+            let _ = self.metrics.lag.remove_label_values(&[topic.as_ref(), partition.to_string().as_str()]);
         }
         if let Ok(mut revoked) = self.revoked.lock() {
             revoked.extend(tps);
@@ -156,36 +187,44 @@ impl ConsumerContext for Context {
             Rebalance::Revoke(_) => {}
         }
         let assigned = consumer.assignment().map_or(0, |a| a.count());
-        self.telemetry.kafka_assigned_partitions.set(assigned as i64);
+        self.metrics.assigned_partitions.set(assigned as i64);
     }
 }
 
 impl KafkaSource {
-    pub fn new(config: &KafkaSourceConfig) -> Self {
-        KafkaSource { config: config.clone(), offsets: Arc::new(OffsetTracker::default()) }
+    pub fn new(config: &KafkaSourceConfig, telemetry: &Telemetry) -> Self {
+        KafkaSource {
+            config: config.clone(),
+            offsets: Arc::new(OffsetTracker::default()),
+            metrics: KafkaMetrics::register(telemetry),
+        }
     }
 
-    /// The tracker the acknowledgement follower reports finished batches to.
-    pub fn offsets(&self) -> Arc<OffsetTracker> {
-        self.offsets.clone()
-    }
-
+    /// Consumes until `shutdown`; then waits for what it emitted to be acknowledged
+    /// (until `give_up`), commits, and leaves the group.
     pub async fn run(
         self,
         mut emitter: Emitter,
+        mut acks: Acks,
         shutdown: CancellationToken,
-        drain_timeout: Duration,
+        give_up: CancellationToken,
     ) -> Result<SourceReport, SourceError> {
-        let telemetry = emitter.telemetry();
+        // Finished batches move the commit points. This runs apart from the consumer
+        // loop: a revoke callback waits for them inside `recv`.
+        let offsets = self.offsets.clone();
+        let follower = tokio::spawn(async move {
+            while let Some(notice) = acks.next().await {
+                offsets.batch_finished(&notice);
+            }
+        });
         let open_batch = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let revoked = Arc::new(Mutex::new(Vec::new()));
         let context = Context {
             offsets: self.offsets.clone(),
-            telemetry: telemetry.clone(),
+            metrics: self.metrics.clone(),
             revoke_timeout: self.config.revoke_timeout,
             open_batch: open_batch.clone(),
             revoked: revoked.clone(),
-            lag: telemetry.kafka_lag.clone(),
         };
         let consumer = self.consumer(context)?;
         let topics: Vec<&str> = self.config.topics.iter().map(String::as_str).collect();
@@ -205,7 +244,7 @@ impl KafkaSource {
                     continue;
                 }
                 _ = tick.tick() => {
-                    self.commit(&consumer, CommitMode::Async, &telemetry);
+                    self.commit(&consumer, CommitMode::Async);
                     continue;
                 }
                 message = consumer.recv() => message,
@@ -238,13 +277,13 @@ impl KafkaSource {
             let paused = emitter.would_block().then(|| consumer.assignment().ok()).flatten();
             if let Some(list) = &paused {
                 if consumer.pause(list).is_ok() {
-                    telemetry.kafka_paused_partitions.set(list.count() as i64);
+                    self.metrics.paused_partitions.set(list.count() as i64);
                 }
             }
             let sent = emitter.push(RawRecord { bytes, position, oversize }).await;
             if let Some(list) = &paused {
                 let _ = consumer.resume(list);
-                telemetry.kafka_paused_partitions.set(0);
+                self.metrics.paused_partitions.set(0);
             }
             if sent.is_err() {
                 break;
@@ -255,17 +294,24 @@ impl KafkaSource {
         let _ = emitter.flush().await;
         let read = emitter.emitted();
         drop(emitter);
-        let offsets = self.offsets.clone();
-        let drained =
-            tokio::task::spawn_blocking(move || offsets.wait_all_done(drain_timeout)).await.unwrap_or(false);
-        if !drained {
+        loop {
+            let offsets = self.offsets.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || offsets.wait_all_done(Duration::from_millis(200))).await;
+            if self.offsets.settled() || give_up.is_cancelled() {
+                break;
+            }
+        }
+        if self.offsets.pending() > 0 {
             tracing::warn!(
                 pending = self.offsets.pending(),
                 "stopping with events not acknowledged; they will be read again"
             );
         }
-        self.final_commit(&consumer, &telemetry).await;
+        self.final_commit(&consumer).await;
         consumer.unsubscribe();
+        // The emitter is gone: the stream ends once the last batch has finished.
+        let _ = follower.await;
         Ok(SourceReport { records: read })
     }
 
@@ -291,7 +337,7 @@ impl KafkaSource {
     /// meanwhile are not taken, and not committed) until it settles, and commit
     /// again, for at most `revoke_timeout`. Without this, a member that leaves during
     /// a rebalance hands its last events to the next owner a second time.
-    async fn final_commit(&self, consumer: &StreamConsumer<Context>, telemetry: &Telemetry) {
+    async fn final_commit(&self, consumer: &StreamConsumer<Context>) {
         let points = self.offsets.all_commit_points();
         if points.is_empty() {
             return;
@@ -300,7 +346,7 @@ impl KafkaSource {
         loop {
             match consumer.commit(&to_list(&points), CommitMode::Sync) {
                 Ok(()) => {
-                    telemetry.kafka_commits.inc();
+                    self.metrics.commits.inc();
                     return;
                 }
                 Err(e) if tokio::time::Instant::now() < deadline => {
@@ -315,13 +361,13 @@ impl KafkaSource {
         }
     }
 
-    fn commit(&self, consumer: &StreamConsumer<Context>, mode: CommitMode, telemetry: &Telemetry) {
+    fn commit(&self, consumer: &StreamConsumer<Context>, mode: CommitMode) {
         let points = self.offsets.take_commits();
         if points.is_empty() {
             return;
         }
         match consumer.commit(&to_list(&points), mode) {
-            Ok(()) => telemetry.kafka_commits.inc(),
+            Ok(()) => self.metrics.commits.inc(),
             Err(e) => tracing::warn!(error = %e, "offset commit failed; will retry"),
         }
     }

@@ -196,12 +196,19 @@ impl OffsetTracker {
     /// Waits until nothing is pending but what failed batches hold (those never
     /// finish), or the timeout passes; returns whether nothing is pending at all.
     pub fn wait_all_done(&self, timeout: Duration) -> bool {
-        self.wait_until(timeout, |state| {
-            let failed: usize = state.failed.iter().filter_map(|b| state.batches.get(b)).map(Vec::len).sum();
-            let pending: usize = state.partitions.values().map(|p| p.pending.len()).sum();
-            pending <= failed
-        });
+        self.wait_until(timeout, Self::all_settled);
         self.pending() == 0
+    }
+
+    /// Whether every batch emitted has finished, acknowledged or failed.
+    pub fn settled(&self) -> bool {
+        Self::all_settled(&self.lock())
+    }
+
+    fn all_settled(state: &State) -> bool {
+        let failed: usize = state.failed.iter().filter_map(|b| state.batches.get(b)).map(Vec::len).sum();
+        let pending: usize = state.partitions.values().map(|p| p.pending.len()).sum();
+        pending <= failed
     }
 }
 

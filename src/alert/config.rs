@@ -5,11 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::decode::{one_of, Diagnostics, MapReader};
-use super::yaml::{Node, NodeKind};
-use crate::alert::notify::{Policy, WARNING_RESPONSE};
-use crate::alert::receiver::ReceiverConfig;
-use crate::alert::rule::{self, Rule};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec};
+
+use super::notify::{Policy, WARNING_RESPONSE};
+use super::receiver::ReceiverConfig;
+use super::rule::{self, Rule};
+use super::service::AlertService;
+use crate::decode::yaml::{Node, NodeKind};
+use crate::decode::{one_of, Diagnostics, MapReader};
+use crate::step::{BuildContext, RunningStep};
+use crate::telemetry::Telemetry;
 
 #[derive(Debug, Clone)]
 pub struct AlertsConfig {
@@ -28,11 +33,73 @@ pub struct AlertsConfig {
     pub flush_timeout: Duration,
 }
 
-pub(super) fn decode_alerts_step(
-    map: &mut MapReader<'_>,
-    base: &Path,
-    cx: &mut Diagnostics,
-) -> Option<AlertsConfig> {
+/// The alert engine's metrics.
+#[derive(Clone)]
+pub struct AlertMetrics {
+    pub firing: IntGaugeVec,
+    pub notifications: IntCounterVec,
+    pub reloads: IntCounterVec,
+    pub inhibited: IntCounter,
+    pub groups_refused: IntCounter,
+}
+
+impl AlertMetrics {
+    pub fn register(telemetry: &Telemetry) -> Self {
+        AlertMetrics {
+            firing: telemetry.gauge_vec("alerts_firing", "Alerts firing now, by tier", &["tier"]),
+            notifications: telemetry.counter_vec(
+                "alert_notifications_total",
+                "Alert notifications by receiver and outcome (sent, retried)",
+                &["receiver", "outcome"],
+            ),
+            reloads: telemetry.counter_vec(
+                "alert_rule_reloads_total",
+                "Rule set reloads by outcome (applied, rejected)",
+                &["outcome"],
+            ),
+            inhibited: telemetry.counter(
+                "alerts_inhibited_total",
+                "Warnings not sent because a critical alert with the same group labels was firing",
+            ),
+            groups_refused: telemetry.counter(
+                "alert_groups_refused_total",
+                "Events that would have opened a group past a rule's max_groups",
+            ),
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// Reads the step's keys and loads its rules; a relative `rules` path is found
+    /// from `base`.
+    pub(crate) fn decode(map: &mut MapReader<'_>, base: &Path, cx: &mut Diagnostics) -> Option<Self> {
+        decode_alerts_step(map, base, cx)
+    }
+
+    /// The step, with the engine's evaluation task and receivers started as a
+    /// service of the run. Must run inside the Tokio runtime.
+    pub(crate) fn build(&self, name: &str, cx: &mut BuildContext) -> anyhow::Result<RunningStep> {
+        let service = AlertService::start(self, cx.telemetry())?;
+        let step = RunningStep::new(Box::new(service.step(name)), cx.telemetry());
+        cx.add_service(Box::new(service));
+        Ok(step)
+    }
+
+    /// Where the alerts go, for the start-up banner.
+    pub fn describe_receivers(&self) -> Vec<String> {
+        self.receivers
+            .iter()
+            .map(|(name, receiver)| match receiver {
+                ReceiverConfig::Alertmanager { url, .. } => format!("alerts ({name}): Alertmanager at {url}"),
+                ReceiverConfig::Webhook { url, .. } => format!("alerts ({name}): webhook {url}"),
+                ReceiverConfig::File { path } => format!("alerts ({name}): {}", path.display()),
+                ReceiverConfig::Log => format!("alerts ({name}): the log"),
+            })
+            .collect()
+    }
+}
+
+fn decode_alerts_step(map: &mut MapReader<'_>, base: &Path, cx: &mut Diagnostics) -> Option<AlertsConfig> {
     let rules_text: Option<String> = map.required("rules", cx);
     let evaluation_interval = map.or("evaluation_interval", Duration::from_secs(1), cx);
     if evaluation_interval < Duration::from_millis(100) {
@@ -57,7 +124,7 @@ pub(super) fn decode_alerts_step(
     let rules_path = base.join(rules_text?);
     let rules = match rule::load(&rules_path) {
         Ok(rules) => {
-            if let Err(e) = crate::alert::engine::Engine::check(&rules) {
+            if let Err(e) = super::engine::Engine::check(&rules) {
                 cx.error(map.key_pos("rules"), e.to_string());
             }
             rules

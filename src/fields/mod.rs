@@ -1,5 +1,8 @@
-//! Reading a planned set of fields from an event: shared by the `metrics` step
-//! and the alert engine. A consumer lists the fields it needs for one event type;
+//! The field language shared by the `metrics` step and the alert engine: field
+//! paths and `where:` conditions (`lang`), 128-bit key identities and the maps
+//! keyed by them (`key`), and reading a planned set of fields from an event.
+//!
+//! A consumer lists the fields it needs for one event type;
 //! `FieldSlots` gives each a slot and groups them per section, so an event's
 //! `data` (or `context`/`tags`) bytes are scanned once through a compiled
 //! `Finder`, and conditions then test slots instead of searching again.
@@ -8,8 +11,14 @@ use std::borrow::Cow;
 
 use synaptic_plugin_sdk::field::{Finder, Scalar};
 
+mod key;
+mod lang;
+
 use crate::event::{Event, Section};
-use crate::metrics::mapping::{Condition, FieldRef, Literal, Test};
+
+pub use key::{IdentityMap, KeyHash, LowBits};
+pub(crate) use lang::{decode_conditions, field_ref, field_refs};
+pub use lang::{parse_field, Condition, FieldRef, Literal, Test};
 
 /// The longest text an event field puts into a metric label, an alert label or
 /// annotation value, or a span attribute. Event text is unbounded; exported
@@ -29,7 +38,7 @@ pub fn cap_exported(text: &str) -> Cow<'_, str> {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let mut hash = crate::metrics::store::KeyHash::default();
+    let mut hash = KeyHash::default();
     hash.add(text.as_bytes());
     Cow::Owned(format!("{}…#{:08x}", &text[..end], hash.finish() as u32))
 }

@@ -1,10 +1,18 @@
-//! Decoding the position-marked YAML tree into config structs, collecting every
-//! error with its position instead of stopping at the first.
+//! Strict YAML decoding, shared by every config type: the position-marked YAML tree
+//! (`yaml`), and decoding it into structs while collecting every error with its
+//! `file:line:col` instead of stopping at the first.
+//!
+//! A leaf: it imports nothing else from the crate, so every component can decode its
+//! own section without depending on the assembled config.
+
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::yaml::{Key, Node, NodeKind, Pos};
+use serde_json::{Number, Value};
+
+use yaml::{Key, Node, NodeKind, Pos};
 
 /// One config problem, printed as `file:line:col: message`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -321,9 +329,77 @@ pub fn one_of<T: Copy>(node: &Node, choices: &[(&str, T)], cx: &mut Diagnostics)
     }
 }
 
+/// Records `name` of a list item (a step, a sink), with an error when it was seen
+/// before.
+pub fn check_unique_name(names: &mut Vec<String>, name: &str, pos: Pos, what: &str, cx: &mut Diagnostics) {
+    if names.iter().any(|n| n == name) {
+        cx.error(pos, format!("{what} name `{name}` is used twice"));
+    }
+    names.push(name.to_string());
+}
+
+/// All problems of one config file.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// One problem with a whole file (it could not be read), without a position.
+    pub fn file(file: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigErrors(vec![ConfigError { file: file.into(), line: 0, col: 0, message: message.into() }])
+    }
+}
+
+/// Parses one strict YAML document and decodes it, with every error of both stages.
+pub fn parse_document<T>(
+    text: &str,
+    file: &str,
+    decode: impl FnOnce(&Node, &mut Diagnostics) -> Option<T>,
+) -> Result<T, ConfigErrors> {
+    let root = yaml::parse(text).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: file.to_string(),
+            line: e.line,
+            col: e.col,
+            message: format!("YAML syntax error: {}", e.message),
+        }])
+    })?;
+    let mut cx = Diagnostics::new(file);
+    match decode(&root, &mut cx) {
+        Some(value) if !cx.has_errors() => Ok(value),
+        _ => Err(ConfigErrors(cx.into_errors())),
+    }
+}
+
+/// A YAML subtree as JSON: plain scalars become booleans, numbers or null where they
+/// read as such; quoted scalars stay strings.
+pub fn to_json(node: &Node) -> Value {
+    match &node.kind {
+        NodeKind::Map(entries) => {
+            Value::Object(entries.iter().map(|(k, v)| (k.name.clone(), to_json(v))).collect())
+        }
+        NodeKind::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
+        NodeKind::Scalar { text, quoted: true } => Value::String(text.clone()),
+        NodeKind::Scalar { .. } if node.is_null() => Value::Null,
+        NodeKind::Scalar { text, quoted: false } => match text.as_str() {
+            "true" | "True" | "TRUE" => Value::Bool(true),
+            "false" | "False" | "FALSE" => Value::Bool(false),
+            _ => {
+                if let Ok(n) = text.parse::<i64>() {
+                    Value::Number(n.into())
+                } else if let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64) {
+                    Value::Number(n)
+                } else {
+                    Value::String(text.clone())
+                }
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::yaml::parse;
+    use super::yaml::parse;
     use super::*;
 
     #[test]

@@ -3,10 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
-use super::decode::{one_of, ByteSize, Diagnostics, MapReader};
-use super::yaml::{Node, NodeKind};
+use crate::decode::yaml::{Node, NodeKind};
+use crate::decode::{one_of, to_json, ByteSize, Diagnostics, MapReader};
+
+/// The file stem that marks a plugin step as the pipeline's PII scrubber.
+pub const SCRUBBER_STEM: &str = "pii_scrub";
 
 /// The plugin host: where plugin files live, how they are watched, and the bounds
 /// of the WebAssembly instance pool.
@@ -91,7 +94,30 @@ pub struct DirGrant {
     pub write: bool,
 }
 
-pub(super) fn decode_host(node: Option<&Node>, base: &Path, cx: &mut Diagnostics) -> PluginHostConfig {
+impl PluginHostConfig {
+    /// The `plugins` section; a relative `dir` is found from `base`.
+    pub(crate) fn decode(node: Option<&Node>, base: &Path, cx: &mut Diagnostics) -> PluginHostConfig {
+        decode_host(node, base, cx)
+    }
+}
+
+impl PluginStepConfig {
+    /// A `type: plugin` step's keys; its file is found in the host's directory.
+    pub(crate) fn decode(
+        map: &mut MapReader<'_>,
+        host: &PluginHostConfig,
+        cx: &mut Diagnostics,
+    ) -> Option<PluginStepConfig> {
+        decode_step(map, host, cx)
+    }
+
+    /// Whether this step is the pipeline's PII scrubber.
+    pub fn is_scrubber(&self) -> bool {
+        self.path.file_stem().and_then(|s| s.to_str()) == Some(SCRUBBER_STEM)
+    }
+}
+
+fn decode_host(node: Option<&Node>, base: &Path, cx: &mut Diagnostics) -> PluginHostConfig {
     let d = PluginHostConfig { dir: base.join("plugins"), ..PluginHostConfig::default() };
     let Some(mut map) = node.and_then(|n| MapReader::new(n, "plugins", cx)) else { return d };
     let config = PluginHostConfig {
@@ -124,7 +150,7 @@ pub(super) fn decode_host(node: Option<&Node>, base: &Path, cx: &mut Diagnostics
 }
 
 /// The keys of a `type: plugin` step after `type` and `name`.
-pub(super) fn decode_step(
+fn decode_step(
     map: &mut MapReader<'_>,
     host: &PluginHostConfig,
     cx: &mut Diagnostics,
@@ -159,7 +185,7 @@ pub(super) fn decode_step(
     let file = file?;
     let path = host.dir.join(&file);
     if on_error == OnError::Pass
-        && Path::new(&file).file_stem().and_then(|s| s.to_str()) == Some(crate::scrub::SCRUBBER_STEM)
+        && Path::new(&file).file_stem().and_then(|s| s.to_str()) == Some(SCRUBBER_STEM)
     {
         cx.error(
             map.key_pos("on_error"),
@@ -208,30 +234,4 @@ fn decode_dir_grant(item: &Node, cx: &mut Diagnostics) -> Option<DirGrant> {
     }
     dir.finish(cx);
     Some(DirGrant { host: PathBuf::from(host?), guest: guest?, write })
-}
-
-/// A YAML subtree as JSON: plain scalars become booleans, numbers or null where they
-/// read as such; quoted scalars stay strings.
-pub fn to_json(node: &Node) -> Value {
-    match &node.kind {
-        NodeKind::Map(entries) => {
-            Value::Object(entries.iter().map(|(k, v)| (k.name.clone(), to_json(v))).collect())
-        }
-        NodeKind::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
-        NodeKind::Scalar { text, quoted: true } => Value::String(text.clone()),
-        NodeKind::Scalar { .. } if node.is_null() => Value::Null,
-        NodeKind::Scalar { text, quoted: false } => match text.as_str() {
-            "true" | "True" | "TRUE" => Value::Bool(true),
-            "false" | "False" | "FALSE" => Value::Bool(false),
-            _ => {
-                if let Ok(n) = text.parse::<i64>() {
-                    Value::Number(n.into())
-                } else if let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64) {
-                    Value::Number(n)
-                } else {
-                    Value::String(text.clone())
-                }
-            }
-        },
-    }
 }

@@ -1,0 +1,93 @@
+//! Building a run from the config: the sinks opened, the steps built (plugins
+//! loaded, services registered), the pipeline and the source wired to them. The
+//! result is generic: whoever runs it needs to know no component.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::pipeline::{exports_before_scrubber, scrubber_step};
+use super::Config;
+use crate::ack::{AckLedger, Acks};
+use crate::pipeline::{Pipeline, SinkRoute};
+use crate::plugin::PluginHost;
+use crate::route::Matcher;
+use crate::scrub::DeadLetterScrubber;
+use crate::sink::{SinkCounters, SinkTask, QUEUE_BATCHES};
+use crate::source::{Emitter, RawBatch, Source};
+use crate::step::{BuildContext, Service};
+use crate::telemetry::Telemetry;
+
+/// Everything a run is made of, built and not yet started.
+pub struct Topology {
+    pub source: Source,
+    pub emitter: Emitter,
+    /// The source's acknowledgement stream.
+    pub acks: Acks,
+    pub pipeline: Pipeline,
+    pub batches: mpsc::Receiver<RawBatch>,
+    pub sinks: Vec<SinkTask>,
+    /// Started with the steps; shut down after the last batch.
+    pub services: Vec<Box<dyn Service>>,
+}
+
+impl Config {
+    /// Opens the sinks, builds the steps (a plugin that cannot load fails the start)
+    /// and the source. What becomes of every record is recorded in `ledger`; sinks
+    /// stop retrying when `give_up` fires. Must run inside the Tokio runtime.
+    pub async fn build(
+        &self,
+        telemetry: &Arc<Telemetry>,
+        ledger: Arc<AckLedger>,
+        give_up: &CancellationToken,
+    ) -> anyhow::Result<Topology> {
+        let mut sinks = Vec::new();
+        let mut routes = Vec::new();
+        for sink in &self.sinks {
+            let output =
+                sink.output.open().await.with_context(|| format!("starting sink `{}`", sink.name))?;
+            let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+            let counters = SinkCounters::register(telemetry, &sink.name);
+            sinks.push(SinkTask::new(&sink.name, output, counters, rx, give_up.clone()));
+            routes.push(SinkRoute {
+                name: sink.name.clone(),
+                matcher: sink.matcher.as_ref().map(Matcher::new),
+                tx,
+                side_input: sink.output.side_input(),
+            });
+        }
+        let dead_letter = self.dead_letter.open().await.context("starting the dead-letter sink")?;
+        let (dead_letter_tx, dead_letter_rx) = mpsc::channel(QUEUE_BATCHES);
+        let counters = SinkCounters::register(telemetry, "dead_letter");
+        sinks.push(SinkTask::new("dead_letter", dead_letter, counters, dead_letter_rx, give_up.clone()));
+
+        let mut cx = BuildContext::new(telemetry.clone(), self.schema);
+        cx.insert_shared(PluginHost::new(&self.plugins));
+        let steps =
+            self.pipeline.iter().map(|step| step.build(&mut cx)).collect::<anyhow::Result<Vec<_>>>()?;
+        let services = cx.finish()?;
+
+        for warning in exports_before_scrubber(&self.pipeline) {
+            tracing::warn!("{warning}");
+        }
+        let scrubber =
+            scrubber_step(&self.pipeline).map(|(_, p)| DeadLetterScrubber::new(&p.config)).transpose()?;
+        let max_event_bytes = self.limits.max_event_bytes;
+        let pipeline =
+            Pipeline::new(self.schema, max_event_bytes, steps, routes, dead_letter_tx, telemetry.clone())
+                .with_scrubber(scrubber)
+                .with_ledger(ledger.clone());
+        let (batch_tx, batches) = mpsc::channel(1);
+        let (emitter, acks) = Emitter::new(batch_tx, &self.batch, &self.limits, telemetry, ledger);
+        let source = Source::build(&self.source, max_event_bytes, telemetry);
+        Ok(Topology { source, emitter, acks, pipeline, batches, sinks, services })
+    }
+
+    /// Warnings about the pipeline's order (steps that export event text before the
+    /// PII scrubber), for `validate`.
+    pub fn warnings(&self) -> Vec<String> {
+        exports_before_scrubber(&self.pipeline)
+    }
+}

@@ -1,0 +1,33 @@
+//! The sinks' own metrics.
+
+use prometheus::IntCounter;
+
+use crate::telemetry::Telemetry;
+
+/// Per-sink handles, resolved when the sink is built.
+#[derive(Clone)]
+pub(crate) struct SinkCounters {
+    pub sent: IntCounter,
+    pub failed: IntCounter,
+    pub write_errors: IntCounter,
+}
+
+impl SinkCounters {
+    pub(crate) fn register(telemetry: &Telemetry, sink: &str) -> Self {
+        let events = telemetry.counter_vec(
+            "sink_events_total",
+            "Events by sink: sent (acknowledged) or failed (not acknowledged)",
+            &["sink", "outcome"],
+        );
+        let errors = telemetry.counter_vec(
+            "sink_write_errors_total",
+            "Failed write attempts by sink (retried)",
+            &["sink"],
+        );
+        SinkCounters {
+            sent: events.with_label_values(&[sink, "sent"]),
+            failed: events.with_label_values(&[sink, "failed"]),
+            write_errors: errors.with_label_values(&[sink]),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The `kafka` source's config.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::decode::{Diagnostics, MapReader, OneOrMany};
+
+/// A Kafka consumer-group member. More instances with the same `group_id` share the
+/// partitions.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceConfig {
+    /// `bootstrap.servers`: `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Topic names; a name starting with `^` is a regular expression.
+    pub topics: Vec<String>,
+    pub group_id: String,
+    /// How often acknowledged offsets are committed.
+    pub commit_interval: Duration,
+    /// On a partition revoke, how long to wait for its in-flight events.
+    pub revoke_timeout: Duration,
+    /// Passed to librdkafka as they are (TLS, SASL, tuning).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaSourceConfig {
+    pub(crate) fn decode(map: &mut MapReader<'_>, cx: &mut Diagnostics) -> KafkaSourceConfig {
+        let brokers: Option<String> = map.required("brokers", cx);
+        let topics = map.required::<OneOrMany<String>>("topics", cx).map(|t| t.0);
+        KafkaSourceConfig {
+            brokers: brokers.unwrap_or_default(),
+            topics: topics.unwrap_or_default(),
+            group_id: map.or("group_id", "synaptic-telemetry".to_string(), cx),
+            commit_interval: map.or("commit_interval", Duration::from_secs(1), cx),
+            revoke_timeout: map.or("revoke_timeout", Duration::from_secs(10), cx),
+            properties: map.or("properties", BTreeMap::new(), cx),
+        }
+    }
+}
