@@ -9,63 +9,69 @@
 //!
 //! # Layout
 //!
+//! Each component owns its config type, its decoder, its runtime and its metrics.
+//! Modules depend downwards only (`tests/architecture.rs` checks it); how a batch
+//! flows and how to add a component: `docs/ARCHITECTURE.md`.
+//!
 //! - `main.rs` — the CLI: `run`, `demo`, `validate`, `test plugin`, `test rules`,
-//!   `generate`.
-//! - `bin/synaptic-kafka-mock.rs` — librdkafka's mock Kafka cluster in one process.
-//! - [`app`] — wires source → pipeline → sinks and the HTTP server; orderly shutdown.
-//! - [`config`] — the strict YAML config: a position-marked YAML tree (`yaml`), a
-//!   decoder that reports every error with `file:line:col` (`decode`), the sections;
-//!   the plugin host and plugin steps (`plugin`); the metrics and traces steps and
-//!   the `otlp` and `influxdb` sinks (`observe`); the alerts step (`alerts`).
-//! - [`event`] — the envelope and the batch; schema v1.0 as a field table (`schema`),
-//!   checked by a zero-copy pass over the bytes (`scan`) with a precise fallback that
-//!   names every problem; the JSON both paths accept (`json`: no duplicate keys,
-//!   64 levels, valid strings, finite numbers); one field read from the bytes
-//!   without a document (`field`); the dead-letter record (`dead_letter`).
+//!   `generate`. `bin/synaptic-kafka-mock.rs` — librdkafka's mock Kafka cluster.
+//! - [`app`] — runs a built topology: the HTTP server, the source, pipeline and
+//!   sink tasks, one drain deadline, the services' shutdown, the summary from the
+//!   acknowledgement ledger. It names no particular component.
+//! - [`config`] — assembles the top-level `Config` from the components' own config
+//!   types (`pipeline`: the `steps!` list of step kinds) and builds the running
+//!   `Topology` from it (`topology`).
+//! - [`decode`] — a leaf: the position-marked YAML tree (`yaml`), `MapReader`, and
+//!   errors with `file:line:col`, all reported at once.
+//! - [`event`] — the envelope and the batch (with its side outputs); schema v1.0 as
+//!   a field table (`schema`), checked by a zero-copy pass (`scan`) with a precise
+//!   fallback that names every problem; the JSON both accept (`json`); one field
+//!   read from the bytes (`field`); the dead-letter record (`dead_letter`).
 //! - [`source`] — `generator` (synthetic traffic from `traffic`, seeded by `rng`),
 //!   `file` (JSONL or stdin) and `kafka` (consumer group; `kafka::offsets` keeps the
-//!   per-partition watermark that commits follow); the `Emitter` that batches records
-//!   and bounds in-flight batches.
-//! - [`ack`] — the per-batch tracker and per-sink deliveries behind at-least-once.
-//! - [`pipeline`] — decode + validate → steps → route, then hand-over to the sinks.
-//! - [`step`] — the `Step` trait and the built-in steps `tag`, `drop` and `traces`
-//!   (spans from events with a duration, sampled by trace id); the `metrics` and
-//!   `alerts` steps live with their modules.
-//! - [`metrics`] — the `metrics` step: the declarative metric mapping
-//!   (`mapping`, `config/metrics.yaml` built in) with promtool's naming rules
-//!   checked at load (`names`), per-event-type plans that read each event's fields
-//!   in one scan (`plan`), lookup tables learned from the stream (`lookup`), and
-//!   bounded metric families with their text exposition (`store`).
-//! - [`plugin`] — hot-swappable plugin steps: the WebAssembly runtime (`wasm`:
-//!   pooled instances, epoch deadlines, memory caps, WASI denied by default), the
-//!   Rhai runtime on the same contract (`script`: a raw engine with limits), the
-//!   step that applies verdicts, contains failures, swaps and rolls back (`step`),
-//!   the directory watcher that prepares new versions (`watch`), and the author's
-//!   `test plugin` command (`tester`). The contract is `plugins/wit/plugin.wit`;
-//!   the SDK (`plugins/sdk`) holds its Rust encoding, shared by host and guests,
-//!   and the helpers both runtimes' plugins use (field lookup, globs, the sampling
-//!   hash). The standard plugins — `sample`, `filter`, `pii_scrub` — live in
-//!   `plugins/standard`; `sample` and `filter` also as scripts in `plugins/*.rhai`.
+//!   per-partition watermark that commits follow), each with its config; the
+//!   `Emitter` that batches records, bounds batches in flight, and hands the source
+//!   its acknowledgement stream.
+//! - [`ack`] — the per-batch tracker and per-sink deliveries behind at-least-once;
+//!   the `Acks` stream and the ledger the run summary is read from.
+//! - [`pipeline`] — decode + validate → steps → dead-letter scrubbing → route →
+//!   hand-over to the sinks (events, and side outputs to their subscribers).
+//! - [`step`] — the `Step` trait, the `BuildContext` steps are built with, the
+//!   `Service`s they may run beside the pipeline; the built-in steps `tag`, `drop`
+//!   and `traces` (spans from events with a duration, a `spans` side output).
+//! - [`plugin`] — hot-swappable plugin steps: their config (`config`) and metrics
+//!   (`metrics`), the WebAssembly runtime (`wasm`: pooled instances, epoch
+//!   deadlines, a memory cap enforced by a resource limiter, WASI denied by
+//!   default), the Rhai runtime on the same contract (`script`), the step that
+//!   applies verdicts, contains failures, swaps and rolls back (`step`), the
+//!   directory watcher (`watch`), and `test plugin` (`tester`). The contract is
+//!   `plugins/wit/plugin.wit`; the SDK (`plugins/sdk`) holds its Rust encoding; the
+//!   standard plugins live in `plugins/standard`.
+//! - [`metrics`] — the `metrics` step: its config (`config`), the declarative
+//!   metric mapping (`mapping`, `config/metrics.yaml` built in) with promtool's
+//!   naming rules (`names`), per-event-type plans (`plan`), lookup tables learned
+//!   from the stream (`lookup`), bounded families and their exposition (`store`).
+//! - [`alert`] — the `alerts` step: its config and metrics (`config`), the rule
+//!   format (`rule`: a rule's definition apart from its place), sliding windows
+//!   (`window`), per-group state (`engine`), tier timing and inhibition
+//!   (`notify`), receivers (`receiver`, `alertmanager`), the running service and
+//!   reload (`service`), and `test rules` (`testing`).
+//! - [`sink`] — sink tasks with retry and the `sinks!` list of outputs: `stdout`,
+//!   `file` (rotation), `kafka` (idempotent producer), `otlp` (the traces step's
+//!   spans over OTLP/gRPC or OTLP/HTTP), `influxdb` (line protocol) and `http`
+//!   (JSON lines or an array, POSTed), each with its config.
 //! - [`scrub`] — in a pipeline with the `pii_scrub` plugin, dead letters pass
 //!   through the same detectors (run natively) before they are written.
-//! - [`route`] — `match` clauses and per-sink selections; [`glob`] — their globs
-//!   (the SDK's, re-exported).
-//! - [`sink`] — sink tasks with retry, and the outputs `stdout`, `file` (rotation),
-//!   `kafka` (idempotent producer, acknowledged on delivery reports), `otlp` (spans
-//!   over OTLP/gRPC or OTLP/HTTP) and `influxdb` (line protocol, gzip).
-//! - [`alert`] — alert rules in three tiers, evaluated on the events: the rule
-//!   format (`rule`), sliding windows over event time (`window`), per-group state
-//!   fed by events and evaluated on a timer (`engine`), tier timing, repeats and
-//!   inhibition (`notify`), receivers with outboxes and retries (`receiver`,
-//!   `alertmanager`), the running step, evaluation task and rule reload
-//!   (`service`), and `test rules` on a simulated clock (`testing`).
-//! - [`fields`] — reading a planned set of fields from an event in one scan,
-//!   shared by the metrics step and the alert engine.
-//! - [`files`] — reading plugin and rule files (regular, bounded, no links out
-//!   of their directory, no blocking on a FIFO) and creating output files (0640,
-//!   never through a planted symlink).
-//! - [`telemetry`] — the pipeline's own Prometheus metrics.
-//! - [`server`] — `/metrics`, `/health`, `/ready`.
+//! - [`fields`] — the field and condition language shared by metrics and alerts
+//!   (`lang`), key hashing and identity maps (`key`), the per-event-type plan cache
+//!   (`plans`), and reading a planned set of fields in one scan.
+//! - [`route`] — `match` clauses and per-sink selections; [`glob`] — their globs.
+//! - `retry` — the backoff sinks and alert receivers retry with.
+//! - [`files`] — reading plugin, rule and config files (regular, bounded, no links
+//!   out of their directory) and creating output files (0640, no planted symlink).
+//! - [`telemetry`] — the registry of the pipeline's own metrics and `/metrics`'
+//!   text; each component registers its families there.
+//! - [`server`] — `/metrics`, `/health`, `/ready` and the `server` section.
 //! - [`clock`] — Unix-millisecond wall clock.
 
 pub mod ack;

@@ -51,6 +51,13 @@ impl Matcher {
         }
     }
 
+    /// The clause's conditions other than the event type (which a per-type plan
+    /// has settled already); `None` when there are none.
+    pub fn apart_from_type(config: &MatchConfig) -> Option<Matcher> {
+        (!config.component.is_empty() || config.min_severity.is_some())
+            .then(|| Matcher::new(&MatchConfig { event_type: Vec::new(), ..config.clone() }))
+    }
+
     pub fn matches(&self, event: &Event) -> bool {
         self.min_severity.is_none_or(|min| event.severity() >= min)
             && (self.event_type.is_empty() || self.event_type.iter().any(|g| g.matches(event.event_type())))

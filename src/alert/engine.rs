@@ -7,7 +7,7 @@
 //! one scan, and each matching rule finds its group through a 128-bit hash of the
 //! group's label values. A window's cost per event is one bucket update.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use synaptic_plugin_sdk::field::Scalar;
 
@@ -16,13 +16,12 @@ use super::window::Window;
 use crate::decode::{ConfigError, ConfigErrors};
 use crate::event::{Event, EventKind};
 use crate::fields::FieldRef;
-use crate::fields::{scalar_text, FieldSlots, PlanCondition, Reader, Reads, Ref, MAX_PLAN_FIELDS};
+use crate::fields::{scalar_text, FieldSlots, PlanCache, PlanCondition, Reader, Reads, Ref, MAX_PLAN_FIELDS};
 use crate::fields::{IdentityMap, KeyHash};
 use crate::glob::Glob;
 use crate::route::Matcher;
 
 /// Plans kept for event types the schema does not know.
-const MAX_UNKNOWN_PLANS: usize = 256;
 /// The label value of a group field an event does not carry.
 pub const MISSING_LABEL: &str = "unknown";
 
@@ -66,7 +65,6 @@ struct Group {
 
 struct CompiledRule {
     rule: Rule,
-    key: String,
     /// Component and severity filters (event types are settled by the plans).
     matcher: Option<Matcher>,
     groups: IdentityMap<Group>,
@@ -106,8 +104,7 @@ pub enum EngineError {
 
 pub struct Engine {
     rules: Vec<CompiledRule>,
-    plans: Vec<KindPlan>,
-    unknown: HashMap<String, KindPlan>,
+    plans: PlanCache<KindPlan>,
     max_groups: usize,
     /// Groups refused because a rule already had `max_groups`.
     pub groups_refused: u64,
@@ -116,16 +113,12 @@ pub struct Engine {
 impl Engine {
     pub fn new(rules: Vec<Rule>, max_groups: usize) -> Result<Engine, EngineError> {
         check_fields(&rules)?;
-        let compiled = rules.into_iter().map(compile).collect();
-        let mut engine = Engine {
-            rules: compiled,
-            plans: Vec::new(),
-            unknown: HashMap::new(),
+        Ok(Engine {
+            plans: plans_of(&rules),
+            rules: rules.into_iter().map(compile).collect(),
             max_groups,
             groups_refused: 0,
-        };
-        engine.build_plans();
-        Ok(engine)
+        })
     }
 
     /// Checks a rule set as `new` would, without building it.
@@ -143,21 +136,21 @@ impl Engine {
     /// resolved now, since nothing will evaluate them again.
     pub fn replace_rules(&mut self, rules: Vec<Rule>, now_ms: i64) -> Result<Vec<Alert>, EngineError> {
         check_fields(&rules)?;
-        let mut old: HashMap<String, CompiledRule> =
-            std::mem::take(&mut self.rules).into_iter().map(|r| (r.key.clone(), r)).collect();
+        self.plans = plans_of(&rules);
+        let mut old = std::mem::take(&mut self.rules);
         self.rules = rules
             .into_iter()
             .map(|rule| {
                 let mut fresh = compile(rule);
-                if let Some(kept) = old.remove(&fresh.key) {
-                    fresh.groups = kept.groups;
+                // An unchanged definition keeps its state, wherever it moved.
+                if let Some(at) = old.iter().position(|o| o.rule.definition == fresh.rule.definition) {
+                    fresh.groups = old.swap_remove(at).groups;
                 }
                 fresh
             })
             .collect();
-        self.build_plans();
         let mut resolved = Vec::new();
-        for gone in old.into_values() {
+        for gone in old {
             for group in gone.groups.values() {
                 if let Phase::Firing { since, .. } = group.phase {
                     let mut alert = make_alert(&gone.rule, group, since, f64::NAN);
@@ -169,117 +162,11 @@ impl Engine {
         Ok(resolved)
     }
 
-    fn build_plans(&mut self) {
-        self.plans = EventKind::KNOWN
-            .iter()
-            .map(|kind| kind.canonical_name().map(|name| self.plan_for(name)).unwrap_or_default())
-            .collect();
-        self.unknown.clear();
-    }
-
-    fn plan_for(&self, event_type: &str) -> KindPlan {
-        let rules: Vec<&Rule> = self.rules.iter().map(|r| &r.rule).collect();
-        plan_for(&rules, event_type)
-    }
-
     /// Feeds a batch's events; `now_ms` is the engine's clock (event times after it
     /// count as now: a producer's clock running ahead must not hide its events).
     pub fn feed(&mut self, events: &[Event], now_ms: i64) {
-        let plans = std::mem::take(&mut self.plans);
-        let mut unknown = std::mem::take(&mut self.unknown);
-        for event in events {
-            let kind = event.kind();
-            if kind != EventKind::Unknown {
-                if let Some(plan) = plans.get(kind as usize).filter(|p| !p.rules.is_empty()) {
-                    self.apply(plan, event, now_ms);
-                }
-                continue;
-            }
-            if !unknown.contains_key(event.event_type()) && unknown.len() < MAX_UNKNOWN_PLANS {
-                unknown.insert(event.event_type().to_string(), self.plan_for(event.event_type()));
-            }
-            match unknown.get(event.event_type()) {
-                Some(plan) if !plan.rules.is_empty() => self.apply(plan, event, now_ms),
-                Some(_) => {}
-                // Endless distinct types: work per event rather than grow.
-                None => {
-                    let plan = self.plan_for(event.event_type());
-                    self.apply(&plan, event, now_ms);
-                }
-            }
-        }
-        self.plans = plans;
-        self.unknown = unknown;
-    }
-
-    fn apply(&mut self, plan: &KindPlan, event: &Event, now_ms: i64) {
-        let mut slots: [Option<Scalar<'_>>; MAX_PLAN_FIELDS] = Default::default();
-        let used = plan.reads.read(event, &mut slots);
-        let read = Reader { event, slots: &slots[..used] };
-        let ts = event.timestamp_ms().min(now_ms);
-        let weight = match event.sample_rate() {
-            Some(rate) if rate > 0.0 && rate <= 1.0 => 1.0 / rate,
-            _ => 1.0,
-        };
-        for rp in &plan.rules {
-            let compiled = &mut self.rules[rp.rule];
-            if compiled.matcher.as_ref().is_some_and(|m| !m.matches(event)) || !read.all(&rp.conditions) {
-                continue;
-            }
-            let mut hash = KeyHash::default();
-            for r in &rp.group {
-                match read.get(*r) {
-                    Some(v) => hash.add(scalar_text(v).as_bytes()),
-                    None => hash.add(MISSING_LABEL.as_bytes()),
-                }
-            }
-            let id = hash.finish();
-            let group = match compiled.groups.get_mut(&id) {
-                Some(g) => g,
-                None => {
-                    // An `absent` rule with a list watches only the groups it lists.
-                    if matches!(compiled.rule.condition, Cond::Absent { expect: Some(_), .. }) {
-                        continue;
-                    }
-                    if compiled.groups.len() >= self.max_groups
-                        && !evict_oldest_inactive(&mut compiled.groups)
-                    {
-                        self.groups_refused += 1;
-                        continue;
-                    }
-                    let labels = (rp.group.iter())
-                        .map(|r| {
-                            read.get(*r).map_or_else(
-                                || MISSING_LABEL.to_string(),
-                                |v| crate::fields::cap_exported(&scalar_text(v)).into_owned(),
-                            )
-                        })
-                        .collect();
-                    compiled.groups.entry(id).or_insert(new_group(&compiled.rule.condition, labels))
-                }
-            };
-            group.last_seen_ms = group.last_seen_ms.max(ts);
-            let value = rp.value.and_then(|r| read.get(r)).and_then(|v| v.as_f64());
-            match &compiled.rule.condition {
-                Cond::Threshold { .. } => {
-                    if let Some(v) = value {
-                        if group.last_value.is_none_or(|(_, at)| ts >= at) {
-                            group.last_value = Some((v, ts));
-                        }
-                    }
-                }
-                Cond::Absent { .. } => {}
-                Cond::Aggregate(_) | Cond::Baseline { .. } => {
-                    let matching = !rp.ratio_where.is_empty() && read.all(&rp.ratio_where);
-                    if let Some(w) = group.window.as_mut() {
-                        w.add(ts, now_ms, weight, matching, value);
-                    }
-                    if let Some(w) = group.long.as_mut() {
-                        w.add(ts, now_ms, weight, matching, value);
-                    }
-                }
-            }
-        }
+        let Engine { rules, plans, max_groups, groups_refused } = self;
+        plans.each(events, |plan, event| feed_event(rules, *max_groups, groups_refused, plan, event, now_ms));
     }
 
     /// Evaluates every group of every rule at `now_ms`.
@@ -399,7 +286,7 @@ fn compile(rule: Rule) -> CompiledRule {
             groups.insert(hash.finish(), new_group(&rule.condition, labels));
         }
     }
-    CompiledRule { key: rule.definition_key(), matcher, groups, rule }
+    CompiledRule { matcher, groups, rule }
 }
 
 /// Makes room for a new group in a full table: the group heard from longest ago
@@ -551,6 +438,15 @@ fn type_matches(rule: &Rule, event_type: &str) -> bool {
         || rule.matcher.event_type.iter().any(|g| Glob::new(g).matches(event_type))
 }
 
+/// The per-event-type plans of a rule set (a snapshot: a new rule set gets new ones).
+fn plans_of(rules: &[Rule]) -> PlanCache<KindPlan> {
+    let rules = rules.to_vec();
+    PlanCache::new(move |event_type| {
+        let refs: Vec<&Rule> = rules.iter().collect();
+        plan_for(&refs, event_type)
+    })
+}
+
 fn plan_for(rules: &[&Rule], event_type: &str) -> KindPlan {
     let slots = FieldSlots::new(rule_fields(rules, event_type));
     let plans = (rules.iter().enumerate())
@@ -580,4 +476,80 @@ fn plan_for(rules: &[&Rule], event_type: &str) -> KindPlan {
         })
         .collect();
     KindPlan { reads: slots.reads(), rules: plans }
+}
+
+/// One event into the groups of the rules its plan names.
+fn feed_event(
+    rules: &mut [CompiledRule],
+    max_groups: usize,
+    groups_refused: &mut u64,
+    plan: &KindPlan,
+    event: &Event,
+    now_ms: i64,
+) {
+    if plan.rules.is_empty() {
+        return;
+    }
+    let mut slots: [Option<Scalar<'_>>; MAX_PLAN_FIELDS] = Default::default();
+    let used = plan.reads.read(event, &mut slots);
+    let read = Reader { event, slots: &slots[..used] };
+    let ts = event.timestamp_ms().min(now_ms);
+    let weight = event.sample_weight();
+    for rp in &plan.rules {
+        let compiled = &mut rules[rp.rule];
+        if compiled.matcher.as_ref().is_some_and(|m| !m.matches(event)) || !read.all(&rp.conditions) {
+            continue;
+        }
+        let mut hash = KeyHash::default();
+        for r in &rp.group {
+            match read.get(*r) {
+                Some(v) => hash.add(scalar_text(v).as_bytes()),
+                None => hash.add(MISSING_LABEL.as_bytes()),
+            }
+        }
+        let id = hash.finish();
+        let group = match compiled.groups.get_mut(&id) {
+            Some(g) => g,
+            None => {
+                // An `absent` rule with a list watches only the groups it lists.
+                if matches!(compiled.rule.condition, Cond::Absent { expect: Some(_), .. }) {
+                    continue;
+                }
+                if compiled.groups.len() >= max_groups && !evict_oldest_inactive(&mut compiled.groups) {
+                    *groups_refused += 1;
+                    continue;
+                }
+                let labels = (rp.group.iter())
+                    .map(|r| {
+                        read.get(*r).map_or_else(
+                            || MISSING_LABEL.to_string(),
+                            |v| crate::fields::cap_exported(&scalar_text(v)).into_owned(),
+                        )
+                    })
+                    .collect();
+                compiled.groups.entry(id).or_insert(new_group(&compiled.rule.condition, labels))
+            }
+        };
+        group.last_seen_ms = group.last_seen_ms.max(ts);
+        let value = rp.value.and_then(|r| read.get(r)).and_then(|v| v.as_f64());
+        match &compiled.rule.condition {
+            Cond::Threshold { .. } => {
+                if let Some(v) = value {
+                    if group.last_value.is_none_or(|(_, at)| ts >= at) {
+                        group.last_value = Some((v, ts));
+                    }
+                }
+            }
+            Cond::Absent { .. } => {}
+            Cond::Aggregate(_) | Cond::Baseline { .. } => {
+                let matching = !rp.ratio_where.is_empty() && read.all(&rp.ratio_where);
+                if let Some(w) = group.window.as_mut() {
+                    w.add(ts, now_ms, weight, matching, value);
+                }
+                if let Some(w) = group.long.as_mut() {
+                    w.add(ts, now_ms, weight, matching, value);
+                }
+            }
+        }
+    }
 }

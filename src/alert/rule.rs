@@ -43,12 +43,32 @@ impl Tier {
     }
 }
 
+/// A rule as loaded: what it means, and where and how it is written. Its fields
+/// are read through [`Definition`] (`rule.name`).
 #[derive(Debug, Clone)]
 pub struct Rule {
-    pub name: String,
-    pub tier: Tier,
+    pub definition: Definition,
     /// What the rule watches and which events it reads.
     pub description: String,
+    /// Where the rule is written.
+    pub file: String,
+    pub line: usize,
+}
+
+impl std::ops::Deref for Rule {
+    type Target = Definition;
+
+    fn deref(&self) -> &Definition {
+        &self.definition
+    }
+}
+
+/// What a rule means. Two loads of an unchanged rule give equal definitions, so a
+/// reload keeps its state; any field that changes makes it a new rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Definition {
+    pub name: String,
+    pub tier: Tier,
     pub matcher: MatchConfig,
     /// `match.where`: field tests an event must pass to count at all.
     pub conditions: Vec<Condition>,
@@ -61,32 +81,9 @@ pub struct Rule {
     pub keep_firing_for: Duration,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, Template>,
-    /// Where the rule is written.
-    pub file: String,
-    pub line: usize,
 }
 
-impl Rule {
-    /// The rule's meaning without its position: two loads of an unchanged rule
-    /// give the same key, so a reload keeps its state.
-    pub fn definition_key(&self) -> String {
-        format!(
-            "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-            self.name,
-            self.tier,
-            self.matcher,
-            self.conditions,
-            self.group_by,
-            self.condition,
-            self.for_,
-            self.keep_firing_for,
-            self.labels,
-            self.annotations
-        )
-    }
-}
-
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Cond {
     /// The group's latest event crosses the threshold (and is not older than
     /// `stale_after`).
@@ -103,7 +100,7 @@ pub enum Cond {
     Baseline { aggregate: Aggregate, over: Duration, factor: f64 },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Aggregate {
     pub func: Func,
     pub field: Option<FieldRef>,
@@ -365,17 +362,19 @@ fn decode_rule(node: &Node, index: usize, cx: &mut Diagnostics) -> Option<Rule> 
     };
     map.finish(cx);
     Some(Rule {
-        name: name?,
-        tier: tier?,
+        definition: Definition {
+            name: name?,
+            tier: tier?,
+            matcher,
+            conditions,
+            group_by,
+            condition: condition?,
+            for_,
+            keep_firing_for,
+            labels,
+            annotations,
+        },
         description,
-        matcher,
-        conditions,
-        group_by,
-        condition: condition?,
-        for_,
-        keep_firing_for,
-        labels,
-        annotations,
         file: cx.file().to_string(),
         line: node.pos.line,
     })

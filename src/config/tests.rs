@@ -97,9 +97,9 @@ fn missing_sections_and_types_are_named() {
     let errs = errors("source: {rate: 3}\nsinks: [{name: a, type: kafkaa}]\ndead_letter: {type: stdout}\n");
     assert!(errs.iter().any(|e| e.contains("source is missing required key `type`")), "{errs:#?}");
     assert!(
-        errs.iter()
-            .any(|e| e
-                .contains("c.yaml:2:25: expected one of stdout, file, kafka, otlp, influxdb, http, got `kafkaa`")),
+        errs.iter().any(|e| e.contains(
+            "c.yaml:2:25: expected one of stdout, file, kafka, otlp, influxdb, http, got `kafkaa`"
+        )),
         "{errs:#?}"
     );
 }

@@ -324,6 +324,15 @@ impl Event {
         self.header.sample_rate
     }
 
+    /// How many events this one stands for: `1 / sample_rate` for a sampled event
+    /// (a rate outside (0, 1] counts as unsampled), else 1.
+    pub fn sample_weight(&self) -> f64 {
+        match self.sample_rate() {
+            Some(rate) if rate > 0.0 && rate <= 1.0 => 1.0 / rate,
+            _ => 1.0,
+        }
+    }
+
     /// Reads several fields of one section (the `finder`'s paths are relative to
     /// it, e.g. `[["agent_id"], ["resource_usage", "memory_mb"]]`) into `out`:
     /// scalars only, `None` where absent. Scans just that object's bytes when the
@@ -486,6 +495,12 @@ fn check_envelope(doc: &Map<String, Value>, problems: &mut Vec<String>) -> Optio
         return None;
     }
     Some((severity?, timestamp?))
+}
+
+/// Whether the zero-copy scan accepts `raw` (the precise path is not needed).
+#[cfg(test)]
+pub(crate) fn takes_fast_path(raw: &[u8]) -> bool {
+    scan::scan(raw).is_some()
 }
 
 /// How the two validation paths disagree on `raw`, if they do: the fast path

@@ -17,13 +17,13 @@ pub enum FieldRef {
     In(Section, Vec<String>),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Condition {
     pub field: FieldRef,
     pub test: Test,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Test {
     Equals(Literal),
     In(Vec<Literal>),

@@ -13,12 +13,14 @@ use synaptic_plugin_sdk::field::{Finder, Scalar};
 
 mod key;
 mod lang;
+mod plans;
 
 use crate::event::{Event, Section};
 
 pub use key::{IdentityMap, KeyHash, LowBits};
 pub(crate) use lang::{decode_conditions, field_ref, field_refs};
 pub use lang::{parse_field, Condition, FieldRef, Literal, Test};
+pub(crate) use plans::PlanCache;
 
 /// The longest text an event field puts into a metric label, an alert label or
 /// annotation value, or a span attribute. Event text is unbounded; exported

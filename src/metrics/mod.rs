@@ -16,14 +16,13 @@ mod plan;
 pub mod store;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus::IntCounter;
 use synaptic_plugin_sdk::field::Scalar;
 
 use crate::event::{Batch, Event, EventKind};
-use crate::fields::{scalar_text, FieldSlots, Reader, Ref, MAX_PLAN_FIELDS};
+use crate::fields::{scalar_text, FieldSlots, PlanCache, Reader, Ref, MAX_PLAN_FIELDS};
 use crate::route::Matcher;
 use crate::step::Step;
 use crate::telemetry::{MetricExport, Telemetry};
@@ -33,9 +32,6 @@ use lookup::LookupTable;
 use mapping::{Case, LabelSource, Mapping, MetricKind};
 use plan::{plan_fields, Plan, PlanLabel};
 use store::{Admission, Family, FamilyKind};
-
-/// Plans kept for event types the schema does not know.
-const MAX_UNKNOWN_PLANS: usize = 256;
 
 /// The families, shared between the step (writer) and `/metrics` (reader).
 pub struct MetricFamilies(Mutex<Vec<Family>>);
@@ -76,13 +72,18 @@ struct Problems {
 
 pub struct MetricsStep {
     name: String,
-    mapping: Mapping,
+    families: Arc<MetricFamilies>,
+    plans: PlanCache<Plan>,
+    state: MetricsState,
+}
+
+/// What the step keeps between events: the mapping's compiled parts and the
+/// tables learned from the stream.
+struct MetricsState {
+    mapping: Arc<Mapping>,
     matchers: Vec<Option<Matcher>>,
     lookup_matchers: Vec<Option<Matcher>>,
     forget_matchers: Vec<Option<Matcher>>,
-    families: Arc<MetricFamilies>,
-    plans: Vec<Plan>,
-    unknown_plans: HashMap<String, Plan>,
     lookups: Vec<LookupTable>,
     keyed: Vec<KeyedState>,
     problems: Vec<Problems>,
@@ -129,36 +130,31 @@ impl MetricsStep {
                 }
             })
             .collect();
-        // The event type is decided by the plan; matchers keep only the rest.
-        let runtime_matcher = |m: &crate::route::MatchConfig| {
-            (!m.component.is_empty() || m.min_severity.is_some())
-                .then(|| Matcher::new(&crate::route::MatchConfig { event_type: Vec::new(), ..m.clone() }))
-        };
-        let mut step = MetricsStep {
+        let mapping = Arc::new(mapping);
+        let planned = mapping.clone();
+        MetricsStep {
             name: name.to_string(),
-            matchers: mapping.metrics.iter().map(|m| runtime_matcher(&m.matcher)).collect(),
-            lookup_matchers: mapping.lookups.iter().map(|l| runtime_matcher(&l.matcher)).collect(),
-            forget_matchers: mapping
-                .lookups
-                .iter()
-                .map(|l| l.forget_on.as_ref().and_then(runtime_matcher))
-                .collect(),
-            lookups: mapping.lookups.iter().map(|l| LookupTable::new(l.max_entries)).collect(),
-            keyed: mapping.metrics.iter().map(|_| KeyedState::default()).collect(),
             families,
-            plans: Vec::new(),
-            unknown_plans: HashMap::new(),
-            problems,
-            mapping,
-        };
-        let mut kinds: Vec<EventKind> = EventKind::KNOWN.to_vec();
-        kinds.push(EventKind::Unknown);
-        kinds.sort_by_key(|k| *k as usize);
-        step.plans = kinds
-            .into_iter()
-            .map(|k| k.canonical_name().map_or_else(Plan::default, |name| plan::build(&step.mapping, name)))
-            .collect();
-        step
+            plans: PlanCache::new(move |event_type| plan::build(&planned, event_type)),
+            state: MetricsState {
+                // The event type is decided by the plan; matchers keep only the rest.
+                matchers: mapping.metrics.iter().map(|m| Matcher::apart_from_type(&m.matcher)).collect(),
+                lookup_matchers: mapping
+                    .lookups
+                    .iter()
+                    .map(|l| Matcher::apart_from_type(&l.matcher))
+                    .collect(),
+                forget_matchers: mapping
+                    .lookups
+                    .iter()
+                    .map(|l| l.forget_on.as_ref().and_then(Matcher::apart_from_type))
+                    .collect(),
+                lookups: mapping.lookups.iter().map(|l| LookupTable::new(l.max_entries)).collect(),
+                keyed: mapping.metrics.iter().map(|_| KeyedState::default()).collect(),
+                problems,
+                mapping,
+            },
+        }
     }
 
     /// The families this step maintains (tests and benchmarks render them).
@@ -180,18 +176,9 @@ impl MetricsStep {
         }
         Ok(())
     }
+}
 
-    /// The plan for an event type the schema does not know, made on first sight.
-    fn unknown_plan<'p>(&self, unknown: &'p mut HashMap<String, Plan>, event_type: &str) -> Option<&'p Plan> {
-        if !unknown.contains_key(event_type) {
-            if unknown.len() >= MAX_UNKNOWN_PLANS {
-                return None;
-            }
-            unknown.insert(event_type.to_string(), plan::build(&self.mapping, event_type));
-        }
-        unknown.get(event_type)
-    }
-
+impl MetricsState {
     fn apply(&mut self, plan: &Plan, event: &Event, families: &mut [Family]) {
         if plan.lookups.is_empty() && plan.metrics.is_empty() {
             return;
@@ -211,10 +198,7 @@ impl MetricsStep {
         }
 
         let mut memo = Memo::new();
-        let weight = match event.sample_rate() {
-            Some(rate) if rate > 0.0 && rate <= 1.0 => 1.0 / rate,
-            _ => 1.0,
-        };
+        let weight = event.sample_weight();
         for pm in &plan.metrics {
             let m = pm.metric;
             if self.matchers[m].as_ref().is_some_and(|matcher| !matcher.matches(event)) {
@@ -417,30 +401,9 @@ impl Step for MetricsStep {
     }
 
     fn process(&mut self, batch: &mut Batch) {
-        let families = self.families.clone();
-        let mut families = families.lock();
-        // The plans are read while the state changes: hold them apart for the batch.
-        let plans = std::mem::take(&mut self.plans);
-        let mut unknown = std::mem::take(&mut self.unknown_plans);
-        for event in &batch.events {
-            match event.kind() {
-                EventKind::Unknown => match self.unknown_plan(&mut unknown, event.event_type()) {
-                    Some(plan) => self.apply(plan, event, &mut families),
-                    // Endless distinct types: work per event rather than grow.
-                    None => {
-                        let plan = plan::build(&self.mapping, event.event_type());
-                        self.apply(&plan, event, &mut families);
-                    }
-                },
-                kind => {
-                    if let Some(plan) = plans.get(kind as usize) {
-                        self.apply(plan, event, &mut families);
-                    }
-                }
-            }
-        }
-        self.plans = plans;
-        self.unknown_plans = unknown;
+        let mut families = self.families.lock();
+        let state = &mut self.state;
+        self.plans.each(&batch.events, |plan, event| state.apply(plan, event, &mut families));
     }
 }
 

@@ -12,8 +12,7 @@ use prometheus::IntCounter;
 use synaptic_plugin_sdk::contract::{BatchBuffer, VerdictList};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder, Trap,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap,
 };
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -143,20 +142,23 @@ impl Code for WasmCode {
         let settings = &self.settings;
         let state = HostState::new(settings)?;
         let mut store = Store::new(&self.runtime.engine, state);
-        store.limiter(|state| &mut state.limits);
+        store.limiter(|state| &mut state.memory);
         store.epoch_deadline_trap();
         // `init` may build tables: it gets ten batch deadlines, at least a second.
         store.set_epoch_deadline(ticks(settings.deadline.saturating_mul(10).max(Duration::from_secs(1))));
-        let stderr = store.data().stderr.clone();
-        let bindings =
-            self.pre.instantiate(&mut store).map_err(|e| match classify(e, settings, &stderr) {
-                PluginError::Trap(message) => PluginError::Instantiate(message),
-                other => other,
-            })?;
+        let bindings = match self.pre.instantiate(&mut store) {
+            Ok(bindings) => bindings,
+            Err(e) => {
+                return Err(match classify(e, settings, store.data()) {
+                    PluginError::Trap(message) => PluginError::Instantiate(message),
+                    other => other,
+                })
+            }
+        };
         match bindings.call_init(&mut store, &settings.init_config) {
             Ok(Ok(())) => {}
             Ok(Err(message)) => return Err(PluginError::Init(message)),
-            Err(e) => return Err(classify(e, settings, &stderr)),
+            Err(e) => return Err(classify(e, settings, store.data())),
         }
         Ok(Box::new(WasmInstance { store, bindings, settings: settings.clone() }))
     }
@@ -184,7 +186,7 @@ impl Instance for WasmInstance {
                 replacement_ends: v.replacement_ends,
             }),
             Ok(Err(message)) => Err(PluginError::Guest(message)),
-            Err(e) => Err(classify(e, &self.settings, &self.store.data().stderr)),
+            Err(e) => Err(classify(e, &self.settings, self.store.data())),
         }
     }
 }
@@ -229,17 +231,18 @@ fn ticks(deadline: Duration) -> u64 {
     (deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).saturating_add(1)
 }
 
-/// Names a failed guest call: deadline, memory cap, or another trap, with the last
-/// line the guest wrote to stderr (a Rust panic message lands there).
-fn classify(error: wasmtime::Error, settings: &InstanceSettings, stderr: &MemoryOutputPipe) -> PluginError {
+/// Names a failed guest call: deadline, memory cap (as the store's limiter saw
+/// it), or another trap, with the last line the guest wrote to stderr (a Rust
+/// panic message lands there).
+fn classify(error: wasmtime::Error, settings: &InstanceSettings, state: &HostState) -> PluginError {
     let trap = error.downcast_ref::<Trap>().copied();
     if trap == Some(Trap::Interrupt) {
         return PluginError::Timeout(settings.deadline);
     }
-    let text = format!("{error:?}");
-    if text.contains("forcing trap when growing memory") {
-        return PluginError::MemoryLimit(settings.memory);
+    if let Some(MemoryCapReached { limit }) = state.memory.reached {
+        return PluginError::MemoryLimit(limit as u64);
     }
+    let stderr = &state.stderr;
     let what = match trap {
         Some(trap) => trap.to_string(),
         None => one_line(&format!("{error:#}")),
@@ -250,13 +253,56 @@ fn classify(error: wasmtime::Error, settings: &InstanceSettings, stderr: &Memory
     }
 }
 
+/// The instance's memory cap, enforced when its memories are created and each
+/// time they grow. Going over it traps the call, and the outcome is kept for
+/// [`classify`] to read (not inferred from the trap's text).
+struct MemoryCap {
+    limit: usize,
+    reached: Option<MemoryCapReached>,
+}
+
+/// Why a memory could not grow: the cap of `limit` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("memory would grow past the instance's cap of {limit} bytes")]
+struct MemoryCapReached {
+    limit: usize,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired <= self.limit {
+            return Ok(true);
+        }
+        let reached = MemoryCapReached { limit: self.limit };
+        self.reached = Some(reached);
+        // An error, not `false`: the guest traps instead of seeing a failed grow
+        // it may not check.
+        Err(reached.into())
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables are bounded by the pooling allocator's per-table limit.
+        Ok(true)
+    }
+}
+
 /// A store's data: WASI state, limits, and what the host functions need.
 struct HostState {
     wasi: WasiCtx,
     /// What the guest writes to stderr (bounded), quoted when it traps.
     stderr: MemoryOutputPipe,
     table: ResourceTable,
-    limits: StoreLimits,
+    memory: MemoryCap,
     plugin: Arc<str>,
     metrics: PluginMetrics,
     log_budget: f64,
@@ -271,10 +317,10 @@ impl HostState {
             wasi: wasi_context(&settings.grants, &stderr)?,
             stderr,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(usize::try_from(settings.memory).unwrap_or(usize::MAX))
-                .trap_on_grow_failure(true)
-                .build(),
+            memory: MemoryCap {
+                limit: usize::try_from(settings.memory).unwrap_or(usize::MAX),
+                reached: None,
+            },
             plugin: settings.plugin.as_str().into(),
             metrics: settings.metrics.clone(),
             log_budget: LOG_LINES_PER_SECOND * 2.0,

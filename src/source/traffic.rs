@@ -649,4 +649,21 @@ mod tests {
         let share = rejected as f64 / n as f64;
         assert!((0.04..0.06).contains(&share), "malformed share {share}");
     }
+
+    // The event decoder's two paths, on the traffic this generator makes.
+    #[test]
+    fn fast_and_precise_paths_agree_on_generated_traffic() {
+        let config =
+            GeneratorConfig { rate: 0.0, total: 0, seed: 3, malformed_ratio: 0.1, start_ms: Some(1) };
+        let mut traffic = Traffic::new(&config, 0);
+        let mut fast = 0;
+        for _ in 0..20_000 {
+            let line = traffic.next_event();
+            fast += usize::from(crate::event::takes_fast_path(&line));
+            if let Some(problem) = crate::event::paths_disagree(&line) {
+                panic!("{problem}: {}", String::from_utf8_lossy(&line));
+            }
+        }
+        assert!(fast > 17_000, "the fast path takes the valid events: {fast}");
+    }
 }
