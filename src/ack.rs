@@ -29,9 +29,9 @@ pub enum Outcome {
 /// Sent to the source when a batch is finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AckNotice {
-    pub batch_id: u64,
+    pub(crate) batch_id: u64,
     pub events: usize,
-    pub outcome: Outcome,
+    pub(crate) outcome: Outcome,
 }
 
 struct Inner {
@@ -51,7 +51,7 @@ impl Drop for Inner {
 }
 
 /// The pipeline's share of a batch; dropped once the batch has been dispatched.
-pub struct Tracker {
+pub(crate) struct Tracker {
     inner: Arc<Inner>,
     /// Set by `dispatched`; a tracker dropped without it (a pipeline that panicked,
     /// a batch still queued when its consumer died) fails the batch.
@@ -59,7 +59,7 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub fn new(
+    pub(crate) fn new(
         batch_id: u64,
         events: usize,
         notify: mpsc::UnboundedSender<AckNotice>,
@@ -69,17 +69,13 @@ impl Tracker {
         Tracker { inner: Arc::new(inner), dispatched: false }
     }
 
-    pub fn batch_id(&self) -> u64 {
-        self.inner.batch_id
-    }
-
-    pub fn delivery(&self) -> Delivery {
+    pub(crate) fn delivery(&self) -> Delivery {
         Delivery { inner: Some(self.inner.clone()) }
     }
 
     /// The pipeline has handed every part of the batch on: from now on the
     /// deliveries alone decide its outcome.
-    pub fn dispatched(mut self) {
+    pub(crate) fn dispatched(mut self) {
         self.dispatched = true;
     }
 }
@@ -97,7 +93,7 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn ack(mut self) {
+    pub(crate) fn ack(mut self) {
         self.inner = None;
     }
 }
@@ -115,15 +111,15 @@ impl Drop for Delivery {
 /// records what it dead-lettered, dropped and could not route.
 #[derive(Debug, Default)]
 pub struct AckLedger {
-    pub done_events: AtomicU64,
-    pub failed_events: AtomicU64,
-    pub dead_lettered: AtomicU64,
+    pub(crate) done_events: AtomicU64,
+    pub(crate) failed_events: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
     pub dropped: AtomicU64,
-    pub unrouted: AtomicU64,
+    pub(crate) unrouted: AtomicU64,
 }
 
 impl AckLedger {
-    pub fn record(&self, notice: &AckNotice) {
+    pub(crate) fn record(&self, notice: &AckNotice) {
         let counter = match notice.outcome {
             Outcome::Done => &self.done_events,
             Outcome::Failed => &self.failed_events,
@@ -132,7 +128,7 @@ impl AckLedger {
     }
 
     /// Adds what the pipeline did with one batch.
-    pub fn record_batch(&self, dead_lettered: usize, dropped: usize, unrouted: usize) {
+    pub(crate) fn record_batch(&self, dead_lettered: usize, dropped: usize, unrouted: usize) {
         self.dead_lettered.fetch_add(dead_lettered as u64, Ordering::Relaxed);
         self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
         self.unrouted.fetch_add(unrouted as u64, Ordering::Relaxed);
@@ -142,13 +138,13 @@ impl AckLedger {
 /// Acknowledgement metrics: batches in flight, records acknowledged or not.
 #[derive(Clone)]
 pub struct AckMetrics {
-    pub in_flight_batches: IntGauge,
+    pub(crate) in_flight_batches: IntGauge,
     acknowledged: IntCounter,
     unacknowledged: IntCounter,
 }
 
 impl AckMetrics {
-    pub fn register(telemetry: &Telemetry) -> Self {
+    pub(crate) fn register(telemetry: &Telemetry) -> Self {
         AckMetrics {
             in_flight_batches: telemetry
                 .gauge("in_flight_batches", "Batches read but not yet acknowledged by every sink"),
@@ -173,19 +169,23 @@ pub struct Acks {
 }
 
 impl Acks {
-    pub fn new(rx: mpsc::UnboundedReceiver<AckNotice>, ledger: Arc<AckLedger>, metrics: AckMetrics) -> Self {
+    pub(crate) fn new(
+        rx: mpsc::UnboundedReceiver<AckNotice>,
+        ledger: Arc<AckLedger>,
+        metrics: AckMetrics,
+    ) -> Self {
         Acks { rx, ledger, metrics }
     }
 
     /// The next finished batch; `None` once every batch emitted is finished and the
     /// emitter is gone.
-    pub async fn next(&mut self) -> Option<AckNotice> {
+    pub(crate) async fn next(&mut self) -> Option<AckNotice> {
         let notice = self.rx.recv().await?;
         Some(self.record(notice))
     }
 
     /// Records every notice until the stream ends.
-    pub async fn follow(mut self) {
+    pub(crate) async fn follow(mut self) {
         while self.next().await.is_some() {}
     }
 

@@ -36,7 +36,7 @@ pub struct Summary {
     pub unacknowledged: u64,
     pub dead_lettered: u64,
     pub dropped: u64,
-    pub unrouted: u64,
+    pub(crate) unrouted: u64,
 }
 
 /// A stop after the drain deadline still lets sinks answer for this long.

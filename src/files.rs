@@ -17,12 +17,12 @@ use crate::decode::ConfigErrors;
 
 /// The largest plugin file read (a WebAssembly component with a language runtime
 /// inside, as JavaScript and Python plugins have, runs to tens of MB).
-pub const MAX_PLUGIN_BYTES: u64 = 64 << 20;
+pub(crate) const MAX_PLUGIN_BYTES: u64 = 64 << 20;
 /// The largest config, mapping or rule file read.
 pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
 /// Mode of every file the service creates: owner read/write, group read.
-pub const FILE_MODE: u32 = 0o640;
+pub(crate) const FILE_MODE: u32 = 0o640;
 
 /// Why a file was not read; each reads after the file's name.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,7 @@ impl From<std::io::Error> for FileError {
 
 /// The contents of `path`, a regular file of at most `limit` bytes whose real
 /// path is inside the real path of the directory it is named in.
-pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
     read(path, limit, true)
 }
 
@@ -66,7 +66,7 @@ fn read(path: &Path, limit: u64, confined: bool) -> Result<Vec<u8>, FileError> {
 }
 
 /// Whether `path` would be read by [`read_bounded`], reading nothing.
-pub fn check_readable(path: &Path, limit: u64) -> Result<(), FileError> {
+pub(crate) fn check_readable(path: &Path, limit: u64) -> Result<(), FileError> {
     open_checked(path, limit, true).map(drop)
 }
 
@@ -106,14 +106,14 @@ pub fn read_text(path: &Path, limit: u64, confined: bool) -> Result<String, File
 }
 
 /// Options that create a file 0640 and refuse a symlink at its path.
-pub fn private_options() -> OpenOptions {
+pub(crate) fn private_options() -> OpenOptions {
     let mut options = OpenOptions::new();
     options.mode(FILE_MODE).custom_flags(libc::O_NOFOLLOW);
     options
 }
 
 /// Opens `path` for appending, creating it 0640; a symlink at `path` is refused.
-pub fn open_append_private(path: &Path) -> std::io::Result<File> {
+pub(crate) fn open_append_private(path: &Path) -> std::io::Result<File> {
     private_options().create(true).append(true).open(path)
 }
 
@@ -126,7 +126,11 @@ pub fn create_private(path: &Path) -> std::io::Result<File> {
 /// one error naming `what` it was meant to be. Only a regular file of at most
 /// 16 MiB is read; `confined`, only one whose links stay in its directory (the
 /// files of a directory others drop files into, like `rules/`).
-pub fn read_document(path: &Path, what: &str, confined: bool) -> Result<(String, String), ConfigErrors> {
+pub(crate) fn read_document(
+    path: &Path,
+    what: &str,
+    confined: bool,
+) -> Result<(String, String), ConfigErrors> {
     let name = path.display().to_string();
     match read_text(path, MAX_CONFIG_BYTES, confined) {
         Ok(text) => Ok((text, name)),

@@ -74,24 +74,24 @@
 //! - [`server`] — `/metrics`, `/health`, `/ready` and the `server` section.
 //! - [`clock`] — Unix-millisecond wall clock.
 
-pub mod ack;
+pub(crate) mod ack;
 pub mod alert;
 pub mod app;
 pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod event;
-pub mod fields;
+pub(crate) mod fields;
 pub mod files;
-pub mod glob;
+pub(crate) mod glob;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub(crate) mod retry;
-pub mod route;
-pub mod scrub;
-pub mod server;
-pub mod sink;
+pub(crate) mod route;
+pub(crate) mod scrub;
+pub(crate) mod server;
+pub(crate) mod sink;
 pub mod source;
 pub mod step;
 pub mod telemetry;

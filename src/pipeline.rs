@@ -20,10 +20,10 @@ use crate::telemetry::Telemetry;
 /// A sink as the router sees it.
 pub struct SinkRoute {
     pub name: String,
-    pub matcher: Option<Matcher>,
-    pub tx: mpsc::Sender<SinkMessage>,
+    pub(crate) matcher: Option<Matcher>,
+    pub(crate) tx: mpsc::Sender<SinkMessage>,
     /// Set for a sink that takes a side output (spans) instead of events.
-    pub side_input: Option<SideInput>,
+    pub(crate) side_input: Option<SideInput>,
 }
 
 /// The pipeline core's metrics: what was decoded, validated, dead-lettered, routed.
@@ -91,9 +91,9 @@ pub struct Pipeline {
 /// the JSON line a sink writes.
 pub struct Processed {
     pub lines: Arc<Vec<Bytes>>,
-    pub selections: Vec<Selection>,
-    pub dead_letters: Vec<DeadLetter>,
-    pub side_outputs: Vec<SideOutput>,
+    pub(crate) selections: Vec<Selection>,
+    pub(crate) dead_letters: Vec<DeadLetter>,
+    pub(crate) side_outputs: Vec<SideOutput>,
 }
 
 impl Pipeline {
@@ -123,13 +123,13 @@ impl Pipeline {
     }
 
     /// Records what becomes of the records in `ledger` (the run summary's source).
-    pub fn with_ledger(mut self, ledger: Arc<AckLedger>) -> Self {
+    pub(crate) fn with_ledger(mut self, ledger: Arc<AckLedger>) -> Self {
         self.ledger = ledger;
         self
     }
 
     /// Scrubs every dead letter with `scrubber` before it is handed on.
-    pub fn with_scrubber(mut self, scrubber: Option<DeadLetterScrubber>) -> Self {
+    pub(crate) fn with_scrubber(mut self, scrubber: Option<DeadLetterScrubber>) -> Self {
         self.scrubber = scrubber;
         self
     }

@@ -10,11 +10,11 @@ use crate::glob::Glob;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MatchConfig {
     /// Globs on the canonical event_type; empty means any.
-    pub event_type: Vec<String>,
+    pub(crate) event_type: Vec<String>,
     /// Globs on the component; empty means any.
-    pub component: Vec<String>,
+    pub(crate) component: Vec<String>,
     /// Only events at or above this severity.
-    pub min_severity: Option<Severity>,
+    pub(crate) min_severity: Option<Severity>,
 }
 
 pub(crate) fn decode_match(node: &Node, cx: &mut Diagnostics) -> Option<MatchConfig> {
@@ -43,7 +43,7 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    pub fn new(config: &MatchConfig) -> Self {
+    pub(crate) fn new(config: &MatchConfig) -> Self {
         Matcher {
             event_type: config.event_type.iter().map(|g| Glob::new(g)).collect(),
             component: config.component.iter().map(|g| Glob::new(g)).collect(),
@@ -53,12 +53,12 @@ impl Matcher {
 
     /// The clause's conditions other than the event type (which a per-type plan
     /// has settled already); `None` when there are none.
-    pub fn apart_from_type(config: &MatchConfig) -> Option<Matcher> {
+    pub(crate) fn apart_from_type(config: &MatchConfig) -> Option<Matcher> {
         (!config.component.is_empty() || config.min_severity.is_some())
             .then(|| Matcher::new(&MatchConfig { event_type: Vec::new(), ..config.clone() }))
     }
 
-    pub fn matches(&self, event: &Event) -> bool {
+    pub(crate) fn matches(&self, event: &Event) -> bool {
         self.min_severity.is_none_or(|min| event.severity() >= min)
             && (self.event_type.is_empty() || self.event_type.iter().any(|g| g.matches(event.event_type())))
             && (self.component.is_empty() || self.component.iter().any(|g| g.matches(event.component())))
@@ -73,14 +73,14 @@ pub enum Selection {
 }
 
 impl Selection {
-    pub fn len(&self, batch_len: usize) -> usize {
+    pub(crate) fn len(&self, batch_len: usize) -> usize {
         match self {
             Selection::All => batch_len,
             Selection::Indices(i) => i.len(),
         }
     }
 
-    pub fn is_empty(&self, batch_len: usize) -> bool {
+    pub(crate) fn is_empty(&self, batch_len: usize) -> bool {
         self.len(batch_len) == 0
     }
 }

@@ -21,14 +21,14 @@ use synaptic_plugin_sdk::{Config, Plugin};
 
 use crate::event::DeadLetter;
 
-pub struct DeadLetterScrubber {
+pub(crate) struct DeadLetterScrubber {
     scrub: PiiScrub,
 }
 
 impl DeadLetterScrubber {
     /// The scrubber with the `pii_scrub` step's config. Fails when the config does
     /// not load, as the plugin would: the pipeline must then not start.
-    pub fn new(config: &serde_json::Map<String, serde_json::Value>) -> anyhow::Result<Self> {
+    pub(crate) fn new(config: &serde_json::Map<String, serde_json::Value>) -> anyhow::Result<Self> {
         let json = serde_json::Value::Object(config.clone()).to_string();
         let config = Config::parse(&json).map_err(anyhow::Error::msg)?;
         let scrub = PiiScrub::init(&config)
@@ -38,7 +38,7 @@ impl DeadLetterScrubber {
     }
 
     /// Replaces the dead letter's bytes and reason with their scrubbed forms.
-    pub fn scrub(&mut self, letter: &mut DeadLetter) {
+    pub(crate) fn scrub(&mut self, letter: &mut DeadLetter) {
         letter.reason = self.scrub.scrub_text(&letter.reason);
         let raw = match std::str::from_utf8(&letter.raw) {
             Ok(_) => match self.scrub.scrub_event(&letter.raw) {

@@ -30,7 +30,7 @@ use crate::telemetry::Telemetry;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Address of /metrics, /health and /ready. The spec's default port is 9090.
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
 }
 
 impl ServerConfig {
@@ -56,8 +56,8 @@ impl ServerConfig {
 }
 
 pub struct ServerState {
-    pub telemetry: Arc<Telemetry>,
-    pub ready: AtomicBool,
+    pub(crate) telemetry: Arc<Telemetry>,
+    pub(crate) ready: AtomicBool,
 }
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -65,12 +65,12 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Connections served at once; further clients wait to be accepted.
-pub const MAX_CONNECTIONS: usize = 256;
+pub(crate) const MAX_CONNECTIONS: usize = 256;
 /// Time for a request's headers to arrive, the first and every later one on a
 /// kept-alive connection.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest a connection is kept, however busy.
-pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+pub(crate) const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 /// On shutdown, how long requests in progress may take to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 

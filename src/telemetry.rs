@@ -27,7 +27,7 @@ pub struct Telemetry {
 }
 
 /// Metric families rendered in the Prometheus text format by their owner.
-pub trait MetricExport: Send + Sync {
+pub(crate) trait MetricExport: Send + Sync {
     fn render(&self, out: &mut String);
 }
 
@@ -68,15 +68,15 @@ impl Telemetry {
         self.family(name, |full| IntCounter::with_opts(Opts::new(full, help)))
     }
 
-    pub fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    pub(crate) fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
         self.family(name, |full| IntCounterVec::new(Opts::new(full, help), labels))
     }
 
-    pub fn gauge(&self, name: &str, help: &str) -> IntGauge {
+    pub(crate) fn gauge(&self, name: &str, help: &str) -> IntGauge {
         self.family(name, |full| IntGauge::with_opts(Opts::new(full, help)))
     }
 
-    pub fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    pub(crate) fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
         self.family(name, |full| IntGaugeVec::new(Opts::new(full, help), labels))
     }
 
@@ -86,7 +86,13 @@ impl Telemetry {
         })
     }
 
-    pub fn histogram_vec(&self, name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
+    pub(crate) fn histogram_vec(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+        labels: &[&str],
+    ) -> HistogramVec {
         self.family(name, |full| {
             HistogramVec::new(HistogramOpts::new(full, help).buckets(buckets.to_vec()), labels)
         })
@@ -106,7 +112,7 @@ impl Telemetry {
 
     /// Adds metrics rendered by someone else (the metrics step's families) to
     /// `/metrics`.
-    pub fn add_export(&self, export: Arc<dyn MetricExport>) {
+    pub(crate) fn add_export(&self, export: Arc<dyn MetricExport>) {
         lock(&self.exports).push(export);
     }
 }

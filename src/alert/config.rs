@@ -19,32 +19,32 @@ use crate::telemetry::Telemetry;
 #[derive(Debug, Clone)]
 pub struct AlertsConfig {
     /// A rule file or a directory of them.
-    pub rules_path: PathBuf,
+    pub(crate) rules_path: PathBuf,
     /// The rules as loaded at startup.
-    pub rules: Vec<Rule>,
-    pub evaluation_interval: Duration,
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) evaluation_interval: Duration,
     /// Groups per rule; more are refused and counted.
-    pub max_groups: usize,
-    pub policy: Policy,
-    pub receivers: Vec<(String, ReceiverConfig)>,
+    pub(crate) max_groups: usize,
+    pub(crate) policy: Policy,
+    pub(crate) receivers: Vec<(String, ReceiverConfig)>,
     /// Watch the rules and swap in valid changes while running.
-    pub reload: bool,
+    pub(crate) reload: bool,
     /// On shutdown, how long receivers may take to deliver what is left.
-    pub flush_timeout: Duration,
+    pub(crate) flush_timeout: Duration,
 }
 
 /// The alert engine's metrics.
 #[derive(Clone)]
-pub struct AlertMetrics {
+pub(crate) struct AlertMetrics {
     pub firing: IntGaugeVec,
-    pub notifications: IntCounterVec,
-    pub reloads: IntCounterVec,
-    pub inhibited: IntCounter,
-    pub groups_refused: IntCounter,
+    pub(crate) notifications: IntCounterVec,
+    pub(crate) reloads: IntCounterVec,
+    pub(crate) inhibited: IntCounter,
+    pub(crate) groups_refused: IntCounter,
 }
 
 impl AlertMetrics {
-    pub fn register(telemetry: &Telemetry) -> Self {
+    pub(crate) fn register(telemetry: &Telemetry) -> Self {
         AlertMetrics {
             firing: telemetry.gauge_vec("alerts_firing", "Alerts firing now, by tier", &["tier"]),
             notifications: telemetry.counter_vec(
@@ -86,7 +86,7 @@ impl AlertsConfig {
     }
 
     /// Where the alerts go, for the start-up banner.
-    pub fn describe_receivers(&self) -> Vec<String> {
+    pub(crate) fn describe_receivers(&self) -> Vec<String> {
         self.receivers
             .iter()
             .map(|(name, receiver)| match receiver {

@@ -23,7 +23,7 @@ use crate::route::Matcher;
 
 /// Plans kept for event types the schema does not know.
 /// The label value of a group field an event does not carry.
-pub const MISSING_LABEL: &str = "unknown";
+pub(crate) const MISSING_LABEL: &str = "unknown";
 
 /// One alert, as the notifier and the receivers see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,7 +31,7 @@ pub struct Alert {
     pub rule: String,
     pub tier: Tier,
     /// Identifies the alert: a hash of its labels.
-    pub fingerprint: u128,
+    pub(crate) fingerprint: u128,
     /// `alertname`, `severity` (the tier), the group labels and the rule's labels.
     pub labels: BTreeMap<String, String>,
     /// The group labels alone (inhibition compares these).
@@ -39,9 +39,9 @@ pub struct Alert {
     pub annotations: BTreeMap<String, String>,
     pub value: f64,
     /// When the alert started firing (Unix ms).
-    pub starts_at_ms: i64,
+    pub(crate) starts_at_ms: i64,
     /// Set once resolved.
-    pub ends_at_ms: Option<i64>,
+    pub(crate) ends_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -91,9 +91,9 @@ pub struct Evaluation {
     /// Every alert firing now.
     pub firing: Vec<Alert>,
     /// Alerts that stopped firing in this evaluation.
-    pub resolved: Vec<Alert>,
+    pub(crate) resolved: Vec<Alert>,
     /// Alerts that became pending in this evaluation (for tests and logs).
-    pub pending: usize,
+    pub(crate) pending: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +107,7 @@ pub struct Engine {
     plans: PlanCache<KindPlan>,
     max_groups: usize,
     /// Groups refused because a rule already had `max_groups`.
-    pub groups_refused: u64,
+    pub(crate) groups_refused: u64,
 }
 
 impl Engine {
@@ -134,7 +134,7 @@ impl Engine {
     /// groups (windows, pending and firing states); the others start afresh.
     /// Returns the alerts of removed or changed rules that were firing: they are
     /// resolved now, since nothing will evaluate them again.
-    pub fn replace_rules(&mut self, rules: Vec<Rule>, now_ms: i64) -> Result<Vec<Alert>, EngineError> {
+    pub(crate) fn replace_rules(&mut self, rules: Vec<Rule>, now_ms: i64) -> Result<Vec<Alert>, EngineError> {
         check_fields(&rules)?;
         self.plans = plans_of(&rules);
         let mut old = std::mem::take(&mut self.rules);
@@ -230,7 +230,8 @@ impl Engine {
     }
 
     /// Groups held, over all rules.
-    pub fn group_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn group_count(&self) -> usize {
         self.rules.iter().map(|r| r.groups.len()).sum()
     }
 }
@@ -404,7 +405,7 @@ fn make_alert(rule: &Rule, group: &Group, since: i64, value: f64) -> Alert {
 }
 
 /// Whole numbers without decimals, others with up to three.
-pub fn format_value(v: f64) -> String {
+pub(crate) fn format_value(v: f64) -> String {
     if !v.is_finite() {
         return "n/a".to_string();
     }

@@ -16,14 +16,14 @@
 pub mod alertmanager;
 mod config;
 pub mod engine;
-pub mod notify;
+pub(crate) mod notify;
 pub mod receiver;
 pub mod rule;
 pub mod service;
 pub mod testing;
 pub mod window;
 
-pub use config::{AlertMetrics, AlertsConfig};
+pub(crate) use config::AlertsConfig;
 
 #[cfg(test)]
 mod tests;

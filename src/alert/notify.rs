@@ -17,16 +17,16 @@ use super::engine::{Alert, Evaluation};
 use super::rule::Tier;
 
 /// The spec's response time for warnings.
-pub const WARNING_RESPONSE: Duration = Duration::from_secs(15 * 60);
+pub(crate) const WARNING_RESPONSE: Duration = Duration::from_secs(15 * 60);
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
-    pub repeat_interval: Duration,
-    pub group_wait: Duration,
-    pub group_interval: Duration,
+    pub(crate) repeat_interval: Duration,
+    pub(crate) group_wait: Duration,
+    pub(crate) group_interval: Duration,
     /// Minutes after midnight UTC.
-    pub digest_at_minute: u32,
+    pub(crate) digest_at_minute: u32,
 }
 
 impl Default for Policy {
@@ -42,12 +42,12 @@ impl Default for Policy {
 
 /// One message to every receiver.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Notification {
-    pub tier: Tier,
+pub(crate) struct Notification {
+    pub(crate) tier: Tier,
     /// The daily info digest (or its early flush at shutdown).
-    pub digest: bool,
+    pub(crate) digest: bool,
     /// Firing alerts, and resolved ones (with `ends_at_ms`).
-    pub alerts: Vec<Alert>,
+    pub(crate) alerts: Vec<Alert>,
 }
 
 struct Known {
@@ -55,7 +55,7 @@ struct Known {
     inhibited: bool,
 }
 
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     policy: Policy,
     known: HashMap<u128, Known>,
     warnings: BTreeMap<u128, Alert>,
@@ -64,11 +64,11 @@ pub struct Dispatcher {
     digest: BTreeMap<u128, Alert>,
     next_digest_ms: Option<i64>,
     /// Warnings held back by a firing critical, over the run.
-    pub inhibited_total: u64,
+    pub(crate) inhibited_total: u64,
 }
 
 impl Dispatcher {
-    pub fn new(policy: Policy) -> Self {
+    pub(crate) fn new(policy: Policy) -> Self {
         Dispatcher {
             policy,
             known: HashMap::new(),
@@ -82,7 +82,7 @@ impl Dispatcher {
     }
 
     /// Takes one evaluation; returns what is due now.
-    pub fn step(&mut self, evaluation: Evaluation, now_ms: i64) -> Vec<Notification> {
+    pub(crate) fn step(&mut self, evaluation: Evaluation, now_ms: i64) -> Vec<Notification> {
         let mut out = Vec::new();
         let repeat_ms = self.policy.repeat_interval.as_millis() as i64;
         let criticals: Vec<&Alert> = evaluation.firing.iter().filter(|a| a.tier == Tier::Critical).collect();
@@ -139,7 +139,7 @@ impl Dispatcher {
 
     /// Everything held, sent now (at shutdown: nothing waits for a timer that
     /// will not come).
-    pub fn flush(&mut self) -> Vec<Notification> {
+    pub(crate) fn flush(&mut self) -> Vec<Notification> {
         let mut out = Vec::new();
         if !self.warnings.is_empty() {
             out.push(self.take_warnings());
@@ -210,7 +210,7 @@ fn inhibits(critical: &Alert, warning: &Alert) -> bool {
 }
 
 /// The first moment after `now_ms` at `minute` minutes past midnight UTC.
-pub fn next_time_of_day(now_ms: i64, minute: u32) -> i64 {
+pub(crate) fn next_time_of_day(now_ms: i64, minute: u32) -> i64 {
     let midnight = now_ms.div_euclid(DAY_MS) * DAY_MS;
     let today = midnight + i64::from(minute) * 60_000;
     if today > now_ms {

@@ -44,7 +44,7 @@ pub enum ReceiverConfig {
 }
 
 impl ReceiverConfig {
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             ReceiverConfig::Alertmanager { .. } => "alertmanager",
             ReceiverConfig::Webhook { .. } => "webhook",
@@ -55,7 +55,7 @@ impl ReceiverConfig {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ReceiverError {
+pub(crate) enum ReceiverError {
     #[error(transparent)]
     Alertmanager(#[from] alertmanager::AlertmanagerError),
     #[error("webhook `{url}`: {message}")]
@@ -66,15 +66,15 @@ pub enum ReceiverError {
 
 /// Counters of one receiver.
 #[derive(Clone)]
-pub struct ReceiverCounters {
-    pub sent: IntCounter,
-    pub retries: IntCounter,
+pub(crate) struct ReceiverCounters {
+    pub(crate) sent: IntCounter,
+    pub(crate) retries: IntCounter,
 }
 
 /// The notification as JSON: the shape of Alertmanager's webhook payload plus the tier.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct WireNotification<'a> {
+pub(crate) struct WireNotification<'a> {
     version: &'static str,
     receiver: &'a str,
     tier: &'static str,
@@ -104,7 +104,7 @@ fn system_time(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
 }
 
-pub fn to_json(receiver: &str, n: &Notification) -> Vec<u8> {
+pub(crate) fn to_json(receiver: &str, n: &Notification) -> Vec<u8> {
     let firing = n.alerts.iter().any(|a| a.ends_at_ms.is_none());
     let wire = WireNotification {
         version: "1",
@@ -179,7 +179,7 @@ impl Outbox {
     }
 }
 
-pub struct ReceiverTask {
+pub(crate) struct ReceiverTask {
     name: String,
     target: Target,
     rx: mpsc::UnboundedReceiver<Arc<Notification>>,
@@ -188,7 +188,7 @@ pub struct ReceiverTask {
 }
 
 impl ReceiverTask {
-    pub fn new(
+    pub(crate) fn new(
         name: &str,
         config: &ReceiverConfig,
         rx: mpsc::UnboundedReceiver<Arc<Notification>>,
@@ -220,7 +220,7 @@ impl ReceiverTask {
     }
 
     /// Delivers until the sender side closes and the outbox is empty.
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         let mut backoff = Backoff::new(BACKOFF_FIRST, BACKOFF_LAST);
         let resend = match &self.target {
             Target::Alertmanager { resend_interval, .. } => Some(*resend_interval),

@@ -34,7 +34,7 @@ pub enum Tier {
 }
 
 impl Tier {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Tier::Critical => "critical",
             Tier::Warning => "warning",
@@ -47,7 +47,7 @@ impl Tier {
 /// are read through [`Definition`] (`rule.name`).
 #[derive(Debug, Clone)]
 pub struct Rule {
-    pub definition: Definition,
+    pub(crate) definition: Definition,
     /// What the rule watches and which events it reads.
     pub description: String,
     /// Where the rule is written.
@@ -68,19 +68,19 @@ impl std::ops::Deref for Rule {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Definition {
     pub name: String,
-    pub tier: Tier,
-    pub matcher: MatchConfig,
+    pub(crate) tier: Tier,
+    pub(crate) matcher: MatchConfig,
     /// `match.where`: field tests an event must pass to count at all.
-    pub conditions: Vec<Condition>,
+    pub(crate) conditions: Vec<Condition>,
     /// Label name → field; one alert per distinct set of values.
-    pub group_by: Vec<(String, FieldRef)>,
-    pub condition: Cond,
+    pub(crate) group_by: Vec<(String, FieldRef)>,
+    pub(crate) condition: Cond,
     /// How long the condition must hold before the alert fires.
-    pub for_: Duration,
+    pub(crate) for_: Duration,
     /// How long a firing alert stays firing after its condition stops holding.
-    pub keep_firing_for: Duration,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, Template>,
+    pub(crate) keep_firing_for: Duration,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, Template>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,20 +102,20 @@ pub enum Cond {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aggregate {
-    pub func: Func,
-    pub field: Option<FieldRef>,
-    pub window: Duration,
+    pub(crate) func: Func,
+    pub(crate) field: Option<FieldRef>,
+    pub(crate) window: Duration,
     /// Unused by `baseline`, which compares against the longer window instead.
-    pub cmp: Cmp,
+    pub(crate) cmp: Cmp,
     /// Fewer events in the window than this: the condition does not hold (a
     /// ratio of 1 out of 1 is not an error rate).
-    pub min_events: f64,
+    pub(crate) min_events: f64,
     /// `ratio`: the events counted in the numerator.
-    pub ratio_where: Vec<Condition>,
+    pub(crate) ratio_where: Vec<Condition>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Func {
+pub(crate) enum Func {
     Count,
     /// Events per second.
     Rate,
@@ -139,14 +139,14 @@ pub enum Cmp {
 }
 
 impl Cmp {
-    pub fn holds(self, value: f64) -> bool {
+    pub(crate) fn holds(self, value: f64) -> bool {
         match self {
             Cmp::Above(t) => value > t,
             Cmp::Below(t) => value < t,
         }
     }
 
-    pub fn threshold(self) -> f64 {
+    pub(crate) fn threshold(self) -> f64 {
         match self {
             Cmp::Above(t) | Cmp::Below(t) => t,
         }
@@ -165,7 +165,7 @@ pub enum Part {
 }
 
 impl Template {
-    pub fn parse(text: &str) -> Result<Template, String> {
+    pub(crate) fn parse(text: &str) -> Result<Template, String> {
         let mut parts = Vec::new();
         let mut rest = text;
         while let Some(open) = rest.find("{{") {
@@ -187,7 +187,7 @@ impl Template {
         Ok(Template(parts))
     }
 
-    pub fn render(&self, lookup: impl Fn(&str) -> Option<String>) -> String {
+    pub(crate) fn render(&self, lookup: impl Fn(&str) -> Option<String>) -> String {
         let mut out = String::new();
         for part in &self.0 {
             match part {
@@ -200,7 +200,7 @@ impl Template {
 }
 
 /// Placeholders every annotation may use besides the labels.
-pub const BUILTIN_VARS: [&str; 4] = ["value", "threshold", "rule", "tier"];
+pub(crate) const BUILTIN_VARS: [&str; 4] = ["value", "threshold", "rule", "tier"];
 /// Labels the engine sets itself.
 const RESERVED_LABELS: [&str; 2] = ["alertname", "severity"];
 /// Rule files larger than this are refused (a rules directory is hand-written).
@@ -214,7 +214,7 @@ fn is_label_name(name: &str) -> bool {
 
 /// The rule files of a path: the file itself, or a directory's `*.yaml`/`*.yml`
 /// (not its subdirectories, where rule tests live), in name order.
-pub fn rule_files(path: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
+pub(crate) fn rule_files(path: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
     let unreadable = |e: std::io::Error| {
         ConfigErrors(vec![ConfigError {
             file: path.display().to_string(),

@@ -38,7 +38,7 @@ fn lock(engine: &SharedEngine) -> MutexGuard<'_, Engine> {
     engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-pub struct AlertService {
+pub(crate) struct AlertService {
     engine: SharedEngine,
     stop: CancellationToken,
     evaluator: JoinHandle<()>,
@@ -50,7 +50,7 @@ pub struct AlertService {
 impl AlertService {
     /// Starts the receivers, the evaluation task and (if enabled) the rule watcher.
     /// Must run inside the Tokio runtime.
-    pub fn start(config: &AlertsConfig, telemetry: &Telemetry) -> anyhow::Result<AlertService> {
+    pub(crate) fn start(config: &AlertsConfig, telemetry: &Telemetry) -> anyhow::Result<AlertService> {
         let metrics = AlertMetrics::register(telemetry);
         let engine =
             Engine::new(config.rules.clone(), config.max_groups).context("building the alert rules")?;
@@ -96,13 +96,13 @@ impl AlertService {
     }
 
     /// The pipeline step that feeds this engine.
-    pub fn step(&self, name: &str) -> AlertStep {
+    pub(crate) fn step(&self, name: &str) -> AlertStep {
         AlertStep { name: name.to_string(), engine: self.engine.clone() }
     }
 
     /// Evaluates one last time, sends what is held (warnings, the digest) and
     /// gives the receivers `flush_timeout` to deliver.
-    pub async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         self.stop.cancel();
         let _ = self.evaluator.await;
         let deliver = async {
@@ -249,7 +249,7 @@ fn rules_fingerprint(path: &Path) -> String {
 }
 
 /// The pipeline step: feeds each batch to the engine; events pass unchanged.
-pub struct AlertStep {
+pub(crate) struct AlertStep {
     name: String,
     engine: SharedEngine,
 }

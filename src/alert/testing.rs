@@ -38,25 +38,25 @@ use crate::event::{Event, Position, SchemaMode};
 use crate::files::read_document;
 
 /// The simulated clock starts here (2026-01-01T00:00:00Z); `at` is added to it.
-pub const START_MS: i64 = 1_767_225_600_000;
+pub(crate) const START_MS: i64 = 1_767_225_600_000;
 /// Groups per rule in tests.
 const MAX_GROUPS: usize = 10_000;
 
 #[derive(Debug, Clone)]
-pub struct TestFile {
-    pub path: PathBuf,
-    pub rule_files: Vec<PathBuf>,
-    pub evaluation_interval: Duration,
-    pub tests: Vec<RuleTest>,
+pub(crate) struct TestFile {
+    pub(crate) path: PathBuf,
+    pub(crate) rule_files: Vec<PathBuf>,
+    pub(crate) evaluation_interval: Duration,
+    pub(crate) tests: Vec<RuleTest>,
 }
 
 #[derive(Debug, Clone)]
-pub struct RuleTest {
+pub(crate) struct RuleTest {
     pub name: String,
     /// Where the test is written (file:line), for reports.
-    pub source: String,
-    pub input: Vec<Input>,
-    pub expect: Vec<Expect>,
+    pub(crate) source: String,
+    pub(crate) input: Vec<Input>,
+    pub(crate) expect: Vec<Expect>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,31 +69,30 @@ pub struct Input {
 }
 
 #[derive(Debug, Clone)]
-pub struct Expect {
-    pub at: Duration,
-    pub alertname: String,
-    pub alerts: Vec<ExpectedAlert>,
-    pub line: usize,
+pub(crate) struct Expect {
+    pub(crate) at: Duration,
+    pub(crate) alertname: String,
+    pub(crate) alerts: Vec<ExpectedAlert>,
+    pub(crate) line: usize,
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct ExpectedAlert {
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
+pub(crate) struct ExpectedAlert {
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
 }
 
 /// One test's outcome.
 #[derive(Debug)]
 pub struct Outcome {
-    pub file: String,
-    pub test: String,
-    pub source: String,
+    pub(crate) test: String,
+    pub(crate) source: String,
     /// Empty when it passed.
-    pub failures: Vec<String>,
+    pub(crate) failures: Vec<String>,
 }
 
 impl TestFile {
-    pub fn load(path: &Path) -> Result<TestFile, ConfigErrors> {
+    pub(crate) fn load(path: &Path) -> Result<TestFile, ConfigErrors> {
         let (text, name) = read_document(path, "the rule test file", false)?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         parse_document(&text, &name, |root, cx| decode_file(root, path, &base, cx))
@@ -219,7 +218,7 @@ fn load_rules(file: &TestFile) -> Result<Vec<Rule>, ConfigErrors> {
 }
 
 /// Runs every test of a file; rule errors and bad input events are failures.
-pub fn run_file(file: &TestFile) -> Result<Vec<Outcome>, ConfigErrors> {
+pub(crate) fn run_file(file: &TestFile) -> Result<Vec<Outcome>, ConfigErrors> {
     let rules = load_rules(file)?;
     let name = file.path.display().to_string();
     let mut outcomes = Vec::new();
@@ -228,12 +227,7 @@ pub fn run_file(file: &TestFile) -> Result<Vec<Outcome>, ConfigErrors> {
             Ok(engine) => run_test(engine, test, file.evaluation_interval, &name),
             Err(e) => vec![e.to_string()],
         };
-        outcomes.push(Outcome {
-            file: name.clone(),
-            test: test.name.clone(),
-            source: test.source.clone(),
-            failures,
-        });
+        outcomes.push(Outcome { test: test.name.clone(), source: test.source.clone(), failures });
     }
     Ok(outcomes)
 }

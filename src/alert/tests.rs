@@ -155,6 +155,28 @@ rules:
 }
 
 #[test]
+fn a_reload_compares_whole_definitions_and_ignores_place_and_description() {
+    let firing_after_reload = |text: &str| {
+        let mut engine = Engine::new(rule::parse(HOT_CPU, "a.yaml").expect("rules"), 100).expect("engine");
+        engine.feed(&[health(0, "swarm", 95.0)], START);
+        engine.evaluate(START);
+        assert_eq!(engine.evaluate(START + 30_000).firing.len(), 1);
+        engine.replace_rules(rule::parse(text, "b.yaml").expect("rules"), START + 31_000).expect("swap");
+        engine.evaluate(START + 31_000).firing.len()
+    };
+    let described = HOT_CPU.replace("    for: 30s", "    description: CPU over 90%\n    for: 30s");
+    assert_eq!(firing_after_reload(&format!("\n# moved\n{described}")), 1, "same definition elsewhere");
+    for (what, from, to) in [
+        ("keep_firing_for", "keep_firing_for: 20s", "keep_firing_for: 25s"),
+        ("an annotation", "at {{ value }}%", "is at {{ value }}%"),
+        ("group_by", "group_by: [component]", "group_by: [component, severity]"),
+        ("the tier", "tier: critical", "tier: warning"),
+    ] {
+        assert_eq!(firing_after_reload(&HOT_CPU.replace(from, to)), 0, "{what} changed: a new rule");
+    }
+}
+
+#[test]
 fn sampled_events_count_with_their_weight() {
     let rules = r#"
 rules:

@@ -10,9 +10,9 @@
 use super::rule::Func;
 
 /// Buckets per window.
-pub const BUCKETS: usize = 20;
+pub(crate) const BUCKETS: usize = 20;
 /// Values kept per bucket for quantiles.
-pub const SAMPLES_PER_BUCKET: usize = 64;
+pub(crate) const SAMPLES_PER_BUCKET: usize = 64;
 
 #[derive(Debug, Clone, Default)]
 struct Bucket {
@@ -29,7 +29,7 @@ struct Bucket {
 }
 
 #[derive(Debug, Clone)]
-pub struct Window {
+pub(crate) struct Window {
     width_ms: i64,
     buckets: Vec<Bucket>,
     keep_samples: bool,
@@ -37,16 +37,16 @@ pub struct Window {
 
 /// What a window holds, summed over its live buckets.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Totals {
-    pub count: f64,
-    pub matching: f64,
-    pub sum: f64,
-    pub valued: f64,
-    pub max: Option<f64>,
+pub(crate) struct Totals {
+    pub(crate) count: f64,
+    pub(crate) matching: f64,
+    pub(crate) sum: f64,
+    pub(crate) valued: f64,
+    pub(crate) max: Option<f64>,
 }
 
 impl Window {
-    pub fn new(span_ms: i64, keep_samples: bool) -> Self {
+    pub(crate) fn new(span_ms: i64, keep_samples: bool) -> Self {
         let width_ms = (span_ms / BUCKETS as i64).max(1);
         Window {
             width_ms,
@@ -58,7 +58,7 @@ impl Window {
     /// Adds an event at `ts_ms` (already clamped to at most now) with its weight
     /// (1 / sample_rate), whether it matches a ratio's `where`, and its value.
     /// Events older than the window's oldest bucket are ignored.
-    pub fn add(&mut self, ts_ms: i64, now_ms: i64, weight: f64, matching: bool, value: Option<f64>) {
+    pub(crate) fn add(&mut self, ts_ms: i64, now_ms: i64, weight: f64, matching: bool, value: Option<f64>) {
         let epoch = ts_ms.div_euclid(self.width_ms);
         if epoch <= now_ms.div_euclid(self.width_ms) - BUCKETS as i64 {
             return;
@@ -113,7 +113,7 @@ impl Window {
         self.buckets.iter().filter(move |b| b.epoch > lo && b.epoch <= hi)
     }
 
-    pub fn totals(&self, now_ms: i64, exclude_ms: i64) -> Totals {
+    pub(crate) fn totals(&self, now_ms: i64, exclude_ms: i64) -> Totals {
         let mut t = Totals::default();
         for b in self.live(now_ms, exclude_ms) {
             t.count += b.count;
@@ -128,19 +128,25 @@ impl Window {
     }
 
     /// Whether any bucket still holds events (a group without any can be forgotten).
-    pub fn is_empty(&self, now_ms: i64) -> bool {
+    pub(crate) fn is_empty(&self, now_ms: i64) -> bool {
         self.live(now_ms, 0).next().is_none()
     }
 
     /// The aggregate's value now; `None` (except for count and rate) when the
     /// window has fewer than `min_events` events, or none with a value.
-    pub fn value(&self, func: Func, now_ms: i64, min_events: f64) -> Option<f64> {
+    pub(crate) fn value(&self, func: Func, now_ms: i64, min_events: f64) -> Option<f64> {
         self.value_before(func, now_ms, 0, min_events)
     }
 
     /// The aggregate over the window without its newest `exclude_ms`: a
     /// baseline leaves out the recent period it is compared with.
-    pub fn value_before(&self, func: Func, now_ms: i64, exclude_ms: i64, min_events: f64) -> Option<f64> {
+    pub(crate) fn value_before(
+        &self,
+        func: Func,
+        now_ms: i64,
+        exclude_ms: i64,
+        min_events: f64,
+    ) -> Option<f64> {
         let t = self.totals(now_ms, exclude_ms);
         // Counts and rates are values even at zero; the others need events.
         if t.count < min_events.max(f64::MIN_POSITIVE) && !matches!(func, Func::Count | Func::Rate) {

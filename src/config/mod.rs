@@ -11,8 +11,8 @@ mod topology;
 
 use std::path::Path;
 
-pub use pipeline::{StepConfig, StepKind};
-pub use topology::Topology;
+pub(crate) use pipeline::{StepConfig, StepKind};
+pub(crate) use topology::Topology;
 
 use crate::decode::yaml::Node;
 use crate::decode::{one_of, parse_document, ConfigErrors, Diagnostics, MapReader};

@@ -198,7 +198,7 @@ impl StepConfig {
 
     /// Where the step sends things besides the batch (the alerts step's receivers),
     /// for the start-up banner.
-    pub fn describe_outputs(&self) -> Vec<String> {
+    pub(crate) fn describe_outputs(&self) -> Vec<String> {
         match &self.kind {
             StepKind::Alerts(alerts) => alerts.describe_receivers(),
             _ => Vec::new(),

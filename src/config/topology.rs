@@ -22,15 +22,15 @@ use crate::telemetry::Telemetry;
 
 /// Everything a run is made of, built and not yet started.
 pub struct Topology {
-    pub source: Source,
-    pub emitter: Emitter,
+    pub(crate) source: Source,
+    pub(crate) emitter: Emitter,
     /// The source's acknowledgement stream.
-    pub acks: Acks,
-    pub pipeline: Pipeline,
-    pub batches: mpsc::Receiver<RawBatch>,
-    pub sinks: Vec<SinkTask>,
+    pub(crate) acks: Acks,
+    pub(crate) pipeline: Pipeline,
+    pub(crate) batches: mpsc::Receiver<RawBatch>,
+    pub(crate) sinks: Vec<SinkTask>,
     /// Started with the steps; shut down after the last batch.
-    pub services: Vec<Box<dyn Service>>,
+    pub(crate) services: Vec<Box<dyn Service>>,
 }
 
 impl Config {

@@ -18,24 +18,24 @@ use yaml::{Key, Node, NodeKind, Pos};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}:{line}:{col}: {message}")]
 pub struct ConfigError {
-    pub file: String,
-    pub line: usize,
-    pub col: usize,
-    pub message: String,
+    pub(crate) file: String,
+    pub(crate) line: usize,
+    pub(crate) col: usize,
+    pub(crate) message: String,
 }
 
 /// Collects errors for one file.
-pub struct Diagnostics {
+pub(crate) struct Diagnostics {
     file: String,
     errors: Vec<ConfigError>,
 }
 
 impl Diagnostics {
-    pub fn new(file: impl Into<String>) -> Self {
+    pub(crate) fn new(file: impl Into<String>) -> Self {
         Diagnostics { file: file.into(), errors: Vec::new() }
     }
 
-    pub fn error(&mut self, pos: Pos, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, pos: Pos, message: impl Into<String>) {
         self.errors.push(ConfigError {
             file: self.file.clone(),
             line: pos.line,
@@ -45,31 +45,31 @@ impl Diagnostics {
     }
 
     /// Records an error found in another file (a file this one refers to).
-    pub fn push(&mut self, error: ConfigError) {
+    pub(crate) fn push(&mut self, error: ConfigError) {
         self.errors.push(error);
     }
 
-    pub fn file(&self) -> &str {
+    pub(crate) fn file(&self) -> &str {
         &self.file
     }
 
-    pub fn has_errors(&self) -> bool {
+    pub(crate) fn has_errors(&self) -> bool {
         !self.errors.is_empty()
     }
 
-    pub fn into_errors(mut self) -> Vec<ConfigError> {
+    pub(crate) fn into_errors(mut self) -> Vec<ConfigError> {
         self.errors.sort_by_key(|e| (e.line, e.col));
         self.errors
     }
 }
 
 /// A value that can be read from a YAML node. `None` means an error was recorded.
-pub trait Decode: Sized {
+pub(crate) trait Decode: Sized {
     fn decode(node: &Node, cx: &mut Diagnostics) -> Option<Self>;
 }
 
 /// Reads a mapping's keys one by one; `finish` reports every key nobody asked for.
-pub struct MapReader<'a> {
+pub(crate) struct MapReader<'a> {
     what: &'a str,
     pos: Pos,
     entries: &'a [(Key, Node)],
@@ -78,7 +78,7 @@ pub struct MapReader<'a> {
 
 impl<'a> MapReader<'a> {
     /// `what` names the section in messages ("source", "sink `archive`").
-    pub fn new(node: &'a Node, what: &'a str, cx: &mut Diagnostics) -> Option<Self> {
+    pub(crate) fn new(node: &'a Node, what: &'a str, cx: &mut Diagnostics) -> Option<Self> {
         match &node.kind {
             NodeKind::Map(entries) => {
                 // Hashed: a mapping with many keys costs linear time, not quadratic.
@@ -98,31 +98,31 @@ impl<'a> MapReader<'a> {
         }
     }
 
-    pub fn pos(&self) -> Pos {
+    pub(crate) fn pos(&self) -> Pos {
         self.pos
     }
 
     /// The node under `key`, if present and not null.
-    pub fn node(&mut self, key: &'static str) -> Option<&'a Node> {
+    pub(crate) fn node(&mut self, key: &'static str) -> Option<&'a Node> {
         self.asked.push(key);
         self.entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v).filter(|v| !v.is_null())
     }
 
-    pub fn key_pos(&self, key: &str) -> Pos {
+    pub(crate) fn key_pos(&self, key: &str) -> Pos {
         self.entries.iter().find(|(k, _)| k.name == key).map_or(self.pos, |(k, _)| k.pos)
     }
 
-    pub fn optional<T: Decode>(&mut self, key: &'static str, cx: &mut Diagnostics) -> Option<T> {
+    pub(crate) fn optional<T: Decode>(&mut self, key: &'static str, cx: &mut Diagnostics) -> Option<T> {
         self.node(key).and_then(|n| T::decode(n, cx))
     }
 
     /// Like `optional`, with a default when the key is absent (or invalid; the error
     /// is already recorded then, so the default never hides it).
-    pub fn or<T: Decode>(&mut self, key: &'static str, default: T, cx: &mut Diagnostics) -> T {
+    pub(crate) fn or<T: Decode>(&mut self, key: &'static str, default: T, cx: &mut Diagnostics) -> T {
         self.optional(key, cx).unwrap_or(default)
     }
 
-    pub fn required<T: Decode>(&mut self, key: &'static str, cx: &mut Diagnostics) -> Option<T> {
+    pub(crate) fn required<T: Decode>(&mut self, key: &'static str, cx: &mut Diagnostics) -> Option<T> {
         match self.node(key) {
             Some(n) => T::decode(n, cx),
             None => {
@@ -133,7 +133,7 @@ impl<'a> MapReader<'a> {
     }
 
     /// Reports keys that were never asked for.
-    pub fn finish(self, cx: &mut Diagnostics) {
+    pub(crate) fn finish(self, cx: &mut Diagnostics) {
         for (key, _) in self.entries {
             if !self.asked.contains(&key.name.as_str()) {
                 cx.error(
@@ -229,10 +229,10 @@ impl Decode for Duration {
 
 /// A size in bytes, written `1048576`, `64KiB`, `100MiB`, `1GiB` (also kB/MB/GB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
+pub(crate) struct ByteSize(pub u64);
 
 impl ByteSize {
-    pub fn parse(text: &str) -> Option<u64> {
+    pub(crate) fn parse(text: &str) -> Option<u64> {
         let text = text.trim().replace('_', "");
         let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
         let (digits, unit) = text.split_at(split);
@@ -281,7 +281,7 @@ impl<T: Decode> Decode for Vec<T> {
 
 /// A list that may also be written as a single item (`event_type: "task.*"`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct OneOrMany<T>(pub Vec<T>);
+pub(crate) struct OneOrMany<T>(pub Vec<T>);
 
 impl<T: Decode> Decode for OneOrMany<T> {
     fn decode(node: &Node, cx: &mut Diagnostics) -> Option<Self> {
@@ -317,7 +317,7 @@ impl Decode for BTreeMap<String, String> {
 }
 
 /// Decodes a string that must be one of `choices`; the error lists them.
-pub fn one_of<T: Copy>(node: &Node, choices: &[(&str, T)], cx: &mut Diagnostics) -> Option<T> {
+pub(crate) fn one_of<T: Copy>(node: &Node, choices: &[(&str, T)], cx: &mut Diagnostics) -> Option<T> {
     let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
     let (text, _) = scalar(node, &format!("one of {}", names.join(", ")), cx)?;
     match choices.iter().find(|(n, _)| *n == text) {
@@ -331,7 +331,13 @@ pub fn one_of<T: Copy>(node: &Node, choices: &[(&str, T)], cx: &mut Diagnostics)
 
 /// Records `name` of a list item (a step, a sink), with an error when it was seen
 /// before.
-pub fn check_unique_name(names: &mut Vec<String>, name: &str, pos: Pos, what: &str, cx: &mut Diagnostics) {
+pub(crate) fn check_unique_name(
+    names: &mut Vec<String>,
+    name: &str,
+    pos: Pos,
+    what: &str,
+    cx: &mut Diagnostics,
+) {
     if names.iter().any(|n| n == name) {
         cx.error(pos, format!("{what} name `{name}` is used twice"));
     }
@@ -345,13 +351,13 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl ConfigErrors {
     /// One problem with a whole file (it could not be read), without a position.
-    pub fn file(file: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn file(file: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigErrors(vec![ConfigError { file: file.into(), line: 0, col: 0, message: message.into() }])
     }
 }
 
 /// Parses one strict YAML document and decodes it, with every error of both stages.
-pub fn parse_document<T>(
+pub(crate) fn parse_document<T>(
     text: &str,
     file: &str,
     decode: impl FnOnce(&Node, &mut Diagnostics) -> Option<T>,
@@ -373,7 +379,7 @@ pub fn parse_document<T>(
 
 /// A YAML subtree as JSON: plain scalars become booleans, numbers or null where they
 /// read as such; quoted scalars stay strings.
-pub fn to_json(node: &Node) -> Value {
+pub(crate) fn to_json(node: &Node) -> Value {
     match &node.kind {
         NodeKind::Map(entries) => {
             Value::Object(entries.iter().map(|(k, v)| (k.name.clone(), to_json(v))).collect())

@@ -11,8 +11,8 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 /// Line and column, both 1-based, as editors show them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pos {
-    pub line: usize,
-    pub col: usize,
+    pub(crate) line: usize,
+    pub(crate) col: usize,
 }
 
 impl Pos {
@@ -37,22 +37,22 @@ pub enum NodeKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Key {
     pub name: String,
-    pub pos: Pos,
+    pub(crate) pos: Pos,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub kind: NodeKind,
-    pub pos: Pos,
+    pub(crate) pos: Pos,
 }
 
 impl Node {
-    pub fn is_null(&self) -> bool {
+    pub(crate) fn is_null(&self) -> bool {
         matches!(&self.kind, NodeKind::Scalar { text, quoted: false } if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))
     }
 
     /// A short name of the node's shape, for "expected X, got Y" messages.
-    pub fn describe(&self) -> &'static str {
+    pub(crate) fn describe(&self) -> &'static str {
         match &self.kind {
             NodeKind::Scalar { .. } if self.is_null() => "null",
             NodeKind::Scalar { .. } => "a scalar",
@@ -65,15 +65,15 @@ impl Node {
 #[derive(Debug, thiserror::Error)]
 #[error("{line}:{col}: {message}")]
 pub struct SyntaxError {
-    pub line: usize,
-    pub col: usize,
-    pub message: String,
+    pub(crate) line: usize,
+    pub(crate) col: usize,
+    pub(crate) message: String,
 }
 
 /// Levels of mappings and lists a document may have. Config and rules need a
 /// handful; the bound keeps every walk of the tree (decoding, dropping it) within
 /// a small stack whatever the file holds.
-pub const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 
 /// Parses one YAML document. An empty document is an empty mapping.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {

@@ -26,7 +26,7 @@ pub struct DeadLetter {
     pub position: Position,
     pub raw: Bytes,
     /// Unix ms when it was dead-lettered.
-    pub time_ms: i64,
+    pub(crate) time_ms: i64,
     /// `raw` and `reason` went through the PII scrubber: `raw` is text now.
     pub scrubbed: bool,
 }

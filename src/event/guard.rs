@@ -15,13 +15,13 @@ use super::json::MAX_DEPTH;
 
 /// Why an input breaks the rules, and where (a byte offset).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GuardError {
-    pub what: Problem,
-    pub at: usize,
+pub(crate) struct GuardError {
+    pub(crate) what: Problem,
+    pub(crate) at: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
+pub(crate) enum Problem {
     NotUtf8,
     UnpairedSurrogate,
     NumberOutOfRange,

@@ -20,7 +20,7 @@ use serde_json::{Map, Number, Value};
 
 /// Levels of objects and arrays an event may have, the event itself included
 /// (serde_json would stop at 128 on its own).
-pub const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 fn too_deep<E: de::Error>() -> E {
     E::custom(format_args!("nested deeper than {MAX_DEPTH} levels"))
@@ -61,7 +61,7 @@ pub fn check_document(raw: &[u8]) -> Result<(), String> {
 }
 
 /// The precise path's document: serde_json's `Value`, built under the rules.
-pub fn parse_document(raw: &[u8]) -> Result<Value, serde_json::Error> {
+pub(crate) fn parse_document(raw: &[u8]) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(raw);
     let value = Building { depth: 0 }.deserialize(&mut de)?;
     de.end()?;

@@ -20,7 +20,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-pub use dead_letter::{DeadLetter, Stage};
+pub use dead_letter::DeadLetter;
+pub(crate) use dead_letter::Stage;
 use scan::{Header, Text};
 use synaptic_plugin_sdk::field::{Finder, Scalar};
 
@@ -44,7 +45,7 @@ impl Section {
 
 /// TRACE < DEBUG < INFO < WARN < ERROR < FATAL; shared with the plugin SDK, so
 /// host and plugins order severities the same way.
-pub use synaptic_plugin_sdk::Severity;
+pub(crate) use synaptic_plugin_sdk::Severity;
 
 /// The event types of both revisions of the spec, by canonical name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,7 +68,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const KNOWN: [EventKind; 13] = [
+    pub(crate) const KNOWN: [EventKind; 13] = [
         EventKind::AgentLifecycle,
         EventKind::SwarmIteration,
         EventKind::ConsensusProposal,
@@ -83,7 +84,7 @@ impl EventKind {
         EventKind::BridgeMessage,
     ];
 
-    pub fn canonical_name(self) -> Option<&'static str> {
+    pub(crate) fn canonical_name(self) -> Option<&'static str> {
         Some(match self {
             EventKind::AgentLifecycle => "agent.lifecycle",
             EventKind::SwarmIteration => "swarm.iteration",
@@ -103,7 +104,7 @@ impl EventKind {
     }
 
     /// The kind for an `event_type` as emitted, and whether it was an alias.
-    pub fn from_event_type(name: &str) -> (EventKind, bool) {
+    pub(crate) fn from_event_type(name: &str) -> (EventKind, bool) {
         if name == "mesh.topology_change" {
             return (EventKind::MeshTopologyChange, true);
         }
@@ -134,9 +135,9 @@ pub enum SchemaMode {
 }
 
 /// Tag that keeps an alias's original event_type after canonicalization.
-pub const ORIGINAL_TYPE_TAG: &str = "original_event_type";
+pub(crate) const ORIGINAL_TYPE_TAG: &str = "original_event_type";
 /// Tag that carries schema problems of an event passed in lenient mode.
-pub const SCHEMA_WARNING_TAG: &str = "schema_warning";
+pub(crate) const SCHEMA_WARNING_TAG: &str = "schema_warning";
 
 /// Why an input could not become an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -158,9 +159,9 @@ pub enum Rejection {
 #[derive(Debug, thiserror::Error)]
 #[error("{rejection}")]
 pub struct Rejected {
-    pub rejection: Rejection,
-    pub raw: Bytes,
-    pub position: Position,
+    pub(crate) rejection: Rejection,
+    pub(crate) raw: Bytes,
+    pub(crate) position: Position,
 }
 
 #[derive(Debug, Clone)]
@@ -296,7 +297,7 @@ impl Event {
     }
 
     /// Whether it was passed in lenient mode despite schema problems.
-    pub fn has_schema_warning(&self) -> bool {
+    pub(crate) fn has_schema_warning(&self) -> bool {
         self.schema_warning
     }
 
@@ -326,7 +327,7 @@ impl Event {
 
     /// How many events this one stands for: `1 / sample_rate` for a sampled event
     /// (a rate outside (0, 1] counts as unsampled), else 1.
-    pub fn sample_weight(&self) -> f64 {
+    pub(crate) fn sample_weight(&self) -> f64 {
         match self.sample_rate() {
             Some(rate) if rate > 0.0 && rate <= 1.0 => 1.0 / rate,
             _ => 1.0,
@@ -372,14 +373,14 @@ impl Event {
     /// Mutable access to the whole document; marks the event as changed, so it is
     /// re-encoded for the sinks. The envelope fields the header caches (event_id,
     /// timestamp, component, event_type, severity) must not be changed through it.
-    pub fn doc_mut(&mut self) -> &mut Map<String, Value> {
+    pub(crate) fn doc_mut(&mut self) -> &mut Map<String, Value> {
         self.dirty = true;
         self.doc();
         // Initialized just above; `get_or_init` cannot hand out a mutable reference.
         self.doc.get_mut().unwrap_or_else(|| unreachable!("document initialized"))
     }
 
-    pub fn set_tag(&mut self, key: &str, value: Value) {
+    pub(crate) fn set_tag(&mut self, key: &str, value: Value) {
         let tags = self.doc_mut().entry("tags").or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(tags) = tags {
             tags.insert(key.to_string(), value);
@@ -399,7 +400,7 @@ impl Event {
     /// step changed it, else its re-encoding. Called after the last step, so the
     /// document is freed while still in cache rather than when the slowest sink is
     /// done.
-    pub fn into_wire(self) -> Bytes {
+    pub(crate) fn into_wire(self) -> Bytes {
         if !self.dirty {
             return self.raw;
         }
@@ -578,8 +579,8 @@ pub struct SideOutput {
     /// The producing step's name.
     pub name: Arc<str>,
     /// How many items there are (for the sinks' counters).
-    pub count: usize,
-    pub items: Arc<dyn std::any::Any + Send + Sync>,
+    pub(crate) count: usize,
+    pub(crate) items: Arc<dyn std::any::Any + Send + Sync>,
 }
 
 impl std::fmt::Debug for SideOutput {

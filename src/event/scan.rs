@@ -20,14 +20,14 @@ use super::{EventKind, Severity};
 
 /// A string of the header: a span of the raw bytes when it had no escapes.
 #[derive(Debug, Clone)]
-pub enum Text {
+pub(crate) enum Text {
     Span(u32, u32),
     Owned(Box<str>),
     Static(&'static str),
 }
 
 impl Text {
-    pub fn resolve<'a>(&'a self, raw: &'a [u8]) -> &'a str {
+    pub(crate) fn resolve<'a>(&'a self, raw: &'a [u8]) -> &'a str {
         match self {
             Text::Span(start, end) => raw
                 .get(*start as usize..*end as usize)
@@ -51,28 +51,28 @@ impl Text {
 
 /// What the envelope says, once validated.
 #[derive(Debug, Clone)]
-pub struct Header {
-    pub event_id: Text,
-    pub component: Text,
-    pub event_type: Text,
+pub(crate) struct Header {
+    pub(crate) event_id: Text,
+    pub(crate) component: Text,
+    pub(crate) event_type: Text,
     pub kind: EventKind,
     /// The event_type was an alias, now `event_type` holds the canonical name.
-    pub alias: bool,
-    pub severity: Severity,
-    pub timestamp_ms: i64,
+    pub(crate) alias: bool,
+    pub(crate) severity: Severity,
+    pub(crate) timestamp_ms: i64,
     /// Where `data`, `context` and `tags` sit in the raw bytes, so steps that read a
     /// few fields scan only the object they need. `None` on the precise path.
-    pub sections: Sections,
+    pub(crate) sections: Sections,
     /// The `sample_rate` a sampler stamped on the event, if any.
-    pub sample_rate: Option<f64>,
+    pub(crate) sample_rate: Option<f64>,
 }
 
 /// Byte ranges of the envelope's objects within the raw event.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Sections {
-    pub data: Option<(u32, u32)>,
-    pub context: Option<(u32, u32)>,
-    pub tags: Option<(u32, u32)>,
+pub(crate) struct Sections {
+    pub(crate) data: Option<(u32, u32)>,
+    pub(crate) context: Option<(u32, u32)>,
+    pub(crate) tags: Option<(u32, u32)>,
 }
 
 #[derive(Deserialize)]

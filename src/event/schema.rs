@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::EventKind;
 
 #[derive(Debug, Clone, Copy)]
-pub enum FieldType {
+pub(crate) enum FieldType {
     Str,
     Bool,
     /// A number within `[min, max]`; `integer` demands a whole number.
@@ -28,8 +28,8 @@ pub enum FieldType {
 #[derive(Debug, Clone, Copy)]
 pub struct Field {
     pub name: &'static str,
-    pub ty: FieldType,
-    pub required: bool,
+    pub(crate) ty: FieldType,
+    pub(crate) required: bool,
 }
 
 const fn req(name: &'static str, ty: FieldType) -> Field {
@@ -203,7 +203,12 @@ pub fn fields(kind: EventKind) -> &'static [Field] {
 
 /// Checks `data` against `fields`, appending one message per problem, each naming the
 /// field by its path (`data.resource_usage.cpu_percent`).
-pub fn check_object(path: &str, obj: &Map<String, Value>, fields: &[Field], problems: &mut Vec<String>) {
+pub(crate) fn check_object(
+    path: &str,
+    obj: &Map<String, Value>,
+    fields: &[Field],
+    problems: &mut Vec<String>,
+) {
     for field in fields {
         match obj.get(field.name) {
             None | Some(Value::Null) => {
@@ -266,7 +271,7 @@ fn check_value(path: &str, field: &Field, value: &Value, problems: &mut Vec<Stri
 }
 
 /// "string \"abc\"", "number 3", … short enough for a dead-letter reason.
-pub fn describe(value: &Value) -> String {
+pub(crate) fn describe(value: &Value) -> String {
     match value {
         Value::Null => "null".into(),
         Value::Bool(b) => format!("boolean {b}"),

@@ -7,7 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// Keys that are already hashes (64-bit, or 128-bit identities): their low 64
 /// bits serve as the table's hash.
 #[derive(Default)]
-pub struct LowBits(u64);
+pub(crate) struct LowBits(u64);
 
 impl Hasher for LowBits {
     fn finish(&self) -> u64 {
@@ -27,7 +27,7 @@ impl Hasher for LowBits {
 }
 
 /// A map keyed by 128-bit identities.
-pub type IdentityMap<V> = HashMap<u128, V, BuildHasherDefault<LowBits>>;
+pub(crate) type IdentityMap<V> = HashMap<u128, V, BuildHasherDefault<LowBits>>;
 
 /// A 128-bit identity for a key (a label set, a keyed gauge's key, a lookup
 /// key): two multiply-rotate hashes over 8-byte words, in the manner of FxHash,
@@ -36,7 +36,7 @@ pub type IdentityMap<V> = HashMap<u128, V, BuildHasherDefault<LowBits>>;
 /// comparing the text costs a pointer chase and a compare per event. Not
 /// flooding-resistant; the tables it serves are bounded.
 #[derive(Clone, Copy)]
-pub struct KeyHash(u64, u64);
+pub(crate) struct KeyHash(u64, u64);
 
 impl Default for KeyHash {
     fn default() -> Self {
@@ -49,7 +49,7 @@ impl KeyHash {
     const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
 
     /// Adds one value (its length too, so ("ab","c") and ("a","bc") differ).
-    pub fn add(&mut self, bytes: &[u8]) {
+    pub(crate) fn add(&mut self, bytes: &[u8]) {
         let (mut a, mut b) = (self.0, self.1);
         let mut mix = |word: u64| {
             a = (a.rotate_left(5) ^ word).wrapping_mul(Self::K1);
@@ -69,7 +69,7 @@ impl KeyHash {
         (self.0, self.1) = (a, b);
     }
 
-    pub fn finish(&self) -> u128 {
+    pub(crate) fn finish(&self) -> u128 {
         (u128::from(self.0) << 64) | u128::from(self.1)
     }
 }

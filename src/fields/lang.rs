@@ -18,9 +18,9 @@ pub enum FieldRef {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Condition {
-    pub field: FieldRef,
-    pub test: Test,
+pub(crate) struct Condition {
+    pub(crate) field: FieldRef,
+    pub(crate) test: Test,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,13 +37,13 @@ pub enum Test {
 /// number with numbers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Literal {
-    pub text: String,
-    pub number: Option<f64>,
+    pub(crate) text: String,
+    pub(crate) number: Option<f64>,
 }
 
 /// A field path: `data.agent_id`, `context.trace_id`, `tags.env`, or an envelope
 /// field (`event_type`, `component`, `severity`, `event_id`).
-pub fn parse_field(text: &str) -> Result<FieldRef, String> {
+pub(crate) fn parse_field(text: &str) -> Result<FieldRef, String> {
     let mut parts = text.split('.');
     let root = parts.next().unwrap_or("");
     let rest: Vec<String> = parts.map(str::to_string).collect();

@@ -17,21 +17,22 @@ mod plans;
 
 use crate::event::{Event, Section};
 
-pub use key::{IdentityMap, KeyHash, LowBits};
+pub(crate) use key::{IdentityMap, KeyHash, LowBits};
+pub use lang::Test;
 pub(crate) use lang::{decode_conditions, field_ref, field_refs};
-pub use lang::{parse_field, Condition, FieldRef, Literal, Test};
+pub(crate) use lang::{parse_field, Condition, FieldRef, Literal};
 pub(crate) use plans::PlanCache;
 
 /// The longest text an event field puts into a metric label, an alert label or
 /// annotation value, or a span attribute. Event text is unbounded; exported
 /// labels are held in memory per series and sent on every scrape and
 /// notification, so one long value must not cost megabytes each time.
-pub const MAX_EXPORTED_TEXT: usize = 128;
+pub(crate) const MAX_EXPORTED_TEXT: usize = 128;
 
 /// `text` cut to [`MAX_EXPORTED_TEXT`] bytes: a prefix (at a character boundary),
 /// `…`, and 8 hex digits of a hash of the whole, so that two long values that
 /// share their prefix still read as different values.
-pub fn cap_exported(text: &str) -> Cow<'_, str> {
+pub(crate) fn cap_exported(text: &str) -> Cow<'_, str> {
     if text.len() <= MAX_EXPORTED_TEXT {
         return Cow::Borrowed(text);
     }
@@ -46,11 +47,11 @@ pub fn cap_exported(text: &str) -> Cow<'_, str> {
 }
 
 /// Fields one event type may read for one consumer.
-pub const MAX_PLAN_FIELDS: usize = 12;
+pub(crate) const MAX_PLAN_FIELDS: usize = 12;
 
 /// A field as a plan reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ref {
+pub(crate) enum Ref {
     Slot(u8),
     EventType,
     Component,
@@ -59,20 +60,20 @@ pub enum Ref {
 }
 
 #[derive(Debug, Clone)]
-pub struct PlanCondition {
-    pub field: Ref,
-    pub test: Test,
+pub(crate) struct PlanCondition {
+    pub(crate) field: Ref,
+    pub(crate) test: Test,
 }
 
 /// Resolves fields to the slots of one plan's reads.
-pub struct FieldSlots {
+pub(crate) struct FieldSlots {
     fields: Vec<(Section, Vec<String>)>,
 }
 
 impl FieldSlots {
     /// Every field in `data`, `context` or `tags` among `fields`, each once,
     /// grouped by section.
-    pub fn new<'f>(fields: impl IntoIterator<Item = &'f FieldRef>) -> Self {
+    pub(crate) fn new<'f>(fields: impl IntoIterator<Item = &'f FieldRef>) -> Self {
         let mut out: Vec<(Section, Vec<String>)> = fields
             .into_iter()
             .filter_map(|f| match f {
@@ -85,17 +86,13 @@ impl FieldSlots {
         FieldSlots { fields: out }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.fields.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
     }
 
     /// The slot of a field; `None` past `MAX_PLAN_FIELDS` (checked at load by each
     /// consumer, so at run time such a field reads as absent).
-    pub fn field(&self, f: &FieldRef) -> Option<Ref> {
+    pub(crate) fn field(&self, f: &FieldRef) -> Option<Ref> {
         Some(match f {
             FieldRef::EventType => Ref::EventType,
             FieldRef::Component => Ref::Component,
@@ -108,7 +105,7 @@ impl FieldSlots {
         })
     }
 
-    pub fn conditions(&self, conditions: &[Condition]) -> Option<Vec<PlanCondition>> {
+    pub(crate) fn conditions(&self, conditions: &[Condition]) -> Option<Vec<PlanCondition>> {
         conditions
             .iter()
             .map(|c| Some(PlanCondition { field: self.field(&c.field)?, test: c.test.clone() }))
@@ -116,7 +113,7 @@ impl FieldSlots {
     }
 
     /// One read per section, with the section's first slot.
-    pub fn reads(&self) -> Reads {
+    pub(crate) fn reads(&self) -> Reads {
         let mut grouped: Vec<(Section, Vec<Vec<String>>, usize)> = Vec::new();
         for (i, (section, path)) in self.fields.iter().enumerate().take(MAX_PLAN_FIELDS) {
             match grouped.last_mut() {
@@ -153,13 +150,13 @@ impl Reads {
 }
 
 /// An event with its planned fields read.
-pub struct Reader<'e, 's> {
-    pub event: &'e Event,
-    pub slots: &'s [Option<Scalar<'e>>],
+pub(crate) struct Reader<'e, 's> {
+    pub(crate) event: &'e Event,
+    pub(crate) slots: &'s [Option<Scalar<'e>>],
 }
 
 impl<'e> Reader<'e, '_> {
-    pub fn get(&self, r: Ref) -> Option<Scalar<'e>> {
+    pub(crate) fn get(&self, r: Ref) -> Option<Scalar<'e>> {
         match r {
             Ref::Slot(i) => self.slots.get(i as usize)?.clone(),
             Ref::EventType => Some(Scalar::Text(Cow::Borrowed(self.event.event_type()))),
@@ -170,13 +167,13 @@ impl<'e> Reader<'e, '_> {
     }
 
     /// Whether every condition holds.
-    pub fn all(&self, conditions: &[PlanCondition]) -> bool {
+    pub(crate) fn all(&self, conditions: &[PlanCondition]) -> bool {
         conditions.iter().all(|c| holds(&c.test, self.get(c.field)))
     }
 }
 
 /// A value as label text: strings as they are, numbers and booleans as JSON writes them.
-pub fn scalar_text(value: Scalar<'_>) -> Cow<'_, str> {
+pub(crate) fn scalar_text(value: Scalar<'_>) -> Cow<'_, str> {
     match value {
         Scalar::Text(t) => t,
         Scalar::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),

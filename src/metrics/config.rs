@@ -10,9 +10,8 @@ use crate::step::{BuildContext, RunningStep};
 
 #[derive(Debug, Clone)]
 pub struct MetricsStepConfig {
-    /// The mapping file (`mapping:`), or the built-in spec mapping when absent.
-    pub source: String,
-    pub mapping: Mapping,
+    /// From the mapping file (`mapping:`), or the built-in spec mapping when absent.
+    pub(crate) mapping: Mapping,
 }
 
 /// The built-in metric mapping: every metric of the spec's Metrics Schema.
@@ -30,20 +29,16 @@ impl MetricsStepConfig {
         }
         let file: Option<String> = map.optional("mapping", cx);
         let loaded = match &file {
-            Some(f) => {
-                let path = base.join(f);
-                Mapping::load_file(&path, &prefix).map(|m| (path.display().to_string(), m))
-            }
-            None => Mapping::parse(SPEC_METRICS, "<built-in config/metrics.yaml>", &prefix)
-                .map(|m| ("<built-in>".to_string(), m)),
+            Some(f) => Mapping::load_file(&base.join(f), &prefix),
+            None => Mapping::parse(SPEC_METRICS, "<built-in config/metrics.yaml>", &prefix),
         };
         match loaded {
-            Ok((source, mapping)) => {
+            Ok(mapping) => {
                 if let Err(e) = MetricsStep::check(&mapping) {
                     cx.error(map.key_pos("mapping"), e);
                     return None;
                 }
-                Some(MetricsStepConfig { source, mapping })
+                Some(MetricsStepConfig { mapping })
             }
             Err(errors) => {
                 errors.0.into_iter().for_each(|e| cx.push(e));

@@ -48,7 +48,7 @@ impl Generation {
 const ARENA_BYTES: usize = 1 << 20;
 
 #[derive(Default)]
-pub struct LookupTable {
+pub(crate) struct LookupTable {
     current: Generation,
     previous: Generation,
     /// Entries per generation.
@@ -63,11 +63,11 @@ fn hash(key: &str) -> u64 {
 
 impl LookupTable {
     /// A table holding at least `max_entries / 2` and at most `max_entries` keys.
-    pub fn new(max_entries: usize) -> Self {
+    pub(crate) fn new(max_entries: usize) -> Self {
         LookupTable { half: (max_entries / 2).max(1), ..LookupTable::default() }
     }
 
-    pub fn learn(&mut self, key: &str, value: &str) {
+    pub(crate) fn learn(&mut self, key: &str, value: &str) {
         let h = hash(key);
         if self.current.get(h, key) == Some(value) {
             return;
@@ -84,7 +84,7 @@ impl LookupTable {
 
     /// Drops a key (from either generation); its text stays in the arena until
     /// the generation goes.
-    pub fn forget(&mut self, key: &str) {
+    pub(crate) fn forget(&mut self, key: &str) {
         let h = hash(key);
         for generation in [&mut self.current, &mut self.previous] {
             if generation.get(h, key).is_some() {
@@ -93,7 +93,7 @@ impl LookupTable {
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         let h = hash(key);
         self.current.get(h, key).or_else(|| self.previous.get(h, key))
     }

@@ -17,40 +17,40 @@ use crate::route::{decode_match, MatchConfig};
 /// The spec's prefix (Export Configuration → Prometheus → metric_prefix).
 pub const DEFAULT_PREFIX: &str = "codex_synaptic_";
 /// Labels per metric; more would make each event's series lookup slow.
-pub const MAX_LABELS: usize = 8;
+pub(crate) const MAX_LABELS: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct Mapping {
-    pub lookups: Vec<LookupDef>,
+    pub(crate) lookups: Vec<LookupDef>,
     pub metrics: Vec<MetricDef>,
 }
 
 /// A table learned from events: e.g. agent_id → agent_type from agent.lifecycle,
 /// for events that name the agent but not its type.
 #[derive(Debug, Clone)]
-pub struct LookupDef {
+pub(crate) struct LookupDef {
     pub name: String,
-    pub matcher: MatchConfig,
-    pub key: FieldRef,
-    pub value: FieldRef,
-    pub max_entries: usize,
+    pub(crate) matcher: MatchConfig,
+    pub(crate) key: FieldRef,
+    pub(crate) value: FieldRef,
+    pub(crate) max_entries: usize,
     /// Events after which a key is no longer needed (a task that finished): the
     /// table then holds only what is still open, small and cache-resident.
-    pub forget_on: Option<MatchConfig>,
+    pub(crate) forget_on: Option<MatchConfig>,
 }
 
 #[derive(Debug, Clone)]
 pub struct MetricDef {
     /// The exposed name: prefix + name with dots as underscores.
     pub name: String,
-    pub help: String,
+    pub(crate) help: String,
     pub kind: MetricKind,
-    pub matcher: MatchConfig,
-    pub conditions: Vec<Condition>,
-    pub labels: Vec<LabelDef>,
+    pub(crate) matcher: MatchConfig,
+    pub(crate) conditions: Vec<Condition>,
+    pub(crate) labels: Vec<LabelDef>,
     /// Counters: added per event (default 1); gauges and histograms: the value.
-    pub value: Option<ValueDef>,
-    pub max_series: usize,
+    pub(crate) value: Option<ValueDef>,
+    pub(crate) max_series: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -66,32 +66,32 @@ pub enum MetricKind {
 
 #[derive(Debug, Clone)]
 pub struct KeyedDef {
-    pub key: Vec<FieldRef>,
+    pub(crate) key: Vec<FieldRef>,
     /// Matching events that end a key instead of setting it.
-    pub remove_when: Vec<Condition>,
+    pub(crate) remove_when: Vec<Condition>,
     /// Keys not refreshed for this long (event time) are removed.
-    pub expire_after: Option<Duration>,
-    pub max_keys: usize,
+    pub(crate) expire_after: Option<Duration>,
+    pub(crate) max_keys: usize,
 }
 
 #[derive(Debug, Clone)]
 pub struct ValueDef {
-    pub field: FieldRef,
+    pub(crate) field: FieldRef,
     /// Multiplied in: unit conversion to base units (ms → s is 0.001).
-    pub scale: f64,
+    pub(crate) scale: f64,
     /// A second field multiplied in (CPU time = duration × CPU share).
-    pub times: Option<FieldRef>,
+    pub(crate) times: Option<FieldRef>,
 }
 
 #[derive(Debug, Clone)]
 pub struct LabelDef {
     pub name: String,
-    pub source: LabelSource,
+    pub(crate) source: LabelSource,
     /// Values rewritten after reading (`low: LOW`); applied before `case`.
-    pub map: BTreeMap<String, String>,
-    pub case: Case,
+    pub(crate) map: BTreeMap<String, String>,
+    pub(crate) case: Case,
     /// When the field is absent and no lookup knows it.
-    pub default: String,
+    pub(crate) default: String,
 }
 
 #[derive(Debug, Clone)]

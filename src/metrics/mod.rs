@@ -27,7 +27,8 @@ use crate::route::Matcher;
 use crate::step::Step;
 use crate::telemetry::{MetricExport, Telemetry};
 
-pub use config::{MetricsStepConfig, SPEC_METRICS};
+pub(crate) use config::MetricsStepConfig;
+pub use config::SPEC_METRICS;
 use lookup::LookupTable;
 use mapping::{Case, LabelSource, Mapping, MetricKind};
 use plan::{plan_fields, Plan, PlanLabel};

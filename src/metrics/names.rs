@@ -20,7 +20,7 @@ const NON_BASE_UNITS: &[(&str, &str)] = &[
 ];
 
 /// What `promtool check metrics` would object to in a name, checked up front.
-pub fn check_name(name: &str, kind: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str, kind: &str) -> Result<(), String> {
     let valid_chars = name
         .chars()
         .enumerate()

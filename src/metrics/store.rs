@@ -18,10 +18,10 @@ use std::fmt::Write;
 use crate::fields::{IdentityMap, KeyHash};
 
 /// The label value of the overflow series.
-pub const OVERFLOW: &str = "__overflow__";
+pub(crate) const OVERFLOW: &str = "__overflow__";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FamilyKind {
+pub(crate) enum FamilyKind {
     Counter,
     Gauge,
     Histogram,
@@ -40,13 +40,13 @@ impl FamilyKind {
 /// One series' numbers. Counts are `f64`: behind a sampler an event counts
 /// `1 / sample_rate` times.
 #[derive(Debug, Clone, Default)]
-pub struct Values {
+pub(crate) struct Values {
     /// Counter total or gauge value.
-    pub value: f64,
+    pub(crate) value: f64,
     /// Histogram: per-bucket (not cumulative) counts, the last one being +Inf.
-    pub buckets: Vec<f64>,
-    pub sum: f64,
-    pub count: f64,
+    pub(crate) buckets: Vec<f64>,
+    pub(crate) sum: f64,
+    pub(crate) count: f64,
 }
 
 #[derive(Debug)]
@@ -59,11 +59,11 @@ struct Series {
     touched: u64,
 }
 
-pub struct Family {
+pub(crate) struct Family {
     pub name: String,
     help: String,
     pub kind: FamilyKind,
-    pub label_names: Vec<String>,
+    pub(crate) label_names: Vec<String>,
     /// Upper bounds of histogram buckets, without +Inf.
     bounds: Vec<f64>,
     max_series: usize,
@@ -80,7 +80,7 @@ pub struct Family {
 
 /// What `series` did for a label set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     Existing,
     New,
     /// New, in the place of the least recently used series (folded into overflow).
@@ -90,7 +90,7 @@ pub enum Admission {
 }
 
 impl Family {
-    pub fn new(
+    pub(crate) fn new(
         name: &str,
         help: &str,
         kind: FamilyKind,
@@ -121,7 +121,7 @@ impl Family {
 
     /// Keeps the first `max_series` label sets instead of retiring old ones: for
     /// families whose series ids are held elsewhere (a keyed gauge's keys).
-    pub fn keep_series(mut self) -> Self {
+    pub(crate) fn keep_series(mut self) -> Self {
         self.evicts = false;
         self
     }
@@ -133,7 +133,7 @@ impl Family {
     }
 
     /// The series of a label set (values in `label_names` order), created when new.
-    pub fn series(&mut self, labels: &[Cow<'_, str>]) -> (u32, Admission) {
+    pub(crate) fn series(&mut self, labels: &[Cow<'_, str>]) -> (u32, Admission) {
         if labels.is_empty() && !self.series.is_empty() {
             return (0, Admission::Existing);
         }
@@ -204,11 +204,11 @@ impl Family {
         }
     }
 
-    pub fn values_mut(&mut self, id: u32) -> &mut Values {
+    pub(crate) fn values_mut(&mut self, id: u32) -> &mut Values {
         &mut self.series[id as usize].values
     }
 
-    pub fn observe(&mut self, id: u32, value: f64, weight: f64) {
+    pub(crate) fn observe(&mut self, id: u32, value: f64, weight: f64) {
         let Family { bounds, series, .. } = self;
         let values = &mut series[id as usize].values;
         let bucket = bounds.partition_point(|b| *b < value);
@@ -220,7 +220,7 @@ impl Family {
     }
 
     /// Appends the family in the Prometheus text format (0.0.4).
-    pub fn render(&self, out: &mut String) {
+    pub(crate) fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}", self.name, escape_help(&self.help));
         let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind.as_str());
         for series in &self.series {

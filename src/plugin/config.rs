@@ -9,7 +9,7 @@ use crate::decode::yaml::{Node, NodeKind};
 use crate::decode::{one_of, to_json, ByteSize, Diagnostics, MapReader};
 
 /// The file stem that marks a plugin step as the pipeline's PII scrubber.
-pub const SCRUBBER_STEM: &str = "pii_scrub";
+pub(crate) const SCRUBBER_STEM: &str = "pii_scrub";
 
 /// The plugin host: where plugin files live, how they are watched, and the bounds
 /// of the WebAssembly instance pool.
@@ -82,16 +82,16 @@ pub struct Grants {
     /// The real wall and monotonic clocks (otherwise both read as zero).
     pub clock: bool,
     /// Outgoing TCP/UDP and name lookup.
-    pub network: bool,
+    pub(crate) network: bool,
     /// Host directories mapped into the guest.
-    pub dirs: Vec<DirGrant>,
+    pub(crate) dirs: Vec<DirGrant>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct DirGrant {
-    pub host: PathBuf,
-    pub guest: String,
-    pub write: bool,
+pub(crate) struct DirGrant {
+    pub(crate) host: PathBuf,
+    pub(crate) guest: String,
+    pub(crate) write: bool,
 }
 
 impl PluginHostConfig {
@@ -112,7 +112,7 @@ impl PluginStepConfig {
     }
 
     /// Whether this step is the pipeline's PII scrubber.
-    pub fn is_scrubber(&self) -> bool {
+    pub(crate) fn is_scrubber(&self) -> bool {
         self.path.file_stem().and_then(|s| s.to_str()) == Some(SCRUBBER_STEM)
     }
 }

@@ -17,7 +17,7 @@ pub enum PluginFailureKind {
 }
 
 impl PluginFailureKind {
-    pub const ALL: [PluginFailureKind; 5] = [
+    pub(crate) const ALL: [PluginFailureKind; 5] = [
         PluginFailureKind::Trap,
         PluginFailureKind::Timeout,
         PluginFailureKind::MemoryLimit,
@@ -25,7 +25,7 @@ impl PluginFailureKind {
         PluginFailureKind::BadOutput,
     ];
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             PluginFailureKind::Trap => "trap",
             PluginFailureKind::Timeout => "timeout",
@@ -40,18 +40,18 @@ impl PluginFailureKind {
 #[derive(Clone)]
 pub struct PluginMetrics {
     plugin: String,
-    pub events_in: IntCounter,
+    pub(crate) events_in: IntCounter,
     pub kept: IntCounter,
     pub dropped: IntCounter,
     pub replaced: IntCounter,
-    pub batch_seconds: Histogram,
+    pub(crate) batch_seconds: Histogram,
     failures: [IntCounter; 5],
     pub swaps: IntCounter,
-    pub rollbacks: IntCounter,
+    pub(crate) rollbacks: IntCounter,
     load_failures: IntCounterVec,
     info: IntGaugeVec,
     guest_counters: IntCounterVec,
-    pub guest_logs_dropped: IntCounter,
+    pub(crate) guest_logs_dropped: IntCounter,
 }
 
 impl PluginMetrics {
@@ -121,12 +121,12 @@ impl PluginMetrics {
 
     /// Counts a version that could not be loaded, by stage (read, compile,
     /// instantiate, init).
-    pub fn load_failed(&self, stage: &str) {
+    pub(crate) fn load_failed(&self, stage: &str) {
         self.load_failures.with_label_values(&[&self.plugin, stage]).inc();
     }
 
     /// Marks `hash` as the version in service (and no other).
-    pub fn set_version(&self, runtime: &str, hash: &str) {
+    pub(crate) fn set_version(&self, runtime: &str, hash: &str) {
         // Remove the previous version's series; the family holds this plugin's only.
         for family in self.info.collect() {
             for metric in family.get_metric() {
@@ -143,7 +143,7 @@ impl PluginMetrics {
     }
 
     /// A guest's named counter; the caller bounds how many names it creates.
-    pub fn guest_counter(&self, name: &str) -> IntCounter {
+    pub(crate) fn guest_counter(&self, name: &str) -> IntCounter {
         self.guest_counters.with_label_values(&[&self.plugin, name])
     }
 }

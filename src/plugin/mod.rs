@@ -35,9 +35,11 @@ use crate::event::SchemaMode;
 use crate::step::{BuildContext, RunningStep, Service, SharedResource};
 use crate::telemetry::Telemetry;
 
-pub use config::{DirGrant, Grants, OnError, PluginHostConfig, PluginStepConfig, SCRUBBER_STEM};
-pub use metrics::{PluginFailureKind, PluginMetrics};
-pub use step::{PluginStep, Prepared, RollbackPolicy};
+pub use config::{Grants, OnError, PluginHostConfig, PluginStepConfig};
+pub(crate) use metrics::PluginFailureKind;
+pub use metrics::PluginMetrics;
+pub use step::PluginStep;
+pub(crate) use step::RollbackPolicy;
 use wasm::{InstanceSettings, WasmRuntime};
 use watch::{CompileFn, Watched, Watcher};
 
@@ -191,7 +193,7 @@ pub enum PluginError {
 
 impl PluginError {
     /// The `kind` label of a failed batch.
-    pub fn failure_kind(&self) -> PluginFailureKind {
+    pub(crate) fn failure_kind(&self) -> PluginFailureKind {
         match self {
             PluginError::Timeout(_) => PluginFailureKind::Timeout,
             PluginError::MemoryLimit(_) => PluginFailureKind::MemoryLimit,
@@ -202,7 +204,7 @@ impl PluginError {
     }
 
     /// The `stage` label of a version that failed to load.
-    pub fn load_stage(&self) -> &'static str {
+    pub(crate) fn load_stage(&self) -> &'static str {
         match self {
             PluginError::Read { .. } => "read",
             PluginError::Compile(_) => "compile",
@@ -234,12 +236,12 @@ pub trait Instance: Send {
 #[derive(Clone)]
 pub struct Version {
     /// `sha256:` and the first 16 hex digits of the file's SHA-256.
-    pub hash: String,
-    pub code: Arc<dyn Code>,
+    pub(crate) hash: String,
+    pub(crate) code: Arc<dyn Code>,
 }
 
 /// The short content hash by which logs and metrics name a version.
-pub fn content_hash(bytes: &[u8]) -> String {
+pub(crate) fn content_hash(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     format!("sha256:{}", &hex::encode(digest)[..16])
 }

@@ -11,7 +11,7 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// The event's bytes as a Rhai value (a map for an event).
-pub fn from_json(raw: &[u8]) -> serde_json::Result<Dynamic> {
+pub(crate) fn from_json(raw: &[u8]) -> serde_json::Result<Dynamic> {
     let mut de = serde_json::Deserializer::from_slice(raw);
     let value = RhaiValue.deserialize(&mut de)?;
     de.end()?;
@@ -95,7 +95,7 @@ impl<'de> Visitor<'de> for KeyName {
 /// Whether the map has a top-level field whose quoted name appears nowhere in
 /// `raw`: then it cannot be the event that came in. (A name that needs escaping
 /// also counts as new, which costs only a re-encoding.)
-pub fn has_new_field(value: &Dynamic, raw: &[u8]) -> bool {
+pub(crate) fn has_new_field(value: &Dynamic, raw: &[u8]) -> bool {
     let Ok(map) = value.as_map_ref() else { return false };
     map.keys().any(|key| {
         let key = key.as_bytes();
@@ -106,7 +106,7 @@ pub fn has_new_field(value: &Dynamic, raw: &[u8]) -> bool {
 }
 
 /// Whether a script's value equals a JSON document, compared in place.
-pub fn same_value(value: &Dynamic, json: &Value) -> bool {
+pub(crate) fn same_value(value: &Dynamic, json: &Value) -> bool {
     match json {
         Value::Null => value.is_unit(),
         Value::Bool(b) => value.as_bool() == Ok(*b),

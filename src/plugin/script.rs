@@ -44,7 +44,7 @@ const MAX_ARRAY_LEN: usize = 100_000;
 const MAX_MAP_LEN: usize = 10_000;
 
 /// A compiled script with its own engine (the engine carries the batch deadline).
-pub struct RhaiCode {
+pub(crate) struct RhaiCode {
     engine: Arc<Engine>,
     ast: Arc<AST>,
     script: String,
@@ -57,7 +57,7 @@ pub struct RhaiCode {
 
 impl RhaiCode {
     /// Compiles a script; `script` names it in messages (`filter.rhai`).
-    pub fn compile(
+    pub(crate) fn compile(
         source: &[u8],
         script: &str,
         settings: Arc<InstanceSettings>,

@@ -16,16 +16,16 @@ use crate::step::Step;
 
 /// A new version, compiled and started off the hot path, waiting for the next batch.
 pub struct Prepared {
-    pub version: Version,
-    pub instance: Box<dyn Instance>,
+    pub(crate) version: Version,
+    pub(crate) instance: Box<dyn Instance>,
 }
 
 /// When a new version is withdrawn: `failures` failed batches among its first
 /// `window`.
 #[derive(Debug, Clone, Copy)]
 pub struct RollbackPolicy {
-    pub failures: u32,
-    pub window: u32,
+    pub(crate) failures: u32,
+    pub(crate) window: u32,
 }
 
 #[derive(Debug, Default)]
@@ -78,7 +78,8 @@ impl PluginStep {
     }
 
     /// The content hash of the version in service.
-    pub fn version_hash(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn version_hash(&self) -> &str {
         &self.current.hash
     }
 

@@ -45,7 +45,7 @@ pub struct WasmRuntime {
 }
 
 impl WasmRuntime {
-    pub fn new(host: &PluginHostConfig) -> Result<Arc<WasmRuntime>, PluginError> {
+    pub(crate) fn new(host: &PluginHostConfig) -> Result<Arc<WasmRuntime>, PluginError> {
         let mut pool = PoolingAllocationConfig::new();
         let instances = host.max_instances;
         // A Rust component holds a few core instances (its module plus adapter
@@ -87,7 +87,7 @@ impl WasmRuntime {
 
     /// Compiles a component and checks that it implements the contract. Slow
     /// (milliseconds to seconds): never called on the hot path.
-    pub fn compile(
+    pub(crate) fn compile(
         self: &Arc<Self>,
         bytes: &[u8],
         settings: Arc<InstanceSettings>,

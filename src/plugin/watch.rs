@@ -21,17 +21,17 @@ use super::step::Prepared;
 use super::{content_hash, Code, PluginError, Version};
 
 /// Compiles one version of a plugin's file content.
-pub type CompileFn = Arc<dyn Fn(&[u8]) -> Result<Arc<dyn Code>, PluginError> + Send + Sync>;
+pub(crate) type CompileFn = Arc<dyn Fn(&[u8]) -> Result<Arc<dyn Code>, PluginError> + Send + Sync>;
 
 /// Reads, hashes, compiles and starts a version of a plugin file.
-pub fn prepare(path: &Path, compile: &CompileFn) -> Result<Prepared, (Option<String>, PluginError)> {
+pub(crate) fn prepare(path: &Path, compile: &CompileFn) -> Result<Prepared, (Option<String>, PluginError)> {
     let bytes = read_plugin(path).map_err(|e| (None, e))?;
     let hash = content_hash(&bytes);
     prepare_bytes(&bytes, &hash, compile).map_err(|e| (Some(hash), e))
 }
 
 /// A plugin file's bytes, read as [`crate::files::read_bounded`] allows.
-pub fn read_plugin(path: &Path) -> Result<Vec<u8>, PluginError> {
+pub(crate) fn read_plugin(path: &Path) -> Result<Vec<u8>, PluginError> {
     crate::files::read_bounded(path, crate::files::MAX_PLUGIN_BYTES)
         .map_err(|e| PluginError::Read { path: path.display().to_string(), message: e.to_string() })
 }
@@ -44,15 +44,15 @@ fn prepare_bytes(bytes: &[u8], hash: &str, compile: &CompileFn) -> Result<Prepar
 
 /// One plugin file the watcher looks after.
 pub struct Watched {
-    pub plugin: String,
-    pub path: PathBuf,
+    pub(crate) plugin: String,
+    pub(crate) path: PathBuf,
     /// The hash of the content last tried (in service or rejected).
-    pub last_hash: String,
-    pub compile: CompileFn,
-    pub updates: mpsc::Sender<Prepared>,
-    pub metrics: PluginMetrics,
+    pub(crate) last_hash: String,
+    pub(crate) compile: CompileFn,
+    pub(crate) updates: mpsc::Sender<Prepared>,
+    pub(crate) metrics: PluginMetrics,
     /// The last read error, so that a missing file is reported once, not per poll.
-    pub last_read_error: Option<String>,
+    pub(crate) last_read_error: Option<String>,
 }
 
 /// The watcher thread; stops when dropped.
@@ -62,7 +62,7 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    pub fn start(
+    pub(crate) fn start(
         mut entries: Vec<Watched>,
         debounce: Duration,
         poll_interval: Duration,
@@ -77,7 +77,7 @@ impl Watcher {
     /// Watches `dirs` on a thread of its own and calls `rescan` after each quiet
     /// change and every `poll_interval` (notifications can be missed, e.g. on
     /// network filesystems). The rule files of the alert engine use it too.
-    pub fn spawn(
+    pub(crate) fn spawn(
         name: &str,
         dirs: Vec<PathBuf>,
         debounce: Duration,

@@ -10,8 +10,8 @@ use crate::route::{decode_match, MatchConfig};
 pub struct SinkConfig {
     pub name: String,
     /// Only matching events are routed to this sink; absent means all.
-    pub matcher: Option<MatchConfig>,
-    pub output: OutputConfig,
+    pub(crate) matcher: Option<MatchConfig>,
+    pub(crate) output: OutputConfig,
 }
 
 impl SinkConfig {

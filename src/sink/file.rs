@@ -15,13 +15,13 @@ use crate::decode::{ByteSize, Diagnostics, MapReader};
 
 #[derive(Debug, Clone)]
 pub struct FileSinkConfig {
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Start a new file when the current one reaches this size.
-    pub rotate_bytes: Option<u64>,
+    pub(crate) rotate_bytes: Option<u64>,
     /// Start a new file when the current one is this old.
-    pub rotate_interval: Option<std::time::Duration>,
+    pub(crate) rotate_interval: Option<std::time::Duration>,
     /// fsync before acknowledging (slower; survives power loss, not just a crash).
-    pub fsync: bool,
+    pub(crate) fsync: bool,
 }
 
 impl SinkKind for FileSinkConfig {
@@ -82,7 +82,7 @@ fn check_writable_dir(path: &Path) -> Result<(), String> {
     }
 }
 
-pub struct FileOutput {
+pub(crate) struct FileOutput {
     config: FileSinkConfig,
     file: File,
     size: u64,
@@ -90,7 +90,7 @@ pub struct FileOutput {
 }
 
 impl FileOutput {
-    pub async fn open(config: &FileSinkConfig) -> Result<Self, SinkError> {
+    pub(crate) async fn open(config: &FileSinkConfig) -> Result<Self, SinkError> {
         let (file, size) = open_append(&config.path).await?;
         Ok(FileOutput { config: config.clone(), file, size, opened: Instant::now() })
     }
@@ -99,7 +99,7 @@ impl FileOutput {
         self.config.path.display().to_string()
     }
 
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+    pub(crate) async fn write(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
         if self.due_for_rotation(bytes.len() as u64) {
             self.rotate().await?;
         }
@@ -150,7 +150,7 @@ impl FileOutput {
         Ok(())
     }
 
-    pub async fn close(&mut self) -> Result<(), SinkError> {
+    pub(crate) async fn close(&mut self) -> Result<(), SinkError> {
         let path = self.path_str();
         self.file.flush().await.map_err(|source| SinkError::Write { path: path.clone(), source })?;
         self.file.sync_all().await.map_err(|source| SinkError::Write { path, source })

@@ -23,13 +23,13 @@ pub enum HttpFormat {
 #[derive(Debug, Clone)]
 pub struct HttpSinkConfig {
     /// `http://` or `https://` URL the batches are POSTed to.
-    pub url: String,
-    pub format: HttpFormat,
+    pub(crate) url: String,
+    pub(crate) format: HttpFormat,
     /// gzip the request body (`content-encoding: gzip`).
-    pub gzip: bool,
+    pub(crate) gzip: bool,
     /// Extra request headers (authentication).
-    pub headers: BTreeMap<String, String>,
-    pub timeout: Duration,
+    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) timeout: Duration,
 }
 
 impl SinkKind for HttpSinkConfig {
@@ -77,7 +77,7 @@ impl SinkKind for HttpSinkConfig {
     }
 }
 
-pub struct HttpOutput {
+pub(crate) struct HttpOutput {
     client: reqwest::Client,
     config: HttpSinkConfig,
     /// Reused between batches.

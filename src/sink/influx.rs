@@ -24,15 +24,15 @@ use crate::fields::{parse_field, FieldRef};
 #[derive(Debug, Clone)]
 pub struct InfluxSinkConfig {
     /// `http://host:8086`; points are written to `{url}/write`.
-    pub url: String,
-    pub database: String,
-    pub retention_policy: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
+    pub(crate) url: String,
+    pub(crate) database: String,
+    pub(crate) retention_policy: Option<String>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
     /// Fields written as tags besides component and severity (`data.namespace`).
-    pub tag_fields: Vec<String>,
-    pub gzip: bool,
-    pub timeout: Duration,
+    pub(crate) tag_fields: Vec<String>,
+    pub(crate) gzip: bool,
+    pub(crate) timeout: Duration,
 }
 
 impl SinkKind for InfluxSinkConfig {
@@ -78,7 +78,7 @@ impl super::Write for InfluxOutput {
     }
 }
 
-pub struct InfluxOutput {
+pub(crate) struct InfluxOutput {
     client: reqwest::Client,
     url: String,
     auth: Option<(String, Option<String>)>,
@@ -88,7 +88,7 @@ pub struct InfluxOutput {
 }
 
 impl InfluxOutput {
-    pub fn open(config: &InfluxSinkConfig) -> Result<InfluxOutput, SinkError> {
+    pub(crate) fn open(config: &InfluxSinkConfig) -> Result<InfluxOutput, SinkError> {
         let client =
             reqwest::Client::builder().timeout(config.timeout).build().map_err(|e| SinkError::Influx {
                 url: config.url.clone(),
@@ -118,7 +118,7 @@ impl InfluxOutput {
         })
     }
 
-    pub async fn write(&mut self, lines: &[&[u8]]) -> Result<(), SinkError> {
+    pub(crate) async fn write(&mut self, lines: &[&[u8]]) -> Result<(), SinkError> {
         self.body.clear();
         for line in lines {
             // Lines are events the pipeline validated as JSON objects.

@@ -14,14 +14,14 @@ use crate::decode::{one_of, Diagnostics, MapReader};
 
 #[derive(Debug, Clone)]
 pub struct KafkaSinkConfig {
-    pub brokers: String,
-    pub topic: String,
+    pub(crate) brokers: String,
+    pub(crate) topic: String,
     /// Dotted path of the message key (default `data.agent_id`); events without it
     /// are keyed by `event_id`.
-    pub key_field: String,
+    pub(crate) key_field: String,
     /// none | gzip | snappy | lz4 (default lz4).
-    pub compression: String,
-    pub properties: std::collections::BTreeMap<String, String>,
+    pub(crate) compression: String,
+    pub(crate) properties: std::collections::BTreeMap<String, String>,
 }
 
 impl SinkKind for KafkaSinkConfig {
@@ -63,14 +63,14 @@ impl Write for KafkaOutput {
 }
 use crate::event::field::find_text;
 
-pub struct KafkaOutput {
+pub(crate) struct KafkaOutput {
     producer: FutureProducer,
     topic: String,
     key_path: Vec<String>,
 }
 
 impl KafkaOutput {
-    pub fn open(config: &KafkaSinkConfig) -> Result<Self, SinkError> {
+    pub(crate) fn open(config: &KafkaSinkConfig) -> Result<Self, SinkError> {
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &config.brokers)
@@ -91,7 +91,7 @@ impl KafkaOutput {
     }
 
     /// Sends every line and waits for all delivery reports.
-    pub async fn write(&mut self, lines: &[&[u8]]) -> Result<(), SinkError> {
+    pub(crate) async fn write(&mut self, lines: &[&[u8]]) -> Result<(), SinkError> {
         let path: Vec<&str> = self.key_path.iter().map(String::as_str).collect();
         let mut deliveries = Vec::with_capacity(lines.len());
         for line in lines {
@@ -122,7 +122,7 @@ impl KafkaOutput {
         Ok(())
     }
 
-    pub async fn close(&mut self) -> Result<(), SinkError> {
+    pub(crate) async fn close(&mut self) -> Result<(), SinkError> {
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || producer.flush(Timeout::After(Duration::from_secs(10))))
             .await

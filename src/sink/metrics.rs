@@ -7,9 +7,9 @@ use crate::telemetry::Telemetry;
 /// Per-sink handles, resolved when the sink is built.
 #[derive(Clone)]
 pub(crate) struct SinkCounters {
-    pub sent: IntCounter,
-    pub failed: IntCounter,
-    pub write_errors: IntCounter,
+    pub(crate) sent: IntCounter,
+    pub(crate) failed: IntCounter,
+    pub(crate) write_errors: IntCounter,
 }
 
 impl SinkCounters {

@@ -32,17 +32,11 @@ use crate::event::{DeadLetter, SideOutput};
 use crate::retry::Backoff;
 use crate::route::Selection;
 
-pub use config::SinkConfig;
-pub use file::FileSinkConfig;
-pub use http::HttpSinkConfig;
-pub use influx::InfluxSinkConfig;
-pub use kafka::KafkaSinkConfig;
+pub(crate) use config::SinkConfig;
 pub(crate) use metrics::SinkCounters;
-pub use otlp::{OtlpProtocol, OtlpSinkConfig, SCOPE_NAME};
-pub use stdout::StdoutConfig;
 
 #[derive(Debug, thiserror::Error)]
-pub enum SinkError {
+pub(crate) enum SinkError {
     #[error("cannot open `{path}`: {source}")]
     Open { path: String, source: std::io::Error },
     #[error("write to `{path}` failed: {source}")]
@@ -74,13 +68,13 @@ pub(crate) trait SinkKind: Sized {
 
 /// The side outputs a sink subscribes to (see [`crate::event::SideOutput`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SideInput {
+pub(crate) struct SideInput {
     /// The kind of side output (`spans`).
     pub kind: &'static str,
     /// Only the side output of the step with this name; `None`: of every step.
-    pub from: Option<String>,
+    pub(crate) from: Option<String>,
     /// What it is, for messages ("the traces step's spans").
-    pub what: &'static str,
+    pub(crate) what: &'static str,
 }
 
 impl SideInput {
@@ -103,15 +97,15 @@ pub(crate) trait Write: Send {
 /// side output the sink subscribed to.
 pub(crate) struct Encoded<'a> {
     /// The JSON lines, each followed by a newline.
-    pub buf: &'a [u8],
+    pub(crate) buf: &'a [u8],
     /// Each line's range in `buf`, without its newline.
-    pub ranges: &'a [Range<usize>],
-    pub side: Option<&'a SideOutput>,
+    pub(crate) ranges: &'a [Range<usize>],
+    pub(crate) side: Option<&'a SideOutput>,
 }
 
 impl Encoded<'_> {
     /// The lines, without their newlines.
-    pub fn lines(&self) -> Vec<&[u8]> {
+    pub(crate) fn lines(&self) -> Vec<&[u8]> {
         self.ranges.iter().map(|r| &self.buf[r.clone()]).collect()
     }
 }
@@ -119,11 +113,11 @@ impl Encoded<'_> {
 /// The most of an error response's body kept for the log: services answer errors
 /// with whole HTML pages or megabytes of echo, and a retry loop would log them
 /// again every time.
-pub const RESPONSE_EXCERPT_BYTES: usize = 512;
+pub(crate) const RESPONSE_EXCERPT_BYTES: usize = 512;
 
 /// Up to `limit` bytes of a response's body, reading no further (the rest is left
 /// unread), and whether there was more.
-pub async fn read_body_capped(mut response: reqwest::Response, limit: usize) -> (Vec<u8>, bool) {
+pub(crate) async fn read_body_capped(mut response: reqwest::Response, limit: usize) -> (Vec<u8>, bool) {
     let mut body = Vec::new();
     while let Ok(Some(chunk)) = response.chunk().await {
         let room = limit - body.len();
@@ -138,7 +132,7 @@ pub async fn read_body_capped(mut response: reqwest::Response, limit: usize) -> 
 
 /// The start of an error response's body as one line of text, for a log or an
 /// error message: at most [`RESPONSE_EXCERPT_BYTES`], `…` when cut.
-pub async fn response_excerpt(response: reqwest::Response) -> String {
+pub(crate) async fn response_excerpt(response: reqwest::Response) -> String {
     let (body, cut) = read_body_capped(response, RESPONSE_EXCERPT_BYTES).await;
     let text = String::from_utf8_lossy(&body);
     let mut line: String = text.trim().chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
@@ -166,8 +160,8 @@ pub enum SinkInput {
 }
 
 pub struct SinkMessage {
-    pub input: SinkInput,
-    pub delivery: Delivery,
+    pub(crate) input: SinkInput,
+    pub(crate) delivery: Delivery,
 }
 
 impl SinkInput {
@@ -204,7 +198,7 @@ impl SinkInput {
 
 /// Queue depth per sink, in batches. In-flight batches are bounded at the source;
 /// this only smooths hand-over.
-pub const QUEUE_BATCHES: usize = 4;
+pub(crate) const QUEUE_BATCHES: usize = 4;
 
 pub struct SinkTask {
     name: String,
@@ -230,7 +224,7 @@ impl SinkTask {
     }
 
     /// Runs until the pipeline closes the queue, then flushes and closes the output.
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         let mut buf = Vec::with_capacity(256 * 1024);
         let mut ranges = Vec::new();
         while let Some(message) = self.rx.recv().await {
@@ -312,14 +306,14 @@ macro_rules! sinks {
             }
 
             /// Where the events go, for the start-up banner.
-            pub fn describe(&self) -> String {
+            pub(crate) fn describe(&self) -> String {
                 match self {
                     $(OutputConfig::$variant(c) => c.describe(),)*
                 }
             }
 
             /// The side output the sink consumes instead of events, if any.
-            pub fn side_input(&self) -> Option<SideInput> {
+            pub(crate) fn side_input(&self) -> Option<SideInput> {
                 match self {
                     $(OutputConfig::$variant(c) => c.side_input(),)*
                 }

@@ -32,20 +32,20 @@ pub enum OtlpProtocol {
 #[derive(Debug, Clone)]
 pub struct OtlpSinkConfig {
     /// `http://host:4317` (gRPC) or `http://host:4318` (HTTP; `/v1/traces` is added).
-    pub endpoint: String,
-    pub protocol: OtlpProtocol,
+    pub(crate) endpoint: String,
+    pub(crate) protocol: OtlpProtocol,
     /// gzip the requests.
-    pub compression: bool,
-    pub timeout: Duration,
+    pub(crate) compression: bool,
+    pub(crate) timeout: Duration,
     /// Extra request headers (authentication).
-    pub headers: BTreeMap<String, String>,
+    pub(crate) headers: BTreeMap<String, String>,
     /// The traces step whose spans this sink exports; absent: every traces step's.
-    pub spans_from: Option<String>,
+    pub(crate) spans_from: Option<String>,
     /// Resource attributes `service.name`, `service.version`,
     /// `deployment.environment`; each one not set here is the traces step's.
-    pub service_name: Option<String>,
-    pub service_version: Option<String>,
-    pub environment: Option<String>,
+    pub(crate) service_name: Option<String>,
+    pub(crate) service_version: Option<String>,
+    pub(crate) environment: Option<String>,
 }
 
 impl SinkKind for OtlpSinkConfig {
@@ -107,9 +107,9 @@ impl super::Write for OtlpOutput {
 }
 
 /// The instrumentation scope the spec's OpenTelemetry Format names.
-pub const SCOPE_NAME: &str = "codex-synaptic-telemetry";
+pub(crate) const SCOPE_NAME: &str = "codex-synaptic-telemetry";
 
-pub struct OtlpOutput {
+pub(crate) struct OtlpOutput {
     endpoint: String,
     transport: Transport,
     /// Resource attributes set on the sink; the rest come with the spans.
@@ -124,7 +124,7 @@ enum Transport {
 }
 
 impl OtlpOutput {
-    pub fn open(config: &OtlpSinkConfig) -> Result<OtlpOutput, SinkError> {
+    pub(crate) fn open(config: &OtlpSinkConfig) -> Result<OtlpOutput, SinkError> {
         let error = |message: String| SinkError::Otlp { endpoint: config.endpoint.clone(), message };
         let transport = match config.protocol {
             OtlpProtocol::Grpc => {
@@ -208,7 +208,7 @@ impl OtlpOutput {
     /// Exports the spans; an error means "try again". A receiver that rejects
     /// spans as malformed (HTTP 400, `partial_success`) would reject them again,
     /// so that is logged and counted as written.
-    pub async fn write(&mut self, batch: &SpanBatch) -> Result<(), SinkError> {
+    pub(crate) async fn write(&mut self, batch: &SpanBatch) -> Result<(), SinkError> {
         let spans = &batch.spans;
         if spans.is_empty() {
             return Ok(());

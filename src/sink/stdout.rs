@@ -35,16 +35,16 @@ impl Write for StdoutOutput {
     }
 }
 
-pub struct StdoutOutput {
+pub(crate) struct StdoutOutput {
     out: tokio::io::Stdout,
 }
 
 impl StdoutOutput {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         StdoutOutput { out: tokio::io::stdout() }
     }
 
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+    pub(crate) async fn write(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
         let result = async {
             self.out.write_all(bytes).await?;
             self.out.flush().await
@@ -52,7 +52,7 @@ impl StdoutOutput {
         result.await.map_err(|source| SinkError::Write { path: "<stdout>".into(), source })
     }
 
-    pub async fn flush(&mut self) -> Result<(), SinkError> {
+    pub(crate) async fn flush(&mut self) -> Result<(), SinkError> {
         self.out.flush().await.map_err(|source| SinkError::Write { path: "<stdout>".into(), source })
     }
 }

@@ -20,19 +20,19 @@ pub enum SourceConfig {
 #[derive(Debug, Clone)]
 pub struct BatchConfig {
     /// A batch is closed at this many events…
-    pub max_events: usize,
+    pub(crate) max_events: usize,
     /// …or this long after its first event arrived, whichever comes first.
-    pub linger: Duration,
+    pub(crate) linger: Duration,
 }
 
 #[derive(Debug, Clone)]
 pub struct LimitsConfig {
     /// Batches read but not yet acknowledged by every sink; the source waits beyond it.
-    pub max_in_flight_batches: usize,
+    pub(crate) max_in_flight_batches: usize,
     /// Larger inputs go to dead letter (their first bytes kept).
-    pub max_event_bytes: usize,
+    pub(crate) max_event_bytes: usize,
     /// On shutdown, how long to wait for in-flight events to be acknowledged.
-    pub drain_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
 }
 
 impl SourceConfig {

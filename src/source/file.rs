@@ -24,7 +24,7 @@ const CHUNK: usize = 256 * 1024;
 #[derive(Debug, Clone)]
 pub struct FileSourceConfig {
     /// A JSONL file, or `-` for standard input.
-    pub path: String,
+    pub(crate) path: String,
 }
 
 impl FileSourceConfig {
@@ -45,11 +45,11 @@ pub struct FileSource {
 }
 
 impl FileSource {
-    pub fn new(path: &str, max_event_bytes: usize) -> Self {
+    pub(crate) fn new(path: &str, max_event_bytes: usize) -> Self {
         FileSource { path: path.to_string(), max_event_bytes }
     }
 
-    pub async fn run(
+    pub(crate) async fn run(
         self,
         emitter: &mut Emitter,
         shutdown: CancellationToken,

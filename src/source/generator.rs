@@ -57,11 +57,11 @@ pub struct GeneratorSource {
 }
 
 impl GeneratorSource {
-    pub fn new(config: &GeneratorConfig) -> Self {
+    pub(crate) fn new(config: &GeneratorConfig) -> Self {
         GeneratorSource { config: config.clone() }
     }
 
-    pub async fn run(
+    pub(crate) async fn run(
         self,
         emitter: &mut Emitter,
         shutdown: CancellationToken,

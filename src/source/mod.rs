@@ -23,10 +23,8 @@ use crate::ack::{AckLedger, AckMetrics, AckNotice, Acks, Tracker};
 use crate::event::Position;
 use crate::telemetry::Telemetry;
 
-pub use config::{BatchConfig, LimitsConfig, SourceConfig};
-pub use file::FileSourceConfig;
+pub(crate) use config::{BatchConfig, LimitsConfig, SourceConfig};
 pub use generator::GeneratorConfig;
-pub use kafka::KafkaSourceConfig;
 
 /// One input record, as received.
 #[derive(Debug)]
@@ -39,14 +37,14 @@ pub struct RawRecord {
 }
 
 pub struct RawBatch {
-    pub records: Vec<RawRecord>,
-    pub tracker: Tracker,
+    pub(crate) records: Vec<RawRecord>,
+    pub(crate) tracker: Tracker,
 }
 
 /// What a source reports when it stops.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SourceReport {
-    pub records: u64,
+    pub(crate) records: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +64,7 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn build(config: &SourceConfig, max_event_bytes: usize, telemetry: &Telemetry) -> Self {
+    pub(crate) fn build(config: &SourceConfig, max_event_bytes: usize, telemetry: &Telemetry) -> Self {
         match config {
             SourceConfig::Generator(c) => Source::Generator(generator::GeneratorSource::new(c)),
             SourceConfig::File(c) => Source::File(file::FileSource::new(&c.path, max_event_bytes)),
@@ -77,7 +75,7 @@ impl Source {
     /// Reads until the input ends or `shutdown` fires; records already read are
     /// always emitted before returning. A committing source also waits for what it
     /// emitted to be acknowledged, until `give_up` fires, and commits it.
-    pub async fn run(
+    pub(crate) async fn run(
         self,
         mut emitter: Emitter,
         acks: Acks,
@@ -161,7 +159,7 @@ pub struct Closed;
 impl Emitter {
     /// The emitter, and the stream of its batches' acknowledgements (recorded in
     /// `ledger`).
-    pub fn new(
+    pub(crate) fn new(
         out: mpsc::Sender<RawBatch>,
         batch: &BatchConfig,
         limits: &LimitsConfig,
@@ -188,7 +186,7 @@ impl Emitter {
     }
 
     /// Adds a record; sends the batch when it is full.
-    pub async fn push(&mut self, record: RawRecord) -> Result<(), Closed> {
+    pub(crate) async fn push(&mut self, record: RawRecord) -> Result<(), Closed> {
         if self.records.is_empty() {
             self.deadline = Some(Instant::now() + self.linger);
         }
@@ -200,31 +198,31 @@ impl Emitter {
     }
 
     /// When the open batch must be sent even if not full.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
 
     /// Records emitted so far.
-    pub fn emitted(&self) -> u64 {
+    pub(crate) fn emitted(&self) -> u64 {
         self.emitted
     }
 
     /// The id the open batch will be sent with.
-    pub fn open_batch_id(&self) -> u64 {
+    pub(crate) fn open_batch_id(&self) -> u64 {
         self.next_batch_id
     }
 
-    pub fn max_event_bytes(&self) -> usize {
+    pub(crate) fn max_event_bytes(&self) -> usize {
         self.max_event_bytes
     }
 
     /// Whether the next push would wait for an in-flight permit.
-    pub fn would_block(&self) -> bool {
+    pub(crate) fn would_block(&self) -> bool {
         self.records.len() + 1 >= self.max_events && self.permits.available_permits() == 0
     }
 
     /// Keeps only the open batch's records for which `keep` holds.
-    pub fn retain_open(&mut self, keep: impl FnMut(&RawRecord) -> bool) {
+    pub(crate) fn retain_open(&mut self, keep: impl FnMut(&RawRecord) -> bool) {
         self.records.retain(keep);
         if self.records.is_empty() {
             self.deadline = None;
@@ -233,7 +231,7 @@ impl Emitter {
 
     /// Sends the open batch, if any. Waits for an in-flight permit first: this is
     /// where a slow sink slows the source down.
-    pub async fn flush(&mut self) -> Result<(), Closed> {
+    pub(crate) async fn flush(&mut self) -> Result<(), Closed> {
         self.deadline = None;
         if self.records.is_empty() {
             return Ok(());

@@ -9,7 +9,7 @@ use crate::route::{decode_match, MatchConfig, Matcher};
 #[derive(Debug, Clone)]
 pub struct DropStepConfig {
     /// The events dropped.
-    pub matcher: MatchConfig,
+    pub(crate) matcher: MatchConfig,
 }
 
 impl DropStepConfig {
@@ -29,13 +29,13 @@ impl DropStepConfig {
     }
 }
 
-pub struct DropStep {
+pub(crate) struct DropStep {
     name: String,
     matcher: Matcher,
 }
 
 impl DropStep {
-    pub fn new(name: &str, matcher: Matcher) -> Self {
+    pub(crate) fn new(name: &str, matcher: Matcher) -> Self {
         DropStep { name: name.to_string(), matcher }
     }
 }

@@ -22,8 +22,8 @@ use prometheus::IntCounter;
 use crate::event::{Batch, SchemaMode};
 use crate::telemetry::Telemetry;
 
-pub use drop::{DropStep, DropStepConfig};
-pub use tag::{TagStep, TagStepConfig};
+pub(crate) use drop::DropStepConfig;
+pub(crate) use tag::TagStepConfig;
 pub use traces::{TracesConfig, TracesStep};
 
 /// One pipeline stage. Built-in steps and (hot-swappable) plugins implement it.
@@ -43,7 +43,7 @@ pub trait Service: Send {
 
 /// A resource the steps of one kind share while they are built (the plugin host),
 /// started once every step is built.
-pub trait SharedResource: Any + Send {
+pub(crate) trait SharedResource: Any + Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     /// Starts what the resource does while the pipeline runs, if anything.
     fn start(self: Box<Self>) -> anyhow::Result<Option<Box<dyn Service>>>;
@@ -58,35 +58,35 @@ pub struct BuildContext {
 }
 
 impl BuildContext {
-    pub fn new(telemetry: Arc<Telemetry>, schema: SchemaMode) -> Self {
+    pub(crate) fn new(telemetry: Arc<Telemetry>, schema: SchemaMode) -> Self {
         BuildContext { telemetry, schema, shared: Vec::new(), services: Vec::new() }
     }
 
-    pub fn telemetry(&self) -> &Arc<Telemetry> {
+    pub(crate) fn telemetry(&self) -> &Arc<Telemetry> {
         &self.telemetry
     }
 
-    pub fn schema(&self) -> SchemaMode {
+    pub(crate) fn schema(&self) -> SchemaMode {
         self.schema
     }
 
     /// Makes `resource` available to the steps built after this.
-    pub fn insert_shared<T: SharedResource>(&mut self, resource: T) {
+    pub(crate) fn insert_shared<T: SharedResource>(&mut self, resource: T) {
         self.shared.push(Box::new(resource));
     }
 
     /// The shared resource of type `T`, if one was inserted.
-    pub fn shared<T: SharedResource>(&mut self) -> Option<&mut T> {
+    pub(crate) fn shared<T: SharedResource>(&mut self) -> Option<&mut T> {
         self.shared.iter_mut().find_map(|r| r.as_any_mut().downcast_mut::<T>())
     }
 
     /// Runs `service` beside the pipeline until the run ends.
-    pub fn add_service(&mut self, service: Box<dyn Service>) {
+    pub(crate) fn add_service(&mut self, service: Box<dyn Service>) {
         self.services.push(service);
     }
 
     /// Starts the shared resources; returns every service to shut down at the end.
-    pub fn finish(self) -> anyhow::Result<Vec<Box<dyn Service>>> {
+    pub(crate) fn finish(self) -> anyhow::Result<Vec<Box<dyn Service>>> {
         let mut services = self.services;
         for resource in self.shared {
             services.extend(resource.start()?);
@@ -97,15 +97,15 @@ impl BuildContext {
 
 /// The steps' own metrics: events in and out of each step.
 #[derive(Clone)]
-pub struct StepCounters {
-    pub events_in: IntCounter,
-    pub events_out: IntCounter,
+pub(crate) struct StepCounters {
+    pub(crate) events_in: IntCounter,
+    pub(crate) events_out: IntCounter,
     pub dropped: IntCounter,
-    pub dead_lettered: IntCounter,
+    pub(crate) dead_lettered: IntCounter,
 }
 
 impl StepCounters {
-    pub fn register(telemetry: &Telemetry, step: &str) -> Self {
+    pub(crate) fn register(telemetry: &Telemetry, step: &str) -> Self {
         let family = telemetry.counter_vec(
             "step_events_total",
             "Events through each step: in, out, dropped, dead_lettered",

@@ -11,7 +11,7 @@ use crate::event::Batch;
 #[derive(Debug, Clone)]
 pub struct TagStepConfig {
     /// Tags set on every event (existing tags with the same key are replaced).
-    pub tags: BTreeMap<String, String>,
+    pub(crate) tags: BTreeMap<String, String>,
 }
 
 impl TagStepConfig {
@@ -24,13 +24,13 @@ impl TagStepConfig {
     }
 }
 
-pub struct TagStep {
+pub(crate) struct TagStep {
     name: String,
     tags: Vec<(String, Value)>,
 }
 
 impl TagStep {
-    pub fn new(name: &str, tags: &BTreeMap<String, String>) -> Self {
+    pub(crate) fn new(name: &str, tags: &BTreeMap<String, String>) -> Self {
         let tags = tags.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
         TagStep { name: name.to_string(), tags }
     }

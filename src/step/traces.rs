@@ -36,7 +36,7 @@ use crate::telemetry::Telemetry;
 const MAX_ATTRIBUTES: usize = 64;
 
 /// The kind of side output the step makes: a [`SpanBatch`].
-pub const SPANS: &str = "spans";
+pub(crate) const SPANS: &str = "spans";
 
 #[derive(Debug, Clone)]
 pub struct TracesConfig {
@@ -49,7 +49,7 @@ pub struct TracesConfig {
     /// field that cannot hold free text (see above).
     pub attributes: Option<Vec<String>>,
     /// Resource attributes `service.name`, `service.version`, `deployment.environment`.
-    pub service_name: String,
+    pub(crate) service_name: String,
     pub service_version: String,
     pub environment: String,
 }
@@ -110,17 +110,17 @@ impl TracesConfig {
 
 /// The service the spans describe (OpenTelemetry resource attributes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ServiceIdentity {
-    pub service_name: String,
-    pub service_version: String,
-    pub environment: String,
+pub(crate) struct ServiceIdentity {
+    pub(crate) service_name: String,
+    pub(crate) service_version: String,
+    pub(crate) environment: String,
 }
 
 /// The step's side output for one batch: its spans and whose they are.
 #[derive(Debug, Clone)]
-pub struct SpanBatch {
-    pub service: Arc<ServiceIdentity>,
-    pub spans: Vec<Span>,
+pub(crate) struct SpanBatch {
+    pub(crate) service: Arc<ServiceIdentity>,
+    pub(crate) spans: Vec<Span>,
 }
 
 pub struct TracesStep {

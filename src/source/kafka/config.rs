@@ -10,16 +10,16 @@ use crate::decode::{Diagnostics, MapReader, OneOrMany};
 #[derive(Debug, Clone)]
 pub struct KafkaSourceConfig {
     /// `bootstrap.servers`: `host:port[,host:port…]`.
-    pub brokers: String,
+    pub(crate) brokers: String,
     /// Topic names; a name starting with `^` is a regular expression.
-    pub topics: Vec<String>,
-    pub group_id: String,
+    pub(crate) topics: Vec<String>,
+    pub(crate) group_id: String,
     /// How often acknowledged offsets are committed.
-    pub commit_interval: Duration,
+    pub(crate) commit_interval: Duration,
     /// On a partition revoke, how long to wait for its in-flight events.
-    pub revoke_timeout: Duration,
+    pub(crate) revoke_timeout: Duration,
     /// Passed to librdkafka as they are (TLS, SASL, tuning).
-    pub properties: BTreeMap<String, String>,
+    pub(crate) properties: BTreeMap<String, String>,
 }
 
 impl KafkaSourceConfig {

@@ -30,8 +30,7 @@ use crate::event::Position;
 use crate::telemetry::Telemetry;
 use offsets::{OffsetTracker, TopicPartition};
 
-pub use config::KafkaSourceConfig;
-pub use offsets::OffsetTracker as KafkaOffsets;
+pub(crate) use config::KafkaSourceConfig;
 
 pub struct KafkaSource {
     config: KafkaSourceConfig,
@@ -192,7 +191,7 @@ impl ConsumerContext for Context {
 }
 
 impl KafkaSource {
-    pub fn new(config: &KafkaSourceConfig, telemetry: &Telemetry) -> Self {
+    pub(crate) fn new(config: &KafkaSourceConfig, telemetry: &Telemetry) -> Self {
         KafkaSource {
             config: config.clone(),
             offsets: Arc::new(OffsetTracker::default()),
@@ -202,7 +201,7 @@ impl KafkaSource {
 
     /// Consumes until `shutdown`; then waits for what it emitted to be acknowledged
     /// (until `give_up`), commits, and leaves the group.
-    pub async fn run(
+    pub(crate) async fn run(
         self,
         mut emitter: Emitter,
         mut acks: Acks,

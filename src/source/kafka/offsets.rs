@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::ack::{AckNotice, Outcome};
 
 /// A topic and a partition.
-pub type TopicPartition = (Arc<str>, i32);
+pub(crate) type TopicPartition = (Arc<str>, i32);
 
 #[derive(Debug, Default)]
 struct Partition {
@@ -46,7 +46,7 @@ struct State {
 }
 
 #[derive(Debug, Default)]
-pub struct OffsetTracker {
+pub(crate) struct OffsetTracker {
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -59,7 +59,7 @@ impl OffsetTracker {
     }
 
     /// Records that `offset` of `tp` was read into batch `batch_id`.
-    pub fn read(&self, tp: &TopicPartition, offset: i64, batch_id: u64) {
+    pub(crate) fn read(&self, tp: &TopicPartition, offset: i64, batch_id: u64) {
         let mut state = self.lock();
         let partition = state.partitions.entry(tp.clone()).or_default();
         partition.pending.insert(offset, batch_id);
@@ -68,7 +68,7 @@ impl OffsetTracker {
     }
 
     /// A batch is finished. Done clears its offsets; failed keeps them pending.
-    pub fn batch_finished(&self, notice: &AckNotice) {
+    pub(crate) fn batch_finished(&self, notice: &AckNotice) {
         let mut state = self.lock();
         match notice.outcome {
             Outcome::Done => {
@@ -87,7 +87,7 @@ impl OffsetTracker {
     }
 
     /// Commit points that moved since the last call, marked as committed.
-    pub fn take_commits(&self) -> Vec<(TopicPartition, i64)> {
+    pub(crate) fn take_commits(&self) -> Vec<(TopicPartition, i64)> {
         let mut state = self.lock();
         let mut out = Vec::new();
         for (tp, p) in &mut state.partitions {
@@ -124,7 +124,7 @@ impl OffsetTracker {
     /// Waits until no batch older than `open_batch` holds offsets of `tps`, or the
     /// timeout passes; returns whether they drained. The open batch (not yet sent
     /// to the pipeline) is not waited for: the caller drops its records instead.
-    pub fn wait_drained(&self, tps: &[TopicPartition], open_batch: u64, timeout: Duration) -> bool {
+    pub(crate) fn wait_drained(&self, tps: &[TopicPartition], open_batch: u64, timeout: Duration) -> bool {
         self.wait_until(timeout, |state| {
             !tps.iter().any(|tp| {
                 state.partitions.get(tp).is_some_and(|p| p.pending.values().any(|&b| b < open_batch))
@@ -133,7 +133,7 @@ impl OffsetTracker {
     }
 
     /// The commit points of `tps` now (for a synchronous commit on revoke).
-    pub fn commit_points(&self, tps: &[TopicPartition]) -> Vec<(TopicPartition, i64)> {
+    pub(crate) fn commit_points(&self, tps: &[TopicPartition]) -> Vec<(TopicPartition, i64)> {
         let mut state = self.lock();
         tps.iter()
             .filter_map(|tp| {
@@ -147,7 +147,7 @@ impl OffsetTracker {
 
     /// Forgets revoked partitions: their unsent records are dropped by the caller,
     /// and another consumer now owns them.
-    pub fn forget(&self, tps: &[TopicPartition]) {
+    pub(crate) fn forget(&self, tps: &[TopicPartition]) {
         let mut state = self.lock();
         for tp in tps {
             state.partitions.remove(tp);
@@ -158,13 +158,13 @@ impl OffsetTracker {
     }
 
     /// Every partition's commit point, changed or not (the final commit).
-    pub fn all_commit_points(&self) -> Vec<(TopicPartition, i64)> {
+    pub(crate) fn all_commit_points(&self) -> Vec<(TopicPartition, i64)> {
         let tps: Vec<TopicPartition> = self.lock().partitions.keys().cloned().collect();
         self.commit_points(&tps)
     }
 
     /// A commit of these points failed: commit them again next time.
-    pub fn commit_failed(&self, points: &[(TopicPartition, i64)]) {
+    pub(crate) fn commit_failed(&self, points: &[(TopicPartition, i64)]) {
         let mut state = self.lock();
         for (tp, offset) in points {
             if let Some(p) = state.partitions.get_mut(tp) {
@@ -176,32 +176,32 @@ impl OffsetTracker {
     }
 
     /// Revoked partitions whose final commit was refused: kept for the next assign.
-    pub fn remember_unconfirmed(&self, points: &[(TopicPartition, i64)]) {
+    pub(crate) fn remember_unconfirmed(&self, points: &[(TopicPartition, i64)]) {
         self.lock().unconfirmed.extend(points.iter().cloned());
     }
 
     /// The unconfirmed points of partitions assigned again (and forgets the rest:
     /// another member owns those now).
-    pub fn take_unconfirmed(&self, assigned: &[TopicPartition]) -> Vec<(TopicPartition, i64)> {
+    pub(crate) fn take_unconfirmed(&self, assigned: &[TopicPartition]) -> Vec<(TopicPartition, i64)> {
         let mut state = self.lock();
         let taken = state.unconfirmed.drain().filter(|(tp, _)| assigned.contains(tp)).collect();
         taken
     }
 
     /// Whether anything read is still unfinished (failed batches count).
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.lock().partitions.values().map(|p| p.pending.len()).sum()
     }
 
     /// Waits until nothing is pending but what failed batches hold (those never
     /// finish), or the timeout passes; returns whether nothing is pending at all.
-    pub fn wait_all_done(&self, timeout: Duration) -> bool {
+    pub(crate) fn wait_all_done(&self, timeout: Duration) -> bool {
         self.wait_until(timeout, Self::all_settled);
         self.pending() == 0
     }
 
     /// Whether every batch emitted has finished, acknowledged or failed.
-    pub fn settled(&self) -> bool {
+    pub(crate) fn settled(&self) -> bool {
         Self::all_settled(&self.lock())
     }
 
