@@ -11,8 +11,8 @@ use super::notify::{Policy, WARNING_RESPONSE};
 use super::receiver::ReceiverConfig;
 use super::rule::{self, Rule};
 use super::service::AlertService;
-use crate::decode::yaml::{Node, NodeKind};
-use crate::decode::{one_of, Diagnostics, MapReader};
+use crate::decode::yaml::Node;
+use crate::decode::{Diagnostics, MapReader};
 use crate::step::{BuildContext, RunningStep};
 use crate::telemetry::Telemetry;
 
@@ -89,12 +89,7 @@ impl AlertsConfig {
     pub(crate) fn describe_receivers(&self) -> Vec<String> {
         self.receivers
             .iter()
-            .map(|(name, receiver)| match receiver {
-                ReceiverConfig::Alertmanager { url, .. } => format!("alerts ({name}): Alertmanager at {url}"),
-                ReceiverConfig::Webhook { url, .. } => format!("alerts ({name}): webhook {url}"),
-                ReceiverConfig::File { path } => format!("alerts ({name}): {}", path.display()),
-                ReceiverConfig::Log => format!("alerts ({name}): the log"),
-            })
+            .map(|(name, receiver)| format!("alerts ({name}): {}", receiver.describe()))
             .collect()
     }
 }
@@ -115,7 +110,7 @@ fn decode_alerts_step(map: &mut MapReader<'_>, base: &Path, cx: &mut Diagnostics
     let reload = map.or("reload", true, cx);
     let flush_timeout = map.or("flush_timeout", Duration::from_secs(10), cx);
     let receivers = match map.node("receivers") {
-        Some(n) => decode_receivers(n, cx),
+        Some(n) => ReceiverConfig::decode_list(n, cx),
         None => {
             cx.error(map.pos(), "the alerts step needs `receivers` (alertmanager, webhook, file or log)");
             Vec::new()
@@ -185,69 +180,4 @@ fn decode_info(node: Option<&Node>, cx: &mut Diagnostics) -> u32 {
             default
         }
     }
-}
-
-fn decode_receivers(node: &Node, cx: &mut Diagnostics) -> Vec<(String, ReceiverConfig)> {
-    #[derive(Clone, Copy)]
-    enum Kind {
-        Alertmanager,
-        Webhook,
-        File,
-        Log,
-    }
-    let NodeKind::Seq(items) = &node.kind else {
-        cx.error(node.pos, format!("receivers must be a list, got {}", node.describe()));
-        return Vec::new();
-    };
-    if items.is_empty() {
-        cx.error(node.pos, "receivers is empty: alerts would go nowhere (use `{type: log}` at least)");
-    }
-    let mut out: Vec<(String, ReceiverConfig)> = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let what = format!("receiver {}", i + 1);
-        let Some(mut map) = MapReader::new(item, &what, cx) else { continue };
-        let kinds = [
-            ("alertmanager", Kind::Alertmanager),
-            ("webhook", Kind::Webhook),
-            ("file", Kind::File),
-            ("log", Kind::Log),
-        ];
-        let kind = match map.node("type") {
-            Some(n) => one_of(n, &kinds, cx),
-            None => {
-                cx.error(map.pos(), format!("{what} is missing required key `type`"));
-                None
-            }
-        };
-        let name: Option<String> = map.optional("name", cx);
-        let timeout =
-            |map: &mut MapReader<'_>, cx: &mut Diagnostics| map.or("timeout", Duration::from_secs(10), cx);
-        let config = match kind {
-            Some(Kind::Alertmanager) => {
-                let url: Option<String> = map.required("url", cx);
-                let resend_interval = map.or("resend_interval", Duration::from_secs(60), cx);
-                let timeout = timeout(&mut map, cx);
-                url.map(|url| ReceiverConfig::Alertmanager { url, resend_interval, timeout })
-            }
-            Some(Kind::Webhook) => {
-                let url: Option<String> = map.required("url", cx);
-                let timeout = timeout(&mut map, cx);
-                url.map(|url| ReceiverConfig::Webhook { url, timeout })
-            }
-            Some(Kind::File) => {
-                let path: Option<String> = map.required("path", cx);
-                path.map(|p| ReceiverConfig::File { path: PathBuf::from(p) })
-            }
-            Some(Kind::Log) => Some(ReceiverConfig::Log),
-            None => None,
-        };
-        map.finish(cx);
-        let Some(config) = config else { continue };
-        let name = name.unwrap_or_else(|| format!("{}_{}", config.kind(), i + 1));
-        if out.iter().any(|(n, _)| *n == name) {
-            cx.error(item.pos, format!("receiver name `{name}` is used twice"));
-        }
-        out.push((name, config));
-    }
-    out
 }

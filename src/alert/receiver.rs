@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 use super::alertmanager::{self, AlertmanagerClient};
 use super::engine::{format_value, Alert};
 use super::notify::Notification;
+use crate::decode::yaml::{Node, NodeKind};
+use crate::decode::{one_of, Diagnostics, MapReader};
 use crate::retry::Backoff;
 
 /// Backoff between retries: doubles from the first to the last.
@@ -44,6 +46,84 @@ pub enum ReceiverConfig {
 }
 
 impl ReceiverConfig {
+    /// The alerts step's `receivers` list: at least one, names unique (a receiver
+    /// without a name is called `<type>_<position>`).
+    pub(crate) fn decode_list(node: &Node, cx: &mut Diagnostics) -> Vec<(String, ReceiverConfig)> {
+        #[derive(Clone, Copy)]
+        enum Kind {
+            Alertmanager,
+            Webhook,
+            File,
+            Log,
+        }
+        let NodeKind::Seq(items) = &node.kind else {
+            cx.error(node.pos, format!("receivers must be a list, got {}", node.describe()));
+            return Vec::new();
+        };
+        if items.is_empty() {
+            cx.error(node.pos, "receivers is empty: alerts would go nowhere (use `{type: log}` at least)");
+        }
+        let mut out: Vec<(String, ReceiverConfig)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let what = format!("receiver {}", i + 1);
+            let Some(mut map) = MapReader::new(item, &what, cx) else { continue };
+            let kinds = [
+                ("alertmanager", Kind::Alertmanager),
+                ("webhook", Kind::Webhook),
+                ("file", Kind::File),
+                ("log", Kind::Log),
+            ];
+            let kind = match map.node("type") {
+                Some(n) => one_of(n, &kinds, cx),
+                None => {
+                    cx.error(map.pos(), format!("{what} is missing required key `type`"));
+                    None
+                }
+            };
+            let name: Option<String> = map.optional("name", cx);
+            let timeout = |map: &mut MapReader<'_>, cx: &mut Diagnostics| {
+                map.or("timeout", Duration::from_secs(10), cx)
+            };
+            let config = match kind {
+                Some(Kind::Alertmanager) => {
+                    let url: Option<String> = map.required("url", cx);
+                    let resend_interval = map.or("resend_interval", Duration::from_secs(60), cx);
+                    let timeout = timeout(&mut map, cx);
+                    url.map(|url| ReceiverConfig::Alertmanager { url, resend_interval, timeout })
+                }
+                Some(Kind::Webhook) => {
+                    let url: Option<String> = map.required("url", cx);
+                    let timeout = timeout(&mut map, cx);
+                    url.map(|url| ReceiverConfig::Webhook { url, timeout })
+                }
+                Some(Kind::File) => {
+                    let path: Option<String> = map.required("path", cx);
+                    path.map(|p| ReceiverConfig::File { path: PathBuf::from(p) })
+                }
+                Some(Kind::Log) => Some(ReceiverConfig::Log),
+                None => None,
+            };
+            map.finish(cx);
+            let Some(config) = config else { continue };
+            let name = name.unwrap_or_else(|| format!("{}_{}", config.kind(), i + 1));
+            if out.iter().any(|(n, _)| *n == name) {
+                cx.error(item.pos, format!("receiver name `{name}` is used twice"));
+            }
+            out.push((name, config));
+        }
+        out
+    }
+
+    /// Where the alerts go, for the start-up banner.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            ReceiverConfig::Alertmanager { url, .. } => format!("Alertmanager at {url}"),
+            ReceiverConfig::Webhook { url, .. } => format!("webhook {url}"),
+            ReceiverConfig::File { path } => path.display().to_string(),
+            ReceiverConfig::Log => "the log".to_string(),
+        }
+    }
+
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             ReceiverConfig::Alertmanager { .. } => "alertmanager",
