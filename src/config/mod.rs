@@ -111,7 +111,21 @@ fn decode_config(root: &Node, base: &Path, cx: &mut Diagnostics) -> Option<Confi
         }
     };
     let dead_letter = match map.node("dead_letter") {
-        Some(node) => OutputConfig::decode(node, "dead_letter", cx),
+        Some(node) => OutputConfig::decode(node, "dead_letter", cx).filter(|output| match output.side_input() {
+            // Dead letters written to a sink that only takes spans would be lost.
+            Some(side) => {
+                cx.error(
+                    node.pos,
+                    format!(
+                        "dead_letter cannot be an {} sink: it receives {}, and dead letters sent to it would be lost",
+                        output.type_name(),
+                        side.what
+                    ),
+                );
+                false
+            }
+            None => true,
+        }),
         None => {
             cx.error(map.pos(), "the config is missing required key `dead_letter`");
             None

@@ -183,3 +183,19 @@ fn plugin_config_maps_become_json_with_types() {
     assert_eq!(plugin.on_error, OnError::DeadLetter);
     assert_eq!(plugin.allow, Grants::default(), "nothing granted by default");
 }
+
+#[test]
+fn a_dead_letter_sink_that_takes_only_spans_is_refused() {
+    let errs = errors(
+        "source: {type: generator}\nsinks: [{name: out, type: stdout}]\n\
+         dead_letter: {type: otlp, endpoint: \"http://127.0.0.1:4317\"}\n",
+    );
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].starts_with(
+            "c.yaml:3:14: dead_letter cannot be an otlp sink: it receives the traces step's spans"
+        ),
+        "{}",
+        errs[0]
+    );
+}
