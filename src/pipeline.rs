@@ -45,16 +45,13 @@ impl PipelineMetrics {
             "Valid events by canonical event type (unknown types as `unknown`)",
             &["event_type"],
         );
-        let mut kinds: Vec<EventKind> = EventKind::KNOWN.to_vec();
-        kinds.push(EventKind::Unknown);
-        kinds.sort_by_key(|k| *k as usize);
         let dead = telemetry.counter_vec(
             "dead_lettered_total",
             "Inputs sent to the dead-letter sink, by stage (decode, schema, step)",
             &["stage"],
         );
         PipelineMetrics {
-            by_type: kinds
+            by_type: EventKind::indexed()
                 .into_iter()
                 .map(|k| by_type.with_label_values(&[k.canonical_name().unwrap_or("unknown")]))
                 .collect(),

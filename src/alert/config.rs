@@ -70,12 +70,6 @@ impl AlertMetrics {
 }
 
 impl AlertsConfig {
-    /// Reads the step's keys and loads its rules; a relative `rules` path is found
-    /// from `base`.
-    pub(crate) fn decode(map: &mut MapReader<'_>, base: &Path, cx: &mut Diagnostics) -> Option<Self> {
-        decode_alerts_step(map, base, cx)
-    }
-
     /// The step, with the engine's evaluation task and receivers started as a
     /// service of the run. Must run inside the Tokio runtime.
     pub(crate) fn build(&self, name: &str, cx: &mut BuildContext) -> anyhow::Result<RunningStep> {
@@ -94,52 +88,56 @@ impl AlertsConfig {
     }
 }
 
-fn decode_alerts_step(map: &mut MapReader<'_>, base: &Path, cx: &mut Diagnostics) -> Option<AlertsConfig> {
-    let rules_text: Option<String> = map.required("rules", cx);
-    let evaluation_interval = map.or("evaluation_interval", Duration::from_secs(1), cx);
-    if evaluation_interval < Duration::from_millis(100) {
-        cx.error(map.key_pos("evaluation_interval"), "evaluation_interval must be at least 100ms");
-    }
-    let max_groups = map.or("max_groups", 1000usize, cx);
-    if max_groups == 0 {
-        cx.error(map.key_pos("max_groups"), "max_groups must be at least 1");
-    }
-    let repeat_interval = map.or("repeat_interval", Policy::default().repeat_interval, cx);
-    let (group_wait, group_interval) = decode_warning(map.node("warning"), cx);
-    let digest_at_minute = decode_info(map.node("info"), cx);
-    let reload = map.or("reload", true, cx);
-    let flush_timeout = map.or("flush_timeout", Duration::from_secs(10), cx);
-    let receivers = match map.node("receivers") {
-        Some(n) => ReceiverConfig::decode_list(n, cx),
-        None => {
-            cx.error(map.pos(), "the alerts step needs `receivers` (alertmanager, webhook, file or log)");
-            Vec::new()
+impl AlertsConfig {
+    /// Reads the step's keys and loads its rules; a relative `rules` path is found
+    /// from `base`.
+    pub(crate) fn decode(map: &mut MapReader<'_>, base: &Path, cx: &mut Diagnostics) -> Option<Self> {
+        let rules_text: Option<String> = map.required("rules", cx);
+        let evaluation_interval = map.or("evaluation_interval", Duration::from_secs(1), cx);
+        if evaluation_interval < Duration::from_millis(100) {
+            cx.error(map.key_pos("evaluation_interval"), "evaluation_interval must be at least 100ms");
         }
-    };
-    let rules_path = base.join(rules_text?);
-    let rules = match rule::load(&rules_path) {
-        Ok(rules) => {
-            if let Err(e) = super::engine::Engine::check(&rules) {
-                cx.error(map.key_pos("rules"), e.to_string());
+        let max_groups = map.or("max_groups", 1000usize, cx);
+        if max_groups == 0 {
+            cx.error(map.key_pos("max_groups"), "max_groups must be at least 1");
+        }
+        let repeat_interval = map.or("repeat_interval", Policy::default().repeat_interval, cx);
+        let (group_wait, group_interval) = decode_warning(map.node("warning"), cx);
+        let digest_at_minute = decode_info(map.node("info"), cx);
+        let reload = map.or("reload", true, cx);
+        let flush_timeout = map.or("flush_timeout", Duration::from_secs(10), cx);
+        let receivers = match map.node("receivers") {
+            Some(n) => ReceiverConfig::decode_list(n, cx),
+            None => {
+                cx.error(map.pos(), "the alerts step needs `receivers` (alertmanager, webhook, file or log)");
+                Vec::new()
             }
-            rules
-        }
-        Err(errors) => {
-            errors.0.into_iter().for_each(|e| cx.push(e));
-            return None;
-        }
-    };
-    let policy = Policy { repeat_interval, group_wait, group_interval, digest_at_minute };
-    Some(AlertsConfig {
-        rules_path,
-        rules,
-        evaluation_interval,
-        max_groups,
-        policy,
-        receivers,
-        reload,
-        flush_timeout,
-    })
+        };
+        let rules_path = base.join(rules_text?);
+        let rules = match rule::load(&rules_path) {
+            Ok(rules) => {
+                if let Err(e) = super::engine::Engine::check(&rules) {
+                    cx.error(map.key_pos("rules"), e.to_string());
+                }
+                rules
+            }
+            Err(errors) => {
+                errors.0.into_iter().for_each(|e| cx.push(e));
+                return None;
+            }
+        };
+        let policy = Policy { repeat_interval, group_wait, group_interval, digest_at_minute };
+        Some(AlertsConfig {
+            rules_path,
+            rules,
+            evaluation_interval,
+            max_groups,
+            policy,
+            receivers,
+            reload,
+            flush_timeout,
+        })
+    }
 }
 
 fn decode_warning(node: Option<&Node>, cx: &mut Diagnostics) -> (Duration, Duration) {

@@ -252,10 +252,9 @@ pub fn load_checked(path: &std::path::Path) -> Result<Vec<Rule>, ConfigErrors> {
 }
 
 fn check_fields(rules: &[Rule]) -> Result<(), EngineError> {
-    let all: Vec<&Rule> = rules.iter().collect();
     for kind in EventKind::KNOWN {
         let Some(name) = kind.canonical_name() else { continue };
-        let fields = FieldSlots::new(rule_fields(&all, name)).len();
+        let fields = FieldSlots::new(rule_fields(rules, name)).len();
         if fields > MAX_PLAN_FIELDS {
             return Err(EngineError::TooManyFields {
                 event_type: name.to_string(),
@@ -417,7 +416,7 @@ pub(crate) fn format_value(v: f64) -> String {
 }
 
 /// Every field the rules that can match `event_type` read.
-fn rule_fields<'r>(rules: &[&'r Rule], event_type: &str) -> Vec<&'r FieldRef> {
+fn rule_fields<'r>(rules: &'r [Rule], event_type: &str) -> Vec<&'r FieldRef> {
     let mut fields = Vec::new();
     for rule in rules.iter().filter(|r| type_matches(r, event_type)) {
         fields.extend(rule.conditions.iter().map(|c| &c.field));
@@ -442,13 +441,10 @@ fn type_matches(rule: &Rule, event_type: &str) -> bool {
 /// The per-event-type plans of a rule set (a snapshot: a new rule set gets new ones).
 fn plans_of(rules: &[Rule]) -> PlanCache<KindPlan> {
     let rules = rules.to_vec();
-    PlanCache::new(move |event_type| {
-        let refs: Vec<&Rule> = rules.iter().collect();
-        plan_for(&refs, event_type)
-    })
+    PlanCache::new(move |event_type| plan_for(&rules, event_type))
 }
 
-fn plan_for(rules: &[&Rule], event_type: &str) -> KindPlan {
+fn plan_for(rules: &[Rule], event_type: &str) -> KindPlan {
     let slots = FieldSlots::new(rule_fields(rules, event_type));
     let plans = (rules.iter().enumerate())
         .filter(|(_, r)| type_matches(r, event_type))

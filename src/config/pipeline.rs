@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use crate::alert::AlertsConfig;
-use crate::decode::yaml::{Node, NodeKind};
-use crate::decode::{check_unique_name, one_of, Diagnostics, MapReader};
+use crate::decode::yaml::Node;
+use crate::decode::{check_unique_name, list_items, one_of, Diagnostics, MapReader};
 use crate::metrics::MetricsStepConfig;
 use crate::plugin::{PluginHostConfig, PluginStepConfig};
 use crate::step::{BuildContext, DropStepConfig, RunningStep, TagStepConfig, TracesConfig};
@@ -153,13 +153,7 @@ impl StepConfig {
         base: &Path,
         cx: &mut Diagnostics,
     ) -> Vec<StepConfig> {
-        let items = match &node.kind {
-            NodeKind::Seq(items) => items.as_slice(),
-            _ => {
-                cx.error(node.pos, format!("pipeline must be a list, got {}", node.describe()));
-                &[]
-            }
-        };
+        let items = list_items(node, "pipeline", cx);
         let mut names = Vec::new();
         let mut steps = Vec::new();
         let mut seen: Vec<&'static str> = Vec::new();

@@ -329,6 +329,18 @@ pub(crate) fn one_of<T: Copy>(node: &Node, choices: &[(&str, T)], cx: &mut Diagn
     }
 }
 
+/// The items of a list section; anything else is an error (`{what} must be a
+/// list`) and reads as no items.
+pub(crate) fn list_items<'n>(node: &'n Node, what: &str, cx: &mut Diagnostics) -> &'n [Node] {
+    match &node.kind {
+        NodeKind::Seq(items) => items,
+        _ => {
+            cx.error(node.pos, format!("{what} must be a list, got {}", node.describe()));
+            &[]
+        }
+    }
+}
+
 /// Records `name` of a list item (a step, a sink), with an error when it was seen
 /// before.
 pub(crate) fn check_unique_name(

@@ -68,6 +68,15 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, `Unknown` included, in the order of their `as usize` index: for
+    /// tables indexed by kind.
+    pub(crate) fn indexed() -> Vec<EventKind> {
+        let mut kinds: Vec<EventKind> = EventKind::KNOWN.to_vec();
+        kinds.push(EventKind::Unknown);
+        kinds.sort_by_key(|k| *k as usize);
+        kinds
+    }
+
     pub(crate) const KNOWN: [EventKind; 13] = [
         EventKind::AgentLifecycle,
         EventKind::SwarmIteration,

@@ -22,10 +22,8 @@ pub(crate) struct PlanCache<P> {
 impl<P> PlanCache<P> {
     /// Plans every event type the schema knows with `make`.
     pub(crate) fn new(make: impl Fn(&str) -> P + Send + 'static) -> Self {
-        let mut kinds: Vec<EventKind> = EventKind::KNOWN.to_vec();
-        kinds.push(EventKind::Unknown);
-        kinds.sort_by_key(|k| *k as usize);
-        let known = kinds.into_iter().map(|k| make(k.canonical_name().unwrap_or(""))).collect();
+        let known =
+            EventKind::indexed().into_iter().map(|k| make(k.canonical_name().unwrap_or(""))).collect();
         PlanCache { make: Box::new(make), known, unknown: HashMap::new() }
     }
 

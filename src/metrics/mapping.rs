@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::names::check_name;
 use crate::decode::yaml::{Node, NodeKind, Pos};
-use crate::decode::{one_of, parse_document, ConfigErrors, Decode, Diagnostics, MapReader};
+use crate::decode::{list_items, one_of, parse_document, ConfigErrors, Decode, Diagnostics, MapReader};
 use crate::fields::{decode_conditions, field_ref, field_refs, Condition, FieldRef};
 use crate::files::read_document;
 use crate::route::{decode_match, MatchConfig};
@@ -137,19 +137,9 @@ fn decode_mapping(root: &Node, prefix: &str, cx: &mut Diagnostics) -> Option<Map
     Some(Mapping { lookups, metrics })
 }
 
-fn items<'n>(node: &'n Node, what: &str, cx: &mut Diagnostics) -> &'n [Node] {
-    match &node.kind {
-        NodeKind::Seq(items) => items,
-        _ => {
-            cx.error(node.pos, format!("{what} must be a list, got {}", node.describe()));
-            &[]
-        }
-    }
-}
-
 fn decode_lookups(node: &Node, cx: &mut Diagnostics) -> Vec<LookupDef> {
     let mut out: Vec<LookupDef> = Vec::new();
-    for (i, item) in items(node, "lookups", cx).iter().enumerate() {
+    for (i, item) in list_items(node, "lookups", cx).iter().enumerate() {
         let what = format!("lookup {}", i + 1);
         let Some(mut map) = MapReader::new(item, &what, cx) else { continue };
         let name: Option<String> = map.required("name", cx);
@@ -195,7 +185,7 @@ fn decode_metrics(
 ) -> Vec<MetricDef> {
     let mut out: Vec<MetricDef> = Vec::new();
     let mut names: Vec<String> = Vec::new();
-    for (i, item) in items(node, "metrics", cx).iter().enumerate() {
+    for (i, item) in list_items(node, "metrics", cx).iter().enumerate() {
         let what = format!("metric {}", i + 1);
         let Some(mut map) = MapReader::new(item, &what, cx) else { continue };
         let name: Option<String> = map.required("name", cx);

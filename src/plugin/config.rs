@@ -97,110 +97,103 @@ pub(crate) struct DirGrant {
 impl PluginHostConfig {
     /// The `plugins` section; a relative `dir` is found from `base`.
     pub(crate) fn decode(node: Option<&Node>, base: &Path, cx: &mut Diagnostics) -> PluginHostConfig {
-        decode_host(node, base, cx)
+        let d = PluginHostConfig { dir: base.join("plugins"), ..PluginHostConfig::default() };
+        let Some(mut map) = node.and_then(|n| MapReader::new(n, "plugins", cx)) else { return d };
+        let config = PluginHostConfig {
+            dir: map.optional::<String>("dir", cx).map_or(d.dir, |dir| base.join(dir)),
+            watch: map.or("watch", d.watch, cx),
+            debounce: map.or("debounce", d.debounce, cx),
+            poll_interval: map.or("poll_interval", d.poll_interval, cx),
+            max_instances: map.or("max_instances", d.max_instances, cx),
+            max_memory: map.optional::<ByteSize>("max_memory", cx).map_or(d.max_memory, |b| b.0),
+            rollback_failures: map.or("rollback_failures", d.rollback_failures, cx),
+            rollback_window: map.or("rollback_window", d.rollback_window, cx),
+        };
+        if config.max_instances < 2 {
+            cx.error(
+                map.key_pos("max_instances"),
+                "max_instances must be at least 2 (a swap needs a second instance)",
+            );
+        }
+        if config.max_memory < 1 << 20 {
+            cx.error(map.key_pos("max_memory"), "max_memory must be at least 1MiB");
+        }
+        if config.rollback_failures == 0 || config.rollback_failures > config.rollback_window {
+            cx.error(map.key_pos("rollback_failures"), "rollback_failures must be from 1 to rollback_window");
+        }
+        if config.poll_interval.is_zero() {
+            cx.error(map.key_pos("poll_interval"), "poll_interval must be more than 0");
+        }
+        map.finish(cx);
+        config
     }
 }
 
 impl PluginStepConfig {
-    /// A `type: plugin` step's keys; its file is found in the host's directory.
+    /// The keys of a `type: plugin` step after `type` and `name`; its file is
+    /// found in the host's directory.
     pub(crate) fn decode(
         map: &mut MapReader<'_>,
         host: &PluginHostConfig,
         cx: &mut Diagnostics,
     ) -> Option<PluginStepConfig> {
-        decode_step(map, host, cx)
+        let file: Option<String> = map.required("file", cx);
+        let config = match map.node("config") {
+            None => Map::new(),
+            Some(node) => match to_json(node) {
+                Value::Object(config) => config,
+                _ => {
+                    cx.error(node.pos, format!("config must be a mapping, got {}", node.describe()));
+                    Map::new()
+                }
+            },
+        };
+        let on_error = map
+            .node("on_error")
+            .and_then(|n| one_of(n, &[("dead_letter", OnError::DeadLetter), ("pass", OnError::Pass)], cx))
+            .unwrap_or(OnError::DeadLetter);
+        let deadline = map.or("deadline", Duration::from_millis(100), cx);
+        let memory = map.optional::<ByteSize>("memory", cx).map_or(host.max_memory.min(64 << 20), |b| b.0);
+        let allow = map.node("allow").and_then(|n| decode_grants(n, cx)).unwrap_or_default();
+        if deadline.is_zero() {
+            cx.error(map.key_pos("deadline"), "deadline must be more than 0");
+        }
+        if memory > host.max_memory {
+            cx.error(
+                map.key_pos("memory"),
+                format!("memory is over plugins.max_memory ({} bytes)", host.max_memory),
+            );
+        }
+        let file = file?;
+        let path = host.dir.join(&file);
+        if on_error == OnError::Pass && is_scrubber_file(&path) {
+            cx.error(
+            map.key_pos("on_error"),
+            "on_error: pass is refused for the PII scrubber: a batch it failed would leave unscrubbed (its events go to dead letter, scrubbed)",
+        );
+        }
+        if !matches!(Path::new(&file).extension().and_then(|e| e.to_str()), Some("wasm" | "rhai")) {
+            cx.error(
+                map.key_pos("file"),
+                format!(
+                    "plugin file `{file}` must be a WebAssembly component (.wasm) or a Rhai script (.rhai)"
+                ),
+            );
+        } else if let Err(e) = crate::files::check_readable(&path, crate::files::MAX_PLUGIN_BYTES) {
+            cx.error(map.key_pos("file"), format!("plugin file `{}` {e}", path.display()));
+        }
+        Some(PluginStepConfig { path, config, on_error, deadline, memory, allow })
     }
 
     /// Whether this step is the pipeline's PII scrubber.
     pub(crate) fn is_scrubber(&self) -> bool {
-        self.path.file_stem().and_then(|s| s.to_str()) == Some(SCRUBBER_STEM)
+        is_scrubber_file(&self.path)
     }
 }
 
-fn decode_host(node: Option<&Node>, base: &Path, cx: &mut Diagnostics) -> PluginHostConfig {
-    let d = PluginHostConfig { dir: base.join("plugins"), ..PluginHostConfig::default() };
-    let Some(mut map) = node.and_then(|n| MapReader::new(n, "plugins", cx)) else { return d };
-    let config = PluginHostConfig {
-        dir: map.optional::<String>("dir", cx).map_or(d.dir, |dir| base.join(dir)),
-        watch: map.or("watch", d.watch, cx),
-        debounce: map.or("debounce", d.debounce, cx),
-        poll_interval: map.or("poll_interval", d.poll_interval, cx),
-        max_instances: map.or("max_instances", d.max_instances, cx),
-        max_memory: map.optional::<ByteSize>("max_memory", cx).map_or(d.max_memory, |b| b.0),
-        rollback_failures: map.or("rollback_failures", d.rollback_failures, cx),
-        rollback_window: map.or("rollback_window", d.rollback_window, cx),
-    };
-    if config.max_instances < 2 {
-        cx.error(
-            map.key_pos("max_instances"),
-            "max_instances must be at least 2 (a swap needs a second instance)",
-        );
-    }
-    if config.max_memory < 1 << 20 {
-        cx.error(map.key_pos("max_memory"), "max_memory must be at least 1MiB");
-    }
-    if config.rollback_failures == 0 || config.rollback_failures > config.rollback_window {
-        cx.error(map.key_pos("rollback_failures"), "rollback_failures must be from 1 to rollback_window");
-    }
-    if config.poll_interval.is_zero() {
-        cx.error(map.key_pos("poll_interval"), "poll_interval must be more than 0");
-    }
-    map.finish(cx);
-    config
-}
-
-/// The keys of a `type: plugin` step after `type` and `name`.
-fn decode_step(
-    map: &mut MapReader<'_>,
-    host: &PluginHostConfig,
-    cx: &mut Diagnostics,
-) -> Option<PluginStepConfig> {
-    let file: Option<String> = map.required("file", cx);
-    let config = match map.node("config") {
-        None => Map::new(),
-        Some(node) => match to_json(node) {
-            Value::Object(config) => config,
-            _ => {
-                cx.error(node.pos, format!("config must be a mapping, got {}", node.describe()));
-                Map::new()
-            }
-        },
-    };
-    let on_error = map
-        .node("on_error")
-        .and_then(|n| one_of(n, &[("dead_letter", OnError::DeadLetter), ("pass", OnError::Pass)], cx))
-        .unwrap_or(OnError::DeadLetter);
-    let deadline = map.or("deadline", Duration::from_millis(100), cx);
-    let memory = map.optional::<ByteSize>("memory", cx).map_or(host.max_memory.min(64 << 20), |b| b.0);
-    let allow = map.node("allow").and_then(|n| decode_grants(n, cx)).unwrap_or_default();
-    if deadline.is_zero() {
-        cx.error(map.key_pos("deadline"), "deadline must be more than 0");
-    }
-    if memory > host.max_memory {
-        cx.error(
-            map.key_pos("memory"),
-            format!("memory is over plugins.max_memory ({} bytes)", host.max_memory),
-        );
-    }
-    let file = file?;
-    let path = host.dir.join(&file);
-    if on_error == OnError::Pass
-        && Path::new(&file).file_stem().and_then(|s| s.to_str()) == Some(SCRUBBER_STEM)
-    {
-        cx.error(
-            map.key_pos("on_error"),
-            "on_error: pass is refused for the PII scrubber: a batch it failed would leave unscrubbed (its events go to dead letter, scrubbed)",
-        );
-    }
-    if !matches!(Path::new(&file).extension().and_then(|e| e.to_str()), Some("wasm" | "rhai")) {
-        cx.error(
-            map.key_pos("file"),
-            format!("plugin file `{file}` must be a WebAssembly component (.wasm) or a Rhai script (.rhai)"),
-        );
-    } else if let Err(e) = crate::files::check_readable(&path, crate::files::MAX_PLUGIN_BYTES) {
-        cx.error(map.key_pos("file"), format!("plugin file `{}` {e}", path.display()));
-    }
-    Some(PluginStepConfig { path, config, on_error, deadline, memory, allow })
+/// The scrubber is the plugin whose file is named after it.
+fn is_scrubber_file(path: &Path) -> bool {
+    path.file_stem().and_then(|s| s.to_str()) == Some(SCRUBBER_STEM)
 }
 
 fn decode_grants(node: &Node, cx: &mut Diagnostics) -> Option<Grants> {

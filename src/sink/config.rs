@@ -2,8 +2,8 @@
 //! `type`, `match`); each kind decodes its own keys.
 
 use super::{OutputConfig, SideInput};
-use crate::decode::yaml::{Node, NodeKind};
-use crate::decode::{check_unique_name, one_of, Diagnostics, MapReader};
+use crate::decode::yaml::Node;
+use crate::decode::{check_unique_name, list_items, one_of, Diagnostics, MapReader};
 use crate::route::{decode_match, MatchConfig};
 
 #[derive(Debug, Clone)]
@@ -17,13 +17,7 @@ pub struct SinkConfig {
 impl SinkConfig {
     /// The `sinks` list: at least one, names unique.
     pub(crate) fn decode_list(node: &Node, cx: &mut Diagnostics) -> Vec<SinkConfig> {
-        let items = match &node.kind {
-            NodeKind::Seq(items) => items.as_slice(),
-            _ => {
-                cx.error(node.pos, format!("sinks must be a list, got {}", node.describe()));
-                &[]
-            }
-        };
+        let items = list_items(node, "sinks", cx);
         let mut names: Vec<String> = Vec::new();
         let mut sinks = Vec::new();
         for (index, item) in items.iter().enumerate() {

@@ -126,7 +126,8 @@ impl super::Write for HttpOutput {
             request = request.header("content-encoding", "gzip");
             super::gzip(&self.body).map_err(|e| self.error(format!("gzip: {e}")))?
         } else {
-            self.body.clone()
+            // The request owns its body; the encoding buffer starts afresh next batch.
+            std::mem::take(&mut self.body)
         };
         let response = request.body(body).send().await.map_err(|e| self.error(format!("POST: {e}")))?;
         let status = response.status();

@@ -43,9 +43,15 @@ pub struct OtlpSinkConfig {
     pub(crate) spans_from: Option<String>,
     /// Resource attributes `service.name`, `service.version`,
     /// `deployment.environment`; each one not set here is the traces step's.
-    pub(crate) service_name: Option<String>,
-    pub(crate) service_version: Option<String>,
-    pub(crate) environment: Option<String>,
+    pub(crate) service: ServiceOverrides,
+}
+
+/// The sink's own resource attributes; `None` takes the spans' producer's.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServiceOverrides {
+    service_name: Option<String>,
+    service_version: Option<String>,
+    environment: Option<String>,
 }
 
 impl SinkKind for OtlpSinkConfig {
@@ -77,9 +83,11 @@ impl SinkKind for OtlpSinkConfig {
             timeout: map.or("timeout", Duration::from_secs(10), cx),
             headers: map.or("headers", BTreeMap::new(), cx),
             spans_from: map.optional("spans_from", cx),
-            service_name: map.optional("service_name", cx),
-            service_version: map.optional("service_version", cx),
-            environment: map.optional("environment", cx),
+            service: ServiceOverrides {
+                service_name: map.optional("service_name", cx),
+                service_version: map.optional("service_version", cx),
+                environment: map.optional("environment", cx),
+            },
         })
     }
 
@@ -113,7 +121,7 @@ pub(crate) struct OtlpOutput {
     endpoint: String,
     transport: Transport,
     /// Resource attributes set on the sink; the rest come with the spans.
-    overrides: ServiceIdentity,
+    overrides: ServiceOverrides,
     compression: bool,
     headers: Vec<(String, String)>,
 }
@@ -155,11 +163,7 @@ impl OtlpOutput {
         Ok(OtlpOutput {
             endpoint: config.endpoint.clone(),
             transport,
-            overrides: ServiceIdentity {
-                service_name: config.service_name.clone().unwrap_or_default(),
-                service_version: config.service_version.clone().unwrap_or_default(),
-                environment: config.environment.clone().unwrap_or_default(),
-            },
+            overrides: config.service.clone(),
             compression: config.compression,
             headers: config.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         })
@@ -167,12 +171,10 @@ impl OtlpOutput {
 
     /// The resource: the sink's own attributes, else those the spans came with.
     fn resource(&self, from_spans: &ServiceIdentity) -> Resource {
-        let attribute = |key: &str, own: &str, default: &str| KeyValue {
+        let attribute = |key: &str, own: &Option<String>, default: &str| KeyValue {
             key: key.to_string(),
             value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(
-                    if own.is_empty() { default } else { own }.to_string(),
-                )),
+                value: Some(any_value::Value::StringValue(own.as_deref().unwrap_or(default).to_string())),
             }),
         };
         let own = &self.overrides;

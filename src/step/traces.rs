@@ -49,9 +49,7 @@ pub struct TracesConfig {
     /// field that cannot hold free text (see above).
     pub attributes: Option<Vec<String>>,
     /// Resource attributes `service.name`, `service.version`, `deployment.environment`.
-    pub(crate) service_name: String,
-    pub service_version: String,
-    pub environment: String,
+    pub(crate) service: ServiceIdentity,
 }
 
 impl Default for TracesConfig {
@@ -60,9 +58,11 @@ impl Default for TracesConfig {
             sampling_rate: 0.1,
             durations: default_span_durations(),
             attributes: None,
-            service_name: "codex-synaptic".into(),
-            service_version: "1.0.0".into(),
-            environment: "production".into(),
+            service: ServiceIdentity {
+                service_name: "codex-synaptic".into(),
+                service_version: "1.0.0".into(),
+                environment: "production".into(),
+            },
         }
     }
 }
@@ -101,9 +101,11 @@ impl TracesConfig {
             sampling_rate,
             durations,
             attributes,
-            service_name: map.or("service_name", "codex-synaptic".to_string(), cx),
-            service_version: map.or("service_version", "1.0.0".to_string(), cx),
-            environment: map.or("environment", "production".to_string(), cx),
+            service: ServiceIdentity {
+                service_name: map.or("service_name", "codex-synaptic".to_string(), cx),
+                service_version: map.or("service_version", "1.0.0".to_string(), cx),
+                environment: map.or("environment", "production".to_string(), cx),
+            },
         })
     }
 }
@@ -157,11 +159,7 @@ impl TracesStep {
         TracesStep {
             name: name.to_string(),
             side_name: Arc::from(name),
-            service: Arc::new(ServiceIdentity {
-                service_name: config.service_name.clone(),
-                service_version: config.service_version.clone(),
-                environment: config.environment.clone(),
-            }),
+            service: Arc::new(config.service.clone()),
             durations,
             threshold: ratio_threshold(config.sampling_rate),
             context_ids: Finder::new(&[["trace_id"], ["span_id"], ["parent_span_id"]]),

@@ -293,11 +293,12 @@ impl KafkaSource {
         let _ = emitter.flush().await;
         let read = emitter.emitted();
         drop(emitter);
-        loop {
+        // Until every batch has finished or the drain deadline passes (checked
+        // between short waits, which block a thread of their own).
+        while !give_up.is_cancelled() {
             let offsets = self.offsets.clone();
-            let _ =
-                tokio::task::spawn_blocking(move || offsets.wait_all_done(Duration::from_millis(200))).await;
-            if self.offsets.settled() || give_up.is_cancelled() {
+            let wait = move || offsets.wait_settled(Duration::from_millis(200));
+            if tokio::task::spawn_blocking(wait).await.unwrap_or(false) {
                 break;
             }
         }

@@ -195,14 +195,16 @@ impl OffsetTracker {
 
     /// Waits until nothing is pending but what failed batches hold (those never
     /// finish), or the timeout passes; returns whether nothing is pending at all.
+    #[cfg(test)]
     pub(crate) fn wait_all_done(&self, timeout: Duration) -> bool {
-        self.wait_until(timeout, Self::all_settled);
+        self.wait_settled(timeout);
         self.pending() == 0
     }
 
-    /// Whether every batch emitted has finished, acknowledged or failed.
-    pub(crate) fn settled(&self) -> bool {
-        Self::all_settled(&self.lock())
+    /// Waits up to `timeout` until every batch emitted has finished, acknowledged or
+    /// failed; whether they all have.
+    pub(crate) fn wait_settled(&self, timeout: Duration) -> bool {
+        self.wait_until(timeout, Self::all_settled)
     }
 
     fn all_settled(state: &State) -> bool {

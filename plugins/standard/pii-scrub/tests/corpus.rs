@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use pii_scrub::PiiScrub;
 use serde_json::Value;
-use synaptic_plugin_sdk::{testing, Config, Plugin, Verdict};
+use synaptic_plugin_sdk::{Config, Plugin, Verdict};
 
 #[test]
 fn the_checked_in_corpus_is_the_generated_one() {
@@ -46,15 +46,8 @@ fn recall_per_detector_and_lookalikes_untouched() {
         let (label, kind) = (record["label"].as_str().unwrap_or(""), record["kind"].as_str().unwrap_or(""));
         let secret = record["secret"].as_str().unwrap_or("");
         let event = record["event"].to_string();
-        let before = testing::counters();
-        let verdicts = testing::run_with(&mut plugin, &[event.as_bytes()]).expect("runs");
-        let after = testing::counters();
-        let fired: Vec<String> = after
-            .iter()
-            .filter(|(name, n)| **n > before.get(*name).copied().unwrap_or(0))
-            .map(|(name, _)| name.clone())
-            .collect();
-        let output = match &verdicts[0] {
+        let (verdict, fired) = files::scrub_counting(&mut plugin, event.as_bytes());
+        let output = match &verdict {
             Verdict::Replace(bytes) => String::from_utf8_lossy(bytes).into_owned(),
             _ => event.clone(),
         };
@@ -69,7 +62,7 @@ fn recall_per_detector_and_lookalikes_untouched() {
         if label == "none" {
             let entry = negatives.entry(kind.to_string()).or_default();
             entry.0 += 1;
-            if verdicts[0] == Verdict::Keep {
+            if verdict == Verdict::Keep {
                 entry.1 += 1;
             } else if misses.len() < 40 {
                 misses.push(format!("lookalike {kind} touched ({fired:?}): {secret}"));

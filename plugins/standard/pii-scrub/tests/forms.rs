@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use pii_scrub::PiiScrub;
 use serde_json::{json, Value};
-use synaptic_plugin_sdk::{testing, Config, Plugin, Verdict};
+use synaptic_plugin_sdk::{Config, Plugin, Verdict};
 
 #[test]
 fn the_checked_in_forms_corpus_is_the_generated_one() {
@@ -81,15 +81,8 @@ fn recall_per_kind_and_form_and_lookalikes_untouched() {
         let mut event = json!({"event_type": "task.completed", "data": {"agent_id": "agent-7"}, "context": {}, "tags": {}});
         event[root][name] = Value::String(sentence.clone());
         let raw = event.to_string();
-        let before = testing::counters();
-        let verdicts = testing::run_with(&mut plugin, &[raw.as_bytes()]).expect("runs");
-        let after = testing::counters();
-        let fired: Vec<String> = after
-            .iter()
-            .filter(|(name, n)| **n > before.get(*name).copied().unwrap_or(0))
-            .map(|(name, _)| name.clone())
-            .collect();
-        let output = match &verdicts[0] {
+        let (verdict, fired) = files::scrub_counting(&mut plugin, raw.as_bytes());
+        let output = match &verdict {
             Verdict::Replace(bytes) => {
                 let doc: Value = serde_json::from_slice(bytes).expect("scrubbed event is JSON");
                 doc[root][name].as_str().unwrap_or("").to_string()
@@ -97,7 +90,7 @@ fn recall_per_kind_and_form_and_lookalikes_untouched() {
             _ => sentence.clone(),
         };
         if label == "none" {
-            let kept = verdicts[0] == Verdict::Keep;
+            let kept = verdict == Verdict::Keep;
             lookalikes.entry(form.clone()).or_default().add(kept);
             if !kept {
                 examples

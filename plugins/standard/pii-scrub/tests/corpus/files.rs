@@ -1,7 +1,11 @@
-//! Where the checked-in corpora are, and the check that each is what its
-//! generator writes (rewritten instead with `PII_CORPUS_WRITE=1`).
+//! Where the checked-in corpora are, the check that each is what its generator
+//! writes (rewritten instead with `PII_CORPUS_WRITE=1`), and running one corpus
+//! event through the scrubber.
 
 use std::path::PathBuf;
+
+use pii_scrub::PiiScrub;
+use synaptic_plugin_sdk::{testing, Verdict};
 
 /// A corpus file, found where `cargo test` runs the test from (its manifest
 /// directory at run time), so a test binary reused from a build in another
@@ -23,4 +27,18 @@ pub fn assert_generated(name: &str, generated: &str) {
 
 pub fn read(name: &str) -> String {
     std::fs::read_to_string(path(name)).expect("the corpus is checked in")
+}
+
+/// Runs one event through `plugin`: its verdict, and the names of the detector
+/// counters the event raised.
+pub fn scrub_counting(plugin: &mut PiiScrub, event: &[u8]) -> (Verdict, Vec<String>) {
+    let before = testing::counters();
+    let mut verdicts = testing::run_with(plugin, &[event]).expect("runs");
+    let after = testing::counters();
+    let fired = after
+        .iter()
+        .filter(|(name, n)| **n > before.get(*name).copied().unwrap_or(0))
+        .map(|(name, _)| name.clone())
+        .collect();
+    (verdicts.remove(0), fired)
 }
