@@ -39,6 +39,13 @@ struct Inner {
     events: usize,
     failed: AtomicBool,
     notify: mpsc::UnboundedSender<AckNotice>,
+}
+
+/// The source's in-flight permit, held by the tracker and by each delivery until
+/// its sink has taken the batch in (delivered it or put it in its buffer). Memory
+/// is then bounded by the buffers, and a slow sink with room in its buffer does
+/// not hold the source back.
+struct Hold {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -53,6 +60,7 @@ impl Drop for Inner {
 /// The pipeline's share of a batch; dropped once the batch has been dispatched.
 pub(crate) struct Tracker {
     inner: Arc<Inner>,
+    hold: Arc<Hold>,
     /// Set by `dispatched`; a tracker dropped without it (a pipeline that panicked,
     /// a batch still queued when its consumer died) fails the batch.
     dispatched: bool,
@@ -65,12 +73,12 @@ impl Tracker {
         notify: mpsc::UnboundedSender<AckNotice>,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
-        let inner = Inner { batch_id, events, failed: AtomicBool::new(false), notify, _permit: permit };
-        Tracker { inner: Arc::new(inner), dispatched: false }
+        let inner = Inner { batch_id, events, failed: AtomicBool::new(false), notify };
+        Tracker { inner: Arc::new(inner), hold: Arc::new(Hold { _permit: permit }), dispatched: false }
     }
 
     pub(crate) fn delivery(&self) -> Delivery {
-        Delivery { inner: Some(self.inner.clone()) }
+        Delivery { inner: Some(self.inner.clone()), hold: Some(self.hold.clone()) }
     }
 
     /// The pipeline has handed every part of the batch on: from now on the
@@ -90,11 +98,30 @@ impl Drop for Tracker {
 
 pub struct Delivery {
     inner: Option<Arc<Inner>>,
+    hold: Option<Arc<Hold>>,
 }
 
 impl Delivery {
     pub(crate) fn ack(mut self) {
         self.inner = None;
+    }
+
+    /// The sink has taken the batch into its buffer: its share of the in-flight
+    /// permit is released; the acknowledgement still waits for `ack`.
+    pub(crate) fn accepted(&mut self) {
+        self.hold = None;
+    }
+
+    /// Another delivery of the same batch (for records a sink passes on to the
+    /// dead-letter sink): the batch is finished when both are.
+    pub(crate) fn share(&self) -> Delivery {
+        Delivery { inner: self.inner.clone(), hold: None }
+    }
+
+    /// A delivery that tracks nothing: for records already acknowledged upstream
+    /// (they were written to a disk buffer) that a sink passes on.
+    pub(crate) fn detached() -> Delivery {
+        Delivery { inner: None, hold: None }
     }
 }
 

@@ -56,7 +56,9 @@
 //!   (`window`), per-group state (`engine`), tier timing and inhibition
 //!   (`notify`), receivers (`receiver`, `alertmanager`), the running service and
 //!   reload (`service`), and `test rules` (`testing`).
-//! - [`sink`] — sink tasks with retry and the `sinks!` list of outputs: `stdout`,
+//! - [`sink`] — sink tasks (`task`: an intake into the sink's buffer, a delivery
+//!   loop behind its circuit breaker, refused records to dead letter) and the
+//!   `sinks!` list of outputs: `stdout`,
 //!   `file` (rotation), `kafka` (idempotent producer), `otlp` (the traces step's
 //!   spans over OTLP/gRPC or OTLP/HTTP), `influxdb` (line protocol) and `http`
 //!   (JSON lines or an array, POSTed), each with its config.
@@ -66,7 +68,10 @@
 //!   (`lang`), key hashing and identity maps (`key`), the per-event-type plan cache
 //!   (`plans`), and reading a planned set of fields in one scan.
 //! - [`route`] — `match` clauses and per-sink selections; [`glob`] — their globs.
-//! - `retry` — the backoff sinks and alert receivers retry with.
+//! - `retry` — the backoff sinks and alert receivers retry with; `breaker` — the
+//!   circuit breaker in front of each sink and receiver.
+//! - `buffer` — a sink's (or receiver's) buffer: `memory` (a bounded queue) or
+//!   `disk` (checksummed segment files that survive crashes and damage).
 //! - [`files`] — reading plugin, rule and config files (regular, bounded, no links
 //!   out of their directory) and creating output files (0640, no planted symlink).
 //! - [`telemetry`] — the registry of the pipeline's own metrics and `/metrics`'
@@ -77,6 +82,8 @@
 pub(crate) mod ack;
 pub mod alert;
 pub mod app;
+pub(crate) mod breaker;
+pub(crate) mod buffer;
 pub mod clock;
 pub mod config;
 pub mod decode;

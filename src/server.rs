@@ -135,10 +135,16 @@ async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.telemetry.render())
 }
 
+/// 200 while accepting input, with one line per degraded sink (its circuit open
+/// or half-open: its events wait in its buffer); 503 while starting or draining.
 async fn ready(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    if !state.ready.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string());
     }
+    let mut body = String::from("ready\n");
+    for (sink, state) in state.telemetry.nonzero_gauges("sink_circuit_state", "sink") {
+        let circuit = if state == 1 { "open" } else { "half-open" };
+        body.push_str(&format!("degraded: sink {sink} (circuit {circuit}; its events wait in its buffer)\n"));
+    }
+    (StatusCode::OK, body)
 }

@@ -98,6 +98,24 @@ impl Telemetry {
         })
     }
 
+    /// The non-zero values of the gauge family `name` (without the prefix), by the
+    /// value of its `label`: for `/ready`'s list of degraded sinks.
+    pub(crate) fn nonzero_gauges(&self, name: &str, label: &str) -> Vec<(String, i64)> {
+        let full = format!("{PREFIX}_{name}");
+        let mut out = Vec::new();
+        for family in self.registry.gather().iter().filter(|f| f.name() == full) {
+            for metric in family.get_metric() {
+                let value = metric.get_gauge().get_value() as i64;
+                let key =
+                    metric.get_label().iter().find(|l| l.name() == label).map(|l| l.value().to_string());
+                if let (Some(key), true) = (key, value != 0) {
+                    out.push((key, value));
+                }
+            }
+        }
+        out
+    }
+
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();

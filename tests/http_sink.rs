@@ -5,66 +5,11 @@
 
 mod common;
 
-use std::collections::{BTreeMap, VecDeque};
-use std::io::Read;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
+use common::receiver::{delivered, serve, Receiver};
 use common::{command, write_config, Running};
-
-/// One request as the server saw it.
-struct Request {
-    headers: HeaderMap,
-    /// The body, gunzipped when it came gzip-encoded.
-    body: Vec<u8>,
-    answered: u16,
-}
-
-/// A test server that answers the scripted statuses in turn (then 200) and keeps
-/// every request.
-#[derive(Default)]
-struct Receiver {
-    script: Mutex<VecDeque<(u16, &'static str)>>,
-    requests: Mutex<Vec<Request>>,
-}
-
-async fn receive(
-    State(receiver): State<Arc<Receiver>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, String) {
-    let (status, answer) = receiver.script.lock().expect("script").pop_front().unwrap_or((200, "ok"));
-    let body = match headers.get("content-encoding").map(|v| v.as_bytes()) {
-        Some(b"gzip") => {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).expect("valid gzip");
-            out
-        }
-        _ => body.to_vec(),
-    };
-    receiver.requests.lock().expect("requests").push(Request { headers, body, answered: status });
-    (StatusCode::from_u16(status).expect("status"), answer.to_string())
-}
-
-/// Starts the server on a loopback port, in a runtime of its own thread.
-fn serve(receiver: Arc<Receiver>) -> (SocketAddr, tokio::runtime::Runtime) {
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
-    let listener =
-        runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind the test server");
-    let addr = listener.local_addr().expect("address");
-    let app = Router::new().route("/ingest", post(receive)).with_state(receiver);
-    runtime.spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (addr, runtime)
-}
 
 fn pipeline(dir: &std::path::Path, sink: &str, total: usize) -> std::path::PathBuf {
     write_config(
@@ -79,28 +24,6 @@ fn pipeline(dir: &std::path::Path, sink: &str, total: usize) -> std::path::PathB
             dead = dir.join("dead.jsonl").display(),
         ),
     )
-}
-
-/// Event id → how many times it arrived in an answered-2xx request.
-fn delivered(receiver: &Receiver, array: bool) -> BTreeMap<String, usize> {
-    let mut ids = BTreeMap::new();
-    for request in receiver.requests.lock().expect("requests").iter().filter(|r| r.answered < 300) {
-        let events: Vec<serde_json::Value> = if array {
-            serde_json::from_slice(&request.body).expect("a JSON array")
-        } else {
-            request
-                .body
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(|l| serde_json::from_slice(l).expect("a JSON line"))
-                .collect()
-        };
-        for event in events {
-            let id = event["event_id"].as_str().expect("event_id").to_string();
-            *ids.entry(id).or_insert(0) += 1;
-        }
-    }
-    ids
 }
 
 #[test]
@@ -134,7 +57,7 @@ fn every_event_arrives_once_through_retries_gzip_and_headers() {
 }
 
 #[test]
-fn a_refused_batch_is_logged_with_the_answer_and_not_sent_again() {
+fn a_refused_batch_goes_to_dead_letter_with_the_answer_and_is_not_sent_again() {
     let receiver = Arc::new(Receiver::default());
     receiver.script.lock().expect("script").push_back((400, "mapping error: field `data.x` is not a date"));
     let (addr, _server) = serve(receiver.clone());
@@ -144,11 +67,16 @@ fn a_refused_batch_is_logged_with_the_answer_and_not_sent_again() {
     let mut cmd = command();
     cmd.args(["run", "--config"]).arg(pipeline(dir.path(), &sink, total)).args(["--listen", "127.0.0.1:0"]);
     let mut running = Running::spawn(cmd);
-    let line = running.wait_for_line("the server refused the batch", Duration::from_secs(60));
+    let line =
+        running.wait_for_line("refused by the output go to the dead-letter sink", Duration::from_secs(60));
     assert!(line.contains("mapping error: field `data.x` is not a date"), "{line}");
     assert!(line.contains("400"), "{line}");
     let (code, summary) = running.finish(Duration::from_secs(120));
     assert_eq!(code, 0, "{summary}");
+    assert_eq!(
+        summary["acknowledged"], total,
+        "refused records are acknowledged once dead-lettered: {summary}"
+    );
 
     let requests = receiver.requests.lock().expect("requests");
     assert_eq!(requests.iter().filter(|r| r.answered == 400).count(), 1);
@@ -158,4 +86,89 @@ fn a_refused_batch_is_logged_with_the_answer_and_not_sent_again() {
     let refused_batch = total - ids.len();
     assert!(refused_batch > 0 && refused_batch <= 200, "one batch refused: {refused_batch}");
     assert!(ids.values().all(|n| *n == 1));
+    // ... they are in the dead-letter file, each with the server's answer.
+    let dead = common::read_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), refused_batch, "every refused event is dead-lettered");
+    for line in &dead {
+        let letter: serde_json::Value = serde_json::from_str(line).expect("a JSON dead letter");
+        assert_eq!(letter["stage"]["sink"], "out", "{letter}");
+        assert_eq!(letter["source"]["kind"], "sink", "{letter}");
+        let reason = letter["reason"].as_str().expect("reason");
+        assert!(reason.contains("HTTP 400") && reason.contains("not a date"), "{reason}");
+        let raw: serde_json::Value =
+            serde_json::from_str(letter["raw"].as_str().expect("raw")).expect("the event");
+        assert!(
+            !ids.contains_key(raw["event_id"].as_str().expect("id")),
+            "a refused event was not delivered too"
+        );
+    }
+}
+
+/// A receiver that is down (503 to everything) sees at most the circuit
+/// breaker's probe rate once the circuit is open; the file sink beside it keeps
+/// receiving every event, `/ready` names the degraded sink, and the state is
+/// logged once per change, not per batch.
+#[test]
+fn an_open_circuit_probes_at_its_rate_while_the_other_sinks_keep_receiving() {
+    let receiver = Arc::new(Receiver::default());
+    receiver.script.lock().expect("script").extend(std::iter::repeat_n((503, "down"), 10_000));
+    let (addr, _server) = serve(receiver.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("archive.jsonl");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "source: {{type: generator, rate: 2000, total: 24000, seed: 5}}\n\
+             batch: {{max_events: 200, linger: 20ms}}\n\
+             limits: {{drain_timeout: 2s}}\n\
+             sinks:\n\
+             \x20 - {{name: out, type: http, url: \"http://{addr}/ingest\",\n\
+             \x20     buffer: {{type: memory, max_events: 1000, when_full: drop_newest}},\n\
+             \x20     circuit_breaker: {{failures: 3, cool_down: 1s, max_cool_down: 2s}}}}\n\
+             \x20 - {{name: archive, type: file, path: {archive}}}\n\
+             dead_letter: {{type: file, path: {dead}}}\n",
+            archive = archive.display(),
+            dead = dir.path().join("dead.jsonl").display(),
+        ),
+    );
+    let mut cmd = command();
+    cmd.args(["run", "--listen", "127.0.0.1:0", "--config"]).arg(&config);
+    let mut running = Running::spawn(cmd);
+    let server = running.wait_for_address(Duration::from_secs(30));
+    running.wait_for_line("circuit open", Duration::from_secs(30));
+    let opened = std::time::Instant::now();
+    let before = receiver.requests.lock().expect("requests").len();
+    let archived_before = common::read_lines(&archive).len();
+    std::thread::sleep(Duration::from_secs(6));
+    let probes = receiver.requests.lock().expect("requests").len() - before;
+    let window = opened.elapsed().as_secs_f64();
+    // Cool-downs of 1s then 2s, each at least 80% of itself: at most one probe
+    // per 0.8 s, plus the one that may be on its way.
+    let allowed = (window / 0.8).floor() as usize + 1;
+    assert!((1..=allowed).contains(&probes), "{probes} probes in {window:.1}s (at most {allowed})");
+    assert!(
+        common::read_lines(&archive).len() > archived_before + 5_000,
+        "the file sink kept receiving while the http sink was down"
+    );
+    let (status, ready) = common::http_get(server, "/ready");
+    assert_eq!(status, 200, "{ready}");
+    assert!(ready.contains("degraded: sink out"), "{ready}");
+    let (_, metrics) = common::http_get(server, "/metrics");
+    let state = common::metric(&metrics, "synaptic_telemetry_sink_circuit_state{sink=\"out\"}")
+        .expect("circuit state");
+    assert!(state == 1.0 || state == 2.0, "open or half-open: {state}");
+    assert!(
+        common::metric(&metrics, "synaptic_telemetry_buffer_dropped_events_total{sink=\"out\"}")
+            .expect("dropped")
+            > 0.0
+    );
+
+    running.signal("TERM");
+    let (_, summary, log) = running.finish_with_log(Duration::from_secs(60));
+    let archived = common::read_lines(&archive).len() as u64;
+    assert_eq!(Some(archived), summary["read"].as_u64(), "every event read reached the file sink: {summary}");
+    let opened_lines = log.iter().filter(|l| l.contains("circuit open")).count();
+    assert_eq!(opened_lines, 1, "the opening is logged once, not per probe");
+    let failures = log.iter().filter(|l| l.contains("write failed")).count();
+    assert_eq!(failures, 2, "failures before the circuit opens are logged; probes are not");
 }

@@ -19,7 +19,7 @@ use crate::decode::{one_of, parse_document, ConfigErrors, Diagnostics, MapReader
 use crate::event::SchemaMode;
 use crate::plugin::PluginHostConfig;
 use crate::server::ServerConfig;
-use crate::sink::{OutputConfig, SinkConfig};
+use crate::sink::SinkConfig;
 use crate::source::{BatchConfig, LimitsConfig, SourceConfig};
 
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ pub struct Config {
     pub pipeline: Vec<StepConfig>,
     pub sinks: Vec<SinkConfig>,
     /// Where inputs that cannot be processed go, with the reason.
-    pub dead_letter: OutputConfig,
+    pub dead_letter: SinkConfig,
     pub server: ServerConfig,
 }
 
@@ -76,9 +76,9 @@ impl Config {
         let mut lines: Vec<String> = self
             .sinks
             .iter()
-            .map(|s| (s.name.as_str(), &s.output))
+            .map(|s| (s.name.as_str(), s))
             .chain(std::iter::once(("dead letter", &self.dead_letter)))
-            .map(|(name, output)| format!("{name}: {}", output.describe()))
+            .map(|(name, sink)| format!("{name}: {}", sink.describe()))
             .collect();
         lines.extend(self.pipeline.iter().flat_map(StepConfig::describe_outputs));
         lines
@@ -111,26 +111,15 @@ fn decode_config(root: &Node, base: &Path, cx: &mut Diagnostics) -> Option<Confi
         }
     };
     let dead_letter = match map.node("dead_letter") {
-        Some(node) => OutputConfig::decode(node, "dead_letter", cx).filter(|output| match output.side_input() {
-            // Dead letters written to a sink that only takes spans would be lost.
-            Some(side) => {
-                cx.error(
-                    node.pos,
-                    format!(
-                        "dead_letter cannot be an {} sink: it receives {}, and dead letters sent to it would be lost",
-                        output.type_name(),
-                        side.what
-                    ),
-                );
-                false
-            }
-            None => true,
-        }),
+        Some(node) => SinkConfig::decode_dead_letter(node, cx),
         None => {
             cx.error(map.pos(), "the config is missing required key `dead_letter`");
             None
         }
     };
+    if let Some(dead_letter) = &dead_letter {
+        check_unique_buffer_paths(sinks.iter().chain(std::iter::once(dead_letter)), map.pos(), cx);
+    }
     let server = ServerConfig::decode(map.node("server"), cx);
     map.finish(cx);
     Some(Config {
@@ -144,6 +133,29 @@ fn decode_config(root: &Node, base: &Path, cx: &mut Diagnostics) -> Option<Confi
         dead_letter: dead_letter?,
         server,
     })
+}
+
+/// Two sinks cannot share a disk buffer: each would deliver the other's batches.
+fn check_unique_buffer_paths<'a>(
+    sinks: impl Iterator<Item = &'a SinkConfig>,
+    pos: crate::decode::yaml::Pos,
+    cx: &mut Diagnostics,
+) {
+    let mut seen: Vec<(&Path, &str)> = Vec::new();
+    for sink in sinks {
+        let Some(path) = sink.buffer.disk_path() else { continue };
+        if let Some((_, other)) = seen.iter().find(|(p, _)| *p == path) {
+            cx.error(
+                pos,
+                format!(
+                    "sinks `{other}` and `{}` use the same disk buffer path `{}`",
+                    sink.name,
+                    path.display()
+                ),
+            );
+        }
+        seen.push((path, &sink.name));
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::pipeline::{Pipeline, SinkRoute};
 use crate::plugin::PluginHost;
 use crate::route::Matcher;
 use crate::scrub::DeadLetterScrubber;
-use crate::sink::{SinkCounters, SinkTask, QUEUE_BATCHES};
+use crate::sink::{SinkTask, DEAD_LETTER, QUEUE_BATCHES};
 use crate::source::{Emitter, RawBatch, Source};
 use crate::step::{BuildContext, Service};
 use crate::telemetry::Telemetry;
@@ -43,14 +43,18 @@ impl Config {
         ledger: Arc<AckLedger>,
         give_up: &CancellationToken,
     ) -> anyhow::Result<Topology> {
-        let mut sinks = Vec::new();
+        // The dead-letter sink first: the others pass it what their outputs refuse.
+        let (dead_letter_tx, dead_letter_rx) = mpsc::channel(QUEUE_BATCHES);
+        let dead_letter_parts =
+            self.dead_letter.open(telemetry).await.context("starting the dead-letter sink")?;
+        let mut sinks =
+            vec![SinkTask::new(DEAD_LETTER, dead_letter_parts, dead_letter_rx, give_up.clone(), None)];
         let mut routes = Vec::new();
         for sink in &self.sinks {
-            let output =
-                sink.output.open().await.with_context(|| format!("starting sink `{}`", sink.name))?;
+            let parts =
+                sink.open(telemetry).await.with_context(|| format!("starting sink `{}`", sink.name))?;
             let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
-            let counters = SinkCounters::register(telemetry, &sink.name);
-            sinks.push(SinkTask::new(&sink.name, output, counters, rx, give_up.clone()));
+            sinks.push(SinkTask::new(&sink.name, parts, rx, give_up.clone(), Some(dead_letter_tx.clone())));
             routes.push(SinkRoute {
                 name: sink.name.clone(),
                 matcher: sink.matcher.as_ref().map(Matcher::new),
@@ -58,10 +62,6 @@ impl Config {
                 side_input: sink.output.side_input(),
             });
         }
-        let dead_letter = self.dead_letter.open().await.context("starting the dead-letter sink")?;
-        let (dead_letter_tx, dead_letter_rx) = mpsc::channel(QUEUE_BATCHES);
-        let counters = SinkCounters::register(telemetry, "dead_letter");
-        sinks.push(SinkTask::new("dead_letter", dead_letter, counters, dead_letter_rx, give_up.clone()));
 
         let mut cx = BuildContext::new(telemetry.clone(), self.schema);
         cx.insert_shared(PluginHost::new(&self.plugins));

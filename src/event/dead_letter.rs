@@ -17,6 +17,8 @@ pub enum Stage {
     Schema,
     /// A pipeline step (named) could not process it.
     Step(String),
+    /// A sink's output (named) refused it for good.
+    Sink(String),
 }
 
 #[derive(Debug, Clone)]

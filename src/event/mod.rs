@@ -129,9 +129,22 @@ impl EventKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Position {
-    Generator { seq: u64 },
-    File { path: Arc<str>, line: u64 },
-    Kafka { topic: Arc<str>, partition: i32, offset: i64 },
+    Generator {
+        seq: u64,
+    },
+    File {
+        path: Arc<str>,
+        line: u64,
+    },
+    Kafka {
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+    },
+    /// Refused by a sink's output; where it was read is not kept that far.
+    Sink {
+        sink: Arc<str>,
+    },
 }
 
 /// `schema: strict` dead-letters a known event type with a bad `data`; `lenient`

@@ -84,7 +84,9 @@ fn check_writable_dir(path: &Path) -> Result<(), String> {
 
 pub(crate) struct FileOutput {
     config: FileSinkConfig,
-    file: File,
+    /// `None` after a failed reopen: the next write opens the file again, so a
+    /// sink whose reopen failed (no descriptors left) heals once it can.
+    file: Option<File>,
     size: u64,
     opened: Instant,
 }
@@ -92,7 +94,7 @@ pub(crate) struct FileOutput {
 impl FileOutput {
     pub(crate) async fn open(config: &FileSinkConfig) -> Result<Self, SinkError> {
         let (file, size) = open_append(&config.path).await?;
-        Ok(FileOutput { config: config.clone(), file, size, opened: Instant::now() })
+        Ok(FileOutput { config: config.clone(), file: Some(file), size, opened: Instant::now() })
     }
 
     fn path_str(&self) -> String {
@@ -103,12 +105,22 @@ impl FileOutput {
         if self.due_for_rotation(bytes.len() as u64) {
             self.rotate().await?;
         }
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => {
+                let (file, size) = open_append(&self.config.path).await?;
+                self.size = size;
+                self.opened = Instant::now();
+                self.file.insert(file)
+            }
+        };
         let before = self.size;
+        let fsync = self.config.fsync;
         let result = async {
-            self.file.write_all(bytes).await?;
-            self.file.flush().await?;
-            if self.config.fsync {
-                self.file.sync_data().await?;
+            file.write_all(bytes).await?;
+            file.flush().await?;
+            if fsync {
+                file.sync_data().await?;
             }
             Ok::<(), std::io::Error>(())
         }
@@ -121,14 +133,14 @@ impl FileOutput {
             Err(source) => {
                 // Best effort: if even this fails, the retry appends after a partial
                 // batch, which at-least-once delivery allows.
-                let _ = self.file.set_len(before).await;
+                let _ = file.set_len(before).await;
                 Err(SinkError::Write { path: self.path_str(), source })
             }
         }
     }
 
     fn due_for_rotation(&self, incoming: u64) -> bool {
-        if self.size == 0 {
+        if self.size == 0 || self.file.is_none() {
             return false;
         }
         let too_big = self.config.rotate_bytes.is_some_and(|max| self.size + incoming > max);
@@ -137,14 +149,20 @@ impl FileOutput {
     }
 
     async fn rotate(&mut self) -> Result<(), SinkError> {
-        self.file.flush().await.map_err(|source| SinkError::Write { path: self.path_str(), source })?;
+        let path = self.path_str();
+        if let Some(file) = &mut self.file {
+            file.flush().await.map_err(|source| SinkError::Write { path, source })?;
+        }
         let target = rotated_name(&self.config.path);
         tokio::fs::rename(&self.config.path, &target)
             .await
             .map_err(|source| SinkError::Write { path: target.display().to_string(), source })?;
-        let (file, size) = open_append(&self.config.path).await?;
         tracing::info!(from = %self.config.path.display(), to = %target.display(), "rotated file sink");
-        self.file = file;
+        // From here the old handle points at the rotated file: whatever happens
+        // next, it is not written to again.
+        self.file = None;
+        let (file, size) = open_append(&self.config.path).await?;
+        self.file = Some(file);
         self.size = size;
         self.opened = Instant::now();
         Ok(())
@@ -152,8 +170,9 @@ impl FileOutput {
 
     pub(crate) async fn close(&mut self) -> Result<(), SinkError> {
         let path = self.path_str();
-        self.file.flush().await.map_err(|source| SinkError::Write { path: path.clone(), source })?;
-        self.file.sync_all().await.map_err(|source| SinkError::Write { path, source })
+        let Some(file) = &mut self.file else { return Ok(()) };
+        file.flush().await.map_err(|source| SinkError::Write { path: path.clone(), source })?;
+        file.sync_all().await.map_err(|source| SinkError::Write { path, source })
     }
 }
 

@@ -3,13 +3,14 @@
 //!
 //! A 2xx answer acknowledges the batch. 429 and 5xx answers, timeouts and
 //! connection errors are transient: the batch is retried with backoff. Any other
-//! 4xx means the server refuses this batch and would refuse it again: it is logged
-//! at ERROR with the start of the response body and not retried.
+//! 4xx means the server refuses this batch and would refuse it again: its events
+//! go to the dead-letter sink with the status and the start of the response body,
+//! and are not retried.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{response_excerpt, Encoded, SinkError, SinkKind};
+use super::{response_excerpt, Encoded, Refusal, SinkError, SinkKind};
 use crate::decode::{one_of, Diagnostics, MapReader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,8 +139,11 @@ impl super::Write for HttpOutput {
         if status.as_u16() == 429 || status.is_server_error() {
             return Err(self.error(format!("HTTP {status}: {excerpt}")));
         }
-        // Refused for what it is: sending it again would be refused again.
-        tracing::error!(url = %self.config.url, %status, events = batch.ranges.len(), response = %excerpt, "HTTP sink: the server refused the batch; not retried");
-        Ok(())
+        if status.as_u16() == 408 {
+            return Err(self.error(format!("HTTP {status}: {excerpt}")));
+        }
+        // Refused for what it is: sending it again would be refused again, so
+        // the batch goes to the dead-letter sink with the answer.
+        Err(SinkError::Refused(Refusal::all(batch, &format!("HTTP {status}: {excerpt}"))))
     }
 }

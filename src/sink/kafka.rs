@@ -9,7 +9,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
-use super::{Encoded, SinkError, SinkKind, Write};
+use super::{Encoded, Refusal, SinkError, SinkKind, Write};
 use crate::decode::{one_of, Diagnostics, MapReader};
 
 #[derive(Debug, Clone)]
@@ -90,17 +90,20 @@ impl KafkaOutput {
         })
     }
 
-    /// Sends every line and waits for all delivery reports.
+    /// Sends every line and waits for all delivery reports. A record the broker
+    /// refuses for what it is (too large, invalid) is refused for good
+    /// ([`SinkError::Refused`]); any other failure fails the batch for a retry.
     pub(crate) async fn write(&mut self, lines: &[&[u8]]) -> Result<(), SinkError> {
         let path: Vec<&str> = self.key_path.iter().map(String::as_str).collect();
         let mut deliveries = Vec::with_capacity(lines.len());
-        for line in lines {
+        let mut refused = Vec::new();
+        for (index, line) in lines.iter().enumerate() {
             let key = find_text(line, &path).or_else(|| find_text(line, &["event_id"])).unwrap_or_default();
             let mut record = FutureRecord::to(&self.topic).payload(*line).key(key.as_bytes());
             loop {
                 match self.producer.send_result(record) {
                     Ok(delivery) => {
-                        deliveries.push(delivery);
+                        deliveries.push((index, delivery));
                         break;
                     }
                     // The local queue is full: wait for deliveries to drain it.
@@ -108,18 +111,37 @@ impl KafkaOutput {
                         record = returned;
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
+                    Err((e, _)) if is_permanent(&e) => {
+                        refused.push(Refusal { line: index, reason: format!("{e} ({} bytes)", line.len()) });
+                        break;
+                    }
                     Err((e, _)) => return Err(self.error(e.to_string())),
                 }
             }
         }
-        for delivery in deliveries {
+        let mut failed = None;
+        for (index, delivery) in deliveries {
             match delivery.await {
                 Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(self.error(e.to_string())),
-                Err(_) => return Err(self.error("producer dropped the delivery report".into())),
+                Ok(Err((e, _))) if is_permanent(&e) => {
+                    refused
+                        .push(Refusal { line: index, reason: format!("{e} ({} bytes)", lines[index].len()) });
+                }
+                Ok(Err((e, _))) => failed = Some(e.to_string()),
+                Err(_) => failed = Some("producer dropped the delivery report".into()),
             }
         }
-        Ok(())
+        // Every report is awaited first: a retry then resends the whole batch,
+        // which the idempotent producer and at-least-once allow.
+        if let Some(message) = failed {
+            return Err(self.error(message));
+        }
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            refused.sort_by_key(|r| r.line);
+            Err(SinkError::Refused(refused))
+        }
     }
 
     pub(crate) async fn close(&mut self) -> Result<(), SinkError> {
@@ -133,4 +155,17 @@ impl KafkaOutput {
     fn error(&self, message: String) -> SinkError {
         SinkError::Kafka { topic: self.topic.clone(), message }
     }
+}
+
+/// Errors that sending the same record again cannot heal.
+fn is_permanent(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+        )
+    )
 }

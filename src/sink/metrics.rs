@@ -10,13 +10,15 @@ pub(crate) struct SinkCounters {
     pub(crate) sent: IntCounter,
     pub(crate) failed: IntCounter,
     pub(crate) write_errors: IntCounter,
+    /// Refused by the output for good (passed to the dead-letter sink).
+    pub(crate) refused: IntCounter,
 }
 
 impl SinkCounters {
     pub(crate) fn register(telemetry: &Telemetry, sink: &str) -> Self {
         let events = telemetry.counter_vec(
             "sink_events_total",
-            "Events by sink: sent (acknowledged) or failed (not acknowledged)",
+            "Events by sink: sent (written), failed (not acknowledged) or refused (refused by the output for good; dead-lettered)",
             &["sink", "outcome"],
         );
         let errors = telemetry.counter_vec(
@@ -27,6 +29,7 @@ impl SinkCounters {
         SinkCounters {
             sent: events.with_label_values(&[sink, "sent"]),
             failed: events.with_label_values(&[sink, "failed"]),
+            refused: events.with_label_values(&[sink, "refused"]),
             write_errors: errors.with_label_values(&[sink]),
         }
     }

@@ -17,23 +17,21 @@ mod kafka;
 mod metrics;
 mod otlp;
 mod stdout;
+mod task;
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::ack::Delivery;
 use crate::decode::{Diagnostics, MapReader};
 use crate::event::{DeadLetter, SideOutput};
-use crate::retry::Backoff;
 use crate::route::Selection;
 
-pub(crate) use config::SinkConfig;
+pub(crate) use config::{SinkConfig, DEAD_LETTER};
 pub(crate) use metrics::SinkCounters;
+pub(crate) use task::{Buffer, SinkParts, SinkTask};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SinkError {
@@ -49,6 +47,27 @@ pub(crate) enum SinkError {
     Influx { url: String, message: String },
     #[error("HTTP sink `{url}`: {message}")]
     Http { url: String, message: String },
+    #[error("{0}")]
+    Buffer(String),
+    /// The output refused these records for good (the rest of the batch was
+    /// written): they go to the dead-letter sink, never retried.
+    #[error("{} record(s) refused, the first: {}", .0.len(), .0.first().map_or("", |r| r.reason.as_str()))]
+    Refused(Vec<Refusal>),
+}
+
+/// A record an output refused for good: its line in the batch and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) line: usize,
+    pub(crate) reason: String,
+}
+
+impl Refusal {
+    /// Every line of `batch`, refused for one reason (a receiver that refuses the
+    /// whole request).
+    pub(crate) fn all(batch: &Encoded<'_>, reason: &str) -> Vec<Refusal> {
+        (0..batch.ranges.len()).map(|line| Refusal { line, reason: reason.to_string() }).collect()
+    }
 }
 
 /// What a kind of sink provides to be configured and opened. The common keys of a
@@ -85,7 +104,9 @@ impl SideInput {
 
 /// An open output.
 pub(crate) trait Write: Send {
-    /// Writes one batch; an error means "try again".
+    /// Writes one batch. [`SinkError::Refused`] names the records refused for
+    /// good; any other error means "try again" (and the whole batch is written
+    /// again: an output must tolerate that, or repair its state first).
     async fn write(&mut self, batch: &Encoded<'_>) -> Result<(), SinkError>;
     /// Flushes what is buffered at the end of the run.
     async fn close(&mut self) -> Result<(), SinkError> {
@@ -165,6 +186,25 @@ pub struct SinkMessage {
 }
 
 impl SinkInput {
+    /// Items and bytes, for a buffer's limits.
+    pub(crate) fn size(&self) -> (u64, u64) {
+        match self {
+            SinkInput::Events { lines, selection: Selection::All } => {
+                (lines.len() as u64, lines.iter().map(|l| l.len() as u64 + 1).sum())
+            }
+            SinkInput::Events { lines, selection: Selection::Indices(indices) } => {
+                let bytes =
+                    indices.iter().filter_map(|&i| lines.get(i as usize)).map(|l| l.len() as u64 + 1).sum();
+                (indices.len() as u64, bytes)
+            }
+            SinkInput::DeadLetters(letters) => (
+                letters.len() as u64,
+                letters.iter().map(|l| l.raw.len() as u64 + l.reason.len() as u64 + 128).sum(),
+            ),
+            SinkInput::Side(side) => (side.count as u64, side.count as u64 * 256),
+        }
+    }
+
     /// Appends one JSON line per item to `out`, and each line's range (without the
     /// newline) to `ranges`.
     fn encode_lines(&self, out: &mut Vec<u8>, ranges: &mut Vec<Range<usize>>) {
@@ -196,77 +236,9 @@ impl SinkInput {
     }
 }
 
-/// Queue depth per sink, in batches. In-flight batches are bounded at the source;
-/// this only smooths hand-over.
+/// Queue depth per sink, in batches, between the pipeline and the sink's intake
+/// (the buffer behind it is what holds batches while the output is down).
 pub(crate) const QUEUE_BATCHES: usize = 4;
-
-pub struct SinkTask {
-    name: String,
-    output: Output,
-    counters: SinkCounters,
-    rx: mpsc::Receiver<SinkMessage>,
-    /// Fires when the drain deadline passed: stop retrying.
-    give_up: CancellationToken,
-}
-
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-impl SinkTask {
-    pub(crate) fn new(
-        name: &str,
-        output: Output,
-        counters: SinkCounters,
-        rx: mpsc::Receiver<SinkMessage>,
-        give_up: CancellationToken,
-    ) -> Self {
-        SinkTask { name: name.to_string(), output, counters, rx, give_up }
-    }
-
-    /// Runs until the pipeline closes the queue, then flushes and closes the output.
-    pub(crate) async fn run(mut self) {
-        let mut buf = Vec::with_capacity(256 * 1024);
-        let mut ranges = Vec::new();
-        while let Some(message) = self.rx.recv().await {
-            buf.clear();
-            ranges.clear();
-            message.input.encode_lines(&mut buf, &mut ranges);
-            let (count, side) = match &message.input {
-                SinkInput::Side(side) => (side.count as u64, Some(side)),
-                _ => (ranges.len() as u64, None),
-            };
-            let encoded = Encoded { buf: &buf, ranges: &ranges, side };
-            let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
-            loop {
-                match self.output.write(&encoded).await {
-                    Ok(()) => {
-                        self.counters.sent.inc_by(count);
-                        message.delivery.ack();
-                        break;
-                    }
-                    Err(e) => {
-                        self.counters.write_errors.inc();
-                        let wait = backoff.after_failure();
-                        tracing::warn!(sink = %self.name, error = %e, retry_in = ?wait, "sink write failed");
-                        let gave_up = tokio::select! {
-                            _ = self.give_up.cancelled() => true,
-                            _ = tokio::time::sleep(wait) => false,
-                        };
-                        if gave_up {
-                            self.counters.failed.inc_by(count);
-                            tracing::error!(sink = %self.name, events = count, "giving up on a batch at shutdown; it is not acknowledged");
-                            drop(message.delivery);
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        if let Err(e) = self.output.close().await {
-            tracing::error!(sink = %self.name, error = %e, "closing sink failed");
-        }
-    }
-}
 
 /// The list of sink kinds: `Variant("type", module)`. Each module has a config type
 /// implementing [`SinkKind`] whose output implements [`Write`].

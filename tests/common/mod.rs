@@ -5,6 +5,7 @@
 
 pub mod kafka;
 pub mod plugins;
+pub mod receiver;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -84,7 +85,13 @@ impl Running {
     }
 
     /// Waits (bounded) for exit; returns the exit code and the summary JSON.
-    pub fn finish(mut self, timeout: Duration) -> (i32, serde_json::Value) {
+    pub fn finish(self, timeout: Duration) -> (i32, serde_json::Value) {
+        let (code, summary, _) = self.finish_with_log(timeout);
+        (code, summary)
+    }
+
+    /// Like `finish`, with every log line the process wrote.
+    pub fn finish_with_log(mut self, timeout: Duration) -> (i32, serde_json::Value, Vec<String>) {
         let deadline = Instant::now() + timeout;
         let code = loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -113,7 +120,7 @@ impl Running {
             .find_map(|l| l.strip_prefix("synaptic-telemetry summary "))
             .map(|json| serde_json::from_str(json).expect("summary is JSON"))
             .unwrap_or(serde_json::Value::Null);
-        (code, summary)
+        (code, summary, std::mem::take(&mut self.log))
     }
 }
 
