@@ -42,6 +42,21 @@ pub struct Summary {
 /// A stop after the drain deadline still lets sinks answer for this long.
 const GIVE_UP_GRACE: Duration = Duration::from_secs(5);
 
+/// Spawns `task`; if it panics, logs it and fires `died`.
+fn watched<F>(what: &'static str, task: F, died: &CancellationToken) -> tokio::task::JoinHandle<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let inner = tokio::spawn(task);
+    let died = died.clone();
+    tokio::spawn(async move {
+        if let Err(e) = inner.await {
+            tracing::error!(task = what, error = %e, "a {what} task died; stopping the run");
+            died.cancel();
+        }
+    })
+}
+
 pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary> {
     let telemetry = Arc::new(Telemetry::new());
     // Fires once, at the drain deadline: sinks stop retrying, the source stops
@@ -66,8 +81,11 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
     }
 
     let source_task = tokio::spawn(source.run(emitter, acks, options.shutdown.clone(), give_up.clone()));
-    let pipeline_task = tokio::spawn(pipeline.run(batches));
-    let sink_handles: Vec<_> = sinks.into_iter().map(|t| tokio::spawn(t.run())).collect();
+    // A pipeline or sink task that panics would leave the source reading batches
+    // that can never finish: the run stops instead, with an error.
+    let died = CancellationToken::new();
+    let pipeline_task = watched("pipeline", pipeline.run(batches), &died);
+    let sink_handles: Vec<_> = sinks.into_iter().map(|t| watched("sink", t.run(), &died)).collect();
     state.ready.store(true, Ordering::Release);
 
     let drain = async {
@@ -82,6 +100,16 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
     let drain_timeout = config.limits.drain_timeout;
     let source_result = tokio::select! {
         result = &mut drain => result,
+        _ = died.cancelled() => {
+            state.ready.store(false, Ordering::Release);
+            options.shutdown.cancel();
+            give_up.cancel();
+            // The source stops, nothing more is committed; what is unfinished is
+            // read again by the next run.
+            let _ = tokio::time::timeout(GIVE_UP_GRACE, &mut drain).await;
+            server_stop.cancel();
+            anyhow::bail!("a pipeline task died; unfinished batches were not acknowledged (see the log above)");
+        }
         _ = options.shutdown.cancelled() => {
             state.ready.store(false, Ordering::Release);
             tracing::info!("shutting down: draining in-flight events");
@@ -118,4 +146,20 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
         dropped: ledger.dropped.load(Ordering::Relaxed),
         unrouted: ledger.unrouted.load(Ordering::Relaxed),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_panics_fires_died_and_one_that_returns_does_not() {
+        let died = CancellationToken::new();
+        let fine = watched("sink", async {}, &died);
+        fine.await.expect("the watcher itself ends");
+        assert!(!died.is_cancelled(), "a task that returns is not a death");
+        let doomed = watched("pipeline", async { panic!("boom") }, &died);
+        tokio::time::timeout(Duration::from_secs(5), died.cancelled()).await.expect("died fires");
+        doomed.await.expect("the watcher ends after reporting");
+    }
 }

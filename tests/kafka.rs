@@ -459,3 +459,52 @@ fn mock_cluster_lag_is_correct_after_a_rebalance() {
         "all caught up: {lag_a:?} {lag_b:?}"
     );
 }
+
+/// A record over the producer's size limit is refused for good: it goes to the
+/// dead-letter sink with the reason instead of being retried forever; a dead
+/// letter over the dead-letter sink's own limit is replaced by a short summary
+/// that says so. Nothing wedges, everything is acknowledged.
+#[test]
+fn an_oversize_record_is_dead_lettered_and_an_oversize_dead_letter_summarised() {
+    let broker = kafka::mock_cluster(&[("in", 1), ("out", 1), ("dlq", 1)]);
+    let mut produced = traffic(1_000, 0.0, 33);
+    for line in produced.iter_mut().take(3) {
+        let mut event: serde_json::Value = serde_json::from_slice(line).expect("JSON");
+        let data = event["data"].as_object_mut().expect("data");
+        let key = data.iter().find(|(_, v)| v.is_string()).map(|(k, _)| k.clone()).expect("a string in data");
+        data[&key] = serde_json::Value::String("x".repeat(20_000));
+        *line = serde_json::to_vec(&event).expect("JSON");
+    }
+    kafka::produce(&broker.bootstrap, "in", &produced);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bootstrap = &broker.bootstrap;
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "source: {{type: kafka, brokers: \"{bootstrap}\", topics: [in], group_id: g-size, commit_interval: 200ms}}\n\
+             batch: {{max_events: 100, linger: 20ms}}\n\
+             limits: {{drain_timeout: 20s}}\n\
+             sinks: [{{name: out, type: kafka, brokers: \"{bootstrap}\", topic: out, properties: {{message.max.bytes: \"10000\"}}}}]\n\
+             dead_letter: {{type: kafka, brokers: \"{bootstrap}\", topic: dlq, properties: {{message.max.bytes: \"15000\"}}}}\n\
+             server: {{listen: \"127.0.0.1:0\"}}\n"
+        ),
+    );
+    let (code, summary) = run_until_acknowledged(&config, produced.len());
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["unacknowledged"], 0, "{summary}");
+    let out = kafka::read_topic(bootstrap, "out", 997, Duration::from_secs(10));
+    assert_eq!(out.len(), 997, "every record within the limit was forwarded");
+    let dead = kafka::read_topic(bootstrap, "dlq", 3, Duration::from_secs(10));
+    assert_eq!(dead.len(), 3, "each oversize record left one dead-letter record");
+    for record in &dead {
+        assert!(record.len() < 15_000, "the summary fits the dead-letter topic: {} bytes", record.len());
+        let summary: serde_json::Value = serde_json::from_slice(record).expect("JSON");
+        assert_eq!(summary["truncated"], true, "{summary}");
+        assert!(summary["original_bytes"].as_u64().is_some_and(|n| n > 20_000), "{summary}");
+        let reason = summary["reason"].as_str().expect("reason");
+        assert!(
+            reason.contains("too large") || reason.contains("TooLarge") || reason.contains("size"),
+            "{reason}"
+        );
+    }
+}

@@ -242,4 +242,26 @@ mod tests {
         assert_eq!(total, 5 * line.len());
         assert_eq!(files, 3, "2 + 2 + 1 lines");
     }
+
+    /// The state a rotation leaves when reopening fails (no descriptors left): no
+    /// open file. Writes fail while the path cannot be opened, and succeed again,
+    /// into a fresh file at the path, once it can: the sink heals by itself.
+    #[tokio::test]
+    async fn a_failed_reopen_is_repaired_by_the_next_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.jsonl");
+        let config =
+            FileSinkConfig { path: path.clone(), rotate_bytes: None, rotate_interval: None, fsync: false };
+        let mut out = FileOutput::open(&config).await.expect("open");
+        out.write(b"first\n").await.expect("write");
+        std::fs::rename(&path, dir.path().join("rotated.jsonl")).expect("rotate by hand");
+        out.file = None;
+        std::fs::create_dir(&path).expect("something in the way");
+        assert!(out.write(b"second\n").await.is_err(), "cannot open yet");
+        std::fs::remove_dir(&path).expect("cleared");
+        out.write(b"second\n").await.expect("the retry opens the file again");
+        out.close().await.expect("close");
+        assert_eq!(std::fs::read(&path).expect("new file"), b"second\n");
+        assert_eq!(std::fs::read(dir.path().join("rotated.jsonl")).expect("rotated"), b"first\n");
+    }
 }
