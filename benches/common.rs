@@ -51,3 +51,29 @@ pub fn decode_batch(lines: &[Bytes], first: usize) -> Vec<synaptic_telemetry::ev
         })
         .collect()
 }
+
+/// Writes `count` generator events to `path`, one per line; returns them.
+pub fn write_input(path: &Path, count: usize) -> Vec<Vec<u8>> {
+    use std::io::Write;
+    let lines: Vec<Vec<u8>> = generator_lines(count).iter().map(|l| l.to_vec()).collect();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("input file"));
+    for line in &lines {
+        file.write_all(line).and_then(|()| file.write_all(b"\n")).expect("write input");
+    }
+    file.flush().expect("flush input");
+    lines
+}
+
+/// Runs the pipeline `text` configures on `runtime` to its end; its wall time,
+/// after checking that every event read was acknowledged.
+pub fn run_pipeline(text: &str, runtime: &tokio::runtime::Runtime) -> std::time::Duration {
+    use synaptic_telemetry::app::{self, RunOptions};
+    let config = synaptic_telemetry::config::Config::parse(text, "bench").expect("bench config");
+    let options =
+        RunOptions { listen: None, shutdown: tokio_util::sync::CancellationToken::new(), on_listening: None };
+    let started = std::time::Instant::now();
+    let summary = runtime.block_on(app::run(config, options)).expect("pipeline runs");
+    let elapsed = started.elapsed();
+    assert_eq!(summary.acknowledged, summary.read, "every event acknowledged");
+    elapsed
+}

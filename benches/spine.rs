@@ -10,13 +10,8 @@
 mod common;
 
 use std::hint::black_box;
-use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-use synaptic_telemetry::app::{self, RunOptions};
-use synaptic_telemetry::config::Config;
-use tokio_util::sync::CancellationToken;
 
 const ROUNDS: usize = 5;
 
@@ -29,7 +24,7 @@ fn main() {
         std::env::var("SPINE_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("input.jsonl");
-    let lines = write_input(&input, events);
+    let lines = common::write_input(&input, events);
     let mean = lines.iter().map(Vec::len).sum::<usize>() / lines.len();
     println!("spine bench: {events} generator events, mean {mean} bytes");
 
@@ -64,16 +59,6 @@ fn main() {
     );
 }
 
-fn write_input(path: &Path, count: usize) -> Vec<Vec<u8>> {
-    let lines: Vec<Vec<u8>> = common::generator_lines(count).iter().map(|l| l.to_vec()).collect();
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("input file"));
-    for line in &lines {
-        file.write_all(line).and_then(|()| file.write_all(b"\n")).expect("write input");
-    }
-    file.flush().expect("flush input");
-    lines
-}
-
 fn run_baseline(lines: &[Vec<u8>]) -> Duration {
     let started = Instant::now();
     let mut out = Vec::with_capacity(512 * 1024);
@@ -103,16 +88,6 @@ fn spine(dir: &Path, input: &Path, tag: bool) -> Duration {
         out.display(),
         dir.join("dead.jsonl").display()
     );
-    let config = Config::parse(&text, "bench").expect("bench config");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let started = Instant::now();
-    let summary = runtime
-        .block_on(app::run(
-            config,
-            RunOptions { listen: None, shutdown: CancellationToken::new(), on_listening: None },
-        ))
-        .expect("pipeline runs");
-    let elapsed = started.elapsed();
-    assert_eq!(summary.acknowledged, summary.read, "every event acknowledged");
-    elapsed
+    common::run_pipeline(&text, &runtime)
 }

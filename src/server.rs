@@ -146,5 +146,11 @@ async fn ready(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
         let circuit = if state == 1 { "open" } else { "half-open" };
         body.push_str(&format!("degraded: sink {sink} (circuit {circuit}; its events wait in its buffer)\n"));
     }
+    for (receiver, state) in state.telemetry.nonzero_gauges("receiver_circuit_state", "receiver") {
+        let circuit = if state == 1 { "open" } else { "half-open" };
+        body.push_str(&format!(
+            "degraded: alert receiver {receiver} (circuit {circuit}; its alerts wait in its outbox)\n"
+        ));
+    }
     (StatusCode::OK, body)
 }

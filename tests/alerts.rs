@@ -244,6 +244,47 @@ fn an_alertmanager_outage_loses_no_alert() {
     assert_eq!(code, 0);
 }
 
+/// A receiver with a disk outbox: a critical alert queued while Alertmanager is
+/// unreachable survives a crash of the process and is delivered by the next run,
+/// which sees no event at all.
+#[test]
+fn a_critical_alert_queued_while_alertmanager_is_down_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = rules_dir(dir.path(), RULES);
+    let port = free_port();
+    let receivers = format!(
+        "\x20     - {{name: am, type: alertmanager, url: \"http://127.0.0.1:{port}\",\n\
+         \x20        buffer: {{type: disk, path: {outbox}}},\n\
+         \x20        circuit_breaker: {{failures: 2, cool_down: 200ms, max_cool_down: 1s}}}}\n",
+        outbox = dir.path().join("outbox").display()
+    );
+    let (running, mut stdin, metrics_addr) = pipeline(dir.path(), &rules, &receivers);
+    send(&mut stdin, &[probe("consensus", 1, 10)]);
+    wait_for("two deliveries fail: the circuit opens", || {
+        let (_, body) = http_get(metrics_addr, "/metrics");
+        metric(&body, "synaptic_telemetry_alert_notifications_total{outcome=\"retried\",receiver=\"am\"}")
+            .filter(|r| *r >= 2.0)
+    });
+    let (status, ready) = http_get(metrics_addr, "/ready");
+    assert_eq!(status, 200, "a receiver's outage does not make the pipeline unready");
+    assert!(ready.contains("degraded: alert receiver am (circuit open"), "{ready}");
+    running.child_kill();
+    drop(stdin);
+
+    let (_am, am) = alertmanager_on(dir.path(), ALERTMANAGER, port);
+    let (running, stdin, _) = pipeline(dir.path(), &rules, &receivers);
+    let alerts = wait_for("ComponentDown{consensus} at Alertmanager after the restart", || {
+        active_alerts(am).filter(|a| !named(a, "ComponentDown").is_empty())
+    });
+    let down = named(&alerts, "ComponentDown");
+    assert_eq!(down.len(), 1, "{alerts:#?}");
+    assert_eq!(down[0]["labels"]["component"], "consensus");
+    assert_eq!(down[0]["labels"]["severity"], "critical");
+    drop(stdin);
+    let (code, _) = running.finish(Duration::from_secs(30));
+    assert_eq!(code, 0);
+}
+
 #[test]
 fn two_instances_firing_the_same_alert_make_one_alert_at_alertmanager() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use prometheus::{IntCounter, IntCounterVec, IntGaugeVec};
 
 use super::notify::{Policy, WARNING_RESPONSE};
-use super::receiver::ReceiverConfig;
+use super::receiver::{ReceiverConfig, ReceiverDelivery};
 use super::rule::{self, Rule};
 use super::service::AlertService;
 use crate::decode::yaml::Node;
@@ -26,7 +26,7 @@ pub struct AlertsConfig {
     /// Groups per rule; more are refused and counted.
     pub(crate) max_groups: usize,
     pub(crate) policy: Policy,
-    pub(crate) receivers: Vec<(String, ReceiverConfig)>,
+    pub(crate) receivers: Vec<(String, ReceiverConfig, ReceiverDelivery)>,
     /// Watch the rules and swap in valid changes while running.
     pub(crate) reload: bool,
     /// On shutdown, how long receivers may take to deliver what is left.
@@ -83,7 +83,7 @@ impl AlertsConfig {
     pub(crate) fn describe_receivers(&self) -> Vec<String> {
         self.receivers
             .iter()
-            .map(|(name, receiver)| format!("alerts ({name}): {}", receiver.describe()))
+            .map(|(name, receiver, _)| format!("alerts ({name}): {}", receiver.describe()))
             .collect()
     }
 }

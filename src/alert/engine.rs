@@ -25,8 +25,9 @@ use crate::route::Matcher;
 /// The label value of a group field an event does not carry.
 pub(crate) const MISSING_LABEL: &str = "unknown";
 
-/// One alert, as the notifier and the receivers see it.
-#[derive(Debug, Clone, PartialEq)]
+/// One alert, as the notifier and the receivers see it (and as a receiver's disk
+/// outbox keeps it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     pub rule: String,
     pub tier: Tier,
@@ -37,6 +38,8 @@ pub struct Alert {
     /// The group labels alone (inhibition compares these).
     pub group: Vec<(String, String)>,
     pub annotations: BTreeMap<String, String>,
+    /// JSON has no NaN: a value that is not a number is kept as `null`.
+    #[serde(with = "nan_as_null")]
     pub value: f64,
     /// When the alert started firing (Unix ms).
     pub(crate) starts_at_ms: i64,
@@ -548,5 +551,21 @@ fn feed_event(
                 }
             }
         }
+    }
+}
+
+/// `f64` to JSON and back with NaN (and the infinities) as `null`.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+        match value.is_finite() {
+            true => s.serialize_f64(*value),
+            false => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
     }
 }

@@ -41,7 +41,7 @@ impl Default for Policy {
 }
 
 /// One message to every receiver.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Notification {
     pub(crate) tier: Tier,
     /// The daily info digest (or its early flush at shutdown).

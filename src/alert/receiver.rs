@@ -18,13 +18,36 @@ use tokio::sync::mpsc;
 use super::alertmanager::{self, AlertmanagerClient};
 use super::engine::{format_value, Alert};
 use super::notify::Notification;
+use crate::breaker::{Breaker, BreakerConfig};
+use crate::buffer::disk::DiskQueue;
+use crate::buffer::{BufferConfig, BufferKind};
 use crate::decode::yaml::{Node, NodeKind};
 use crate::decode::{one_of, Diagnostics, MapReader};
-use crate::retry::Backoff;
 
-/// Backoff between retries: doubles from the first to the last.
-const BACKOFF_FIRST: Duration = Duration::from_millis(200);
-const BACKOFF_LAST: Duration = Duration::from_secs(30);
+/// How a receiver's notifications wait and are retried: in memory (the default)
+/// or in a disk outbox that survives a restart, behind a circuit breaker.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct ReceiverDelivery {
+    /// The disk outbox: its directory and size.
+    pub(crate) outbox: Option<(PathBuf, u64)>,
+    pub(crate) breaker: BreakerConfig,
+}
+
+impl ReceiverDelivery {
+    fn decode(map: &mut MapReader<'_>, owner: &str, cx: &mut Diagnostics) -> ReceiverDelivery {
+        let outbox = match map.node("buffer").and_then(|n| BufferConfig::decode(n, owner, cx)) {
+            // Alerts are never dropped and always synced: `when_full` and `fsync`
+            // do not apply to an outbox.
+            Some(BufferConfig { kind: BufferKind::Disk { path, max_bytes, .. }, .. }) => {
+                Some((path, max_bytes))
+            }
+            _ => None,
+        };
+        let breaker =
+            map.node("circuit_breaker").and_then(|n| BreakerConfig::decode(n, owner, cx)).unwrap_or_default();
+        ReceiverDelivery { outbox, breaker }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReceiverConfig {
@@ -48,7 +71,10 @@ pub enum ReceiverConfig {
 impl ReceiverConfig {
     /// The alerts step's `receivers` list: at least one, names unique (a receiver
     /// without a name is called `<type>_<position>`).
-    pub(crate) fn decode_list(node: &Node, cx: &mut Diagnostics) -> Vec<(String, ReceiverConfig)> {
+    pub(crate) fn decode_list(
+        node: &Node,
+        cx: &mut Diagnostics,
+    ) -> Vec<(String, ReceiverConfig, ReceiverDelivery)> {
         #[derive(Clone, Copy)]
         enum Kind {
             Alertmanager,
@@ -63,7 +89,7 @@ impl ReceiverConfig {
         if items.is_empty() {
             cx.error(node.pos, "receivers is empty: alerts would go nowhere (use `{type: log}` at least)");
         }
-        let mut out: Vec<(String, ReceiverConfig)> = Vec::new();
+        let mut out: Vec<(String, ReceiverConfig, ReceiverDelivery)> = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let what = format!("receiver {}", i + 1);
             let Some(mut map) = MapReader::new(item, &what, cx) else { continue };
@@ -103,13 +129,14 @@ impl ReceiverConfig {
                 Some(Kind::Log) => Some(ReceiverConfig::Log),
                 None => None,
             };
+            let delivery = ReceiverDelivery::decode(&mut map, &what, cx);
             map.finish(cx);
             let Some(config) = config else { continue };
             let name = name.unwrap_or_else(|| format!("{}_{}", config.kind(), i + 1));
-            if out.iter().any(|(n, _)| *n == name) {
+            if out.iter().any(|(n, _, _)| *n == name) {
                 cx.error(item.pos, format!("receiver name `{name}` is used twice"));
             }
-            out.push((name, config));
+            out.push((name, config, delivery));
         }
         out
     }
@@ -142,6 +169,8 @@ pub(crate) enum ReceiverError {
     Webhook { url: String, message: String },
     #[error("alert file `{path}`: {message}")]
     File { path: String, message: String },
+    #[error("{message}")]
+    Outbox { message: String },
 }
 
 /// Counters of one receiver.
@@ -149,6 +178,8 @@ pub(crate) enum ReceiverError {
 pub(crate) struct ReceiverCounters {
     pub(crate) sent: IntCounter,
     pub(crate) retries: IntCounter,
+    /// The circuit breaker's state (`receiver_circuit_state`).
+    pub(crate) circuit: prometheus::IntGauge,
 }
 
 /// The notification as JSON: the shape of Alertmanager's webhook payload plus the tier.
@@ -264,6 +295,10 @@ pub(crate) struct ReceiverTask {
     target: Target,
     rx: mpsc::UnboundedReceiver<Arc<Notification>>,
     outbox: Outbox,
+    /// The outbox on disk, when configured: every notification is written (and
+    /// synced) there before it is queued, and confirmed once the outbox is empty.
+    durable: Option<Arc<DiskQueue>>,
+    breaker: Breaker,
     counters: ReceiverCounters,
 }
 
@@ -271,6 +306,7 @@ impl ReceiverTask {
     pub(crate) fn new(
         name: &str,
         config: &ReceiverConfig,
+        delivery: &ReceiverDelivery,
         rx: mpsc::UnboundedReceiver<Arc<Notification>>,
         counters: ReceiverCounters,
     ) -> Result<Self, ReceiverError> {
@@ -292,16 +328,73 @@ impl ReceiverTask {
             ReceiverConfig::File { path } => Target::File { path: path.clone() },
             ReceiverConfig::Log => Target::Log,
         };
-        let outbox = match target {
+        let mut outbox = match target {
             Target::Alertmanager { .. } => Outbox::Latest(BTreeMap::new()),
             _ => Outbox::Queue(VecDeque::new()),
         };
-        Ok(ReceiverTask { name: name.to_string(), target, rx, outbox, counters })
+        let durable = match &delivery.outbox {
+            Some((path, max_bytes)) => {
+                let queue = DiskQueue::open(path, *max_bytes)
+                    .map_err(|e| ReceiverError::Outbox { message: e.to_string() })?;
+                let restored = restore(&queue, &mut outbox, name)?;
+                if restored > 0 {
+                    tracing::info!(receiver = %name, notifications = restored, "notifications queued before the restart will be delivered");
+                }
+                Some(Arc::new(queue))
+            }
+            None => None,
+        };
+        let breaker = Breaker::new(name, delivery.breaker.clone(), counters.circuit.clone());
+        Ok(ReceiverTask { name: name.to_string(), target, rx, outbox, durable, breaker, counters })
+    }
+
+    /// Queues a notification; with a disk outbox, once it is written and synced.
+    async fn accept(&mut self, n: Arc<Notification>) {
+        if let Some(queue) = &self.durable {
+            let queue = queue.clone();
+            let record = serde_json::to_vec(&*n).unwrap_or_default();
+            let stored = tokio::task::spawn_blocking(move || match queue.append(&record)? {
+                crate::buffer::disk::Appended::Written => queue.sync().map(|()| true),
+                crate::buffer::disk::Appended::Full => Ok(false),
+            })
+            .await;
+            match stored {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    tracing::error!(receiver = %self.name, "the disk outbox is full; this notification is queued in memory only")
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(receiver = %self.name, error = %e, "cannot write the disk outbox; this notification is queued in memory only")
+                }
+                Err(e) => tracing::error!(receiver = %self.name, error = %e, "disk outbox task failed"),
+            }
+        }
+        self.outbox.push(n);
+    }
+
+    /// Everything in the outbox was delivered: the disk outbox is confirmed up to
+    /// its last record (a crash before this delivers some again, never none).
+    async fn confirm_delivered(&self) {
+        let Some(queue) = &self.durable else { return };
+        let queue = queue.clone();
+        let confirmed = tokio::task::spawn_blocking(move || {
+            let mut last = None;
+            while let (Some(record), _) = queue.next()? {
+                last = Some(record.seq);
+            }
+            match last {
+                Some(seq) => queue.delivered(seq),
+                None => Ok(()),
+            }
+        })
+        .await;
+        if !matches!(confirmed, Ok(Ok(()))) {
+            tracing::warn!(receiver = %self.name, "cannot confirm the disk outbox; its notifications may be sent again after a restart");
+        }
     }
 
     /// Delivers until the sender side closes and the outbox is empty.
     pub(crate) async fn run(mut self) {
-        let mut backoff = Backoff::new(BACKOFF_FIRST, BACKOFF_LAST);
         let resend = match &self.target {
             Target::Alertmanager { resend_interval, .. } => Some(*resend_interval),
             _ => None,
@@ -312,15 +405,18 @@ impl ReceiverTask {
         let mut closed = false;
         loop {
             if !self.outbox.is_empty() {
+                self.breaker.before_attempt();
                 match self.deliver_next().await {
                     Ok(()) => {
                         self.counters.sent.inc();
-                        backoff.reset();
+                        self.breaker.success();
+                        if self.outbox.is_empty() {
+                            self.confirm_delivered().await;
+                        }
                     }
                     Err(e) => {
                         self.counters.retries.inc();
-                        let wait = backoff.after_failure();
-                        tracing::warn!(receiver = %self.name, error = %e, retry_in = ?wait, queued = self.outbox.len(), "alert notification not delivered; will retry");
+                        let wait = self.breaker.failure(&format!("{e} ({} queued)", self.outbox.len()));
                         // Keep taking new notifications while waiting, so none is lost.
                         let wait = tokio::time::sleep(wait);
                         tokio::pin!(wait);
@@ -328,7 +424,7 @@ impl ReceiverTask {
                             tokio::select! {
                                 _ = &mut wait => break,
                                 n = self.rx.recv(), if !closed => match n {
-                                    Some(n) => self.outbox.push(n),
+                                    Some(n) => self.accept(n).await,
                                     None => closed = true,
                                 },
                             }
@@ -342,7 +438,7 @@ impl ReceiverTask {
             }
             tokio::select! {
                 n = self.rx.recv() => match n {
-                    Some(n) => self.outbox.push(n),
+                    Some(n) => self.accept(n).await,
                     None => closed = true,
                 },
                 _ = resend_timer.tick(), if resend.is_some() => self.resend().await,
@@ -435,6 +531,28 @@ impl ReceiverTask {
         if let Err(e) = client.post(&alerts).await {
             self.counters.retries.inc();
             tracing::warn!(receiver = %self.name, error = %e, "re-posting firing alerts failed; will retry on the next interval");
+        }
+    }
+}
+
+/// Reads a disk outbox back into `outbox` (without confirming anything); how
+/// many notifications it held.
+fn restore(queue: &DiskQueue, outbox: &mut Outbox, name: &str) -> Result<usize, ReceiverError> {
+    let mut restored = 0;
+    loop {
+        let (record, losses) = queue.next().map_err(|e| ReceiverError::Outbox { message: e.to_string() })?;
+        for (damage, n) in losses.0 {
+            tracing::error!(receiver = %name, reason = damage.label(), records = n, "skipped damaged records in the disk outbox");
+        }
+        let Some(record) = record else { return Ok(restored) };
+        match serde_json::from_slice::<Notification>(&record.payload) {
+            Ok(n) => {
+                outbox.push(Arc::new(n));
+                restored += 1;
+            }
+            Err(e) => {
+                tracing::error!(receiver = %name, error = %e, "skipped an unreadable notification in the disk outbox")
+            }
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::fields::{decode_conditions, field_ref, Condition, FieldRef};
 use crate::files::read_document;
 use crate::route::{decode_match, MatchConfig};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Tier {
     Critical,
     Warning,

@@ -58,13 +58,20 @@ impl AlertService {
         let engine = Arc::new(Mutex::new(engine));
         let mut senders = Vec::new();
         let mut receivers = Vec::new();
-        for (name, receiver) in &config.receivers {
+        for (name, receiver, delivery) in &config.receivers {
             let (tx, rx) = mpsc::unbounded_channel();
             let counters = ReceiverCounters {
                 sent: metrics.notifications.with_label_values(&[name, "sent"]),
                 retries: metrics.notifications.with_label_values(&[name, "retried"]),
+                circuit: telemetry
+                    .gauge_vec(
+                        "receiver_circuit_state",
+                        "Circuit breaker state by alert receiver: 0 closed, 1 open, 2 half-open",
+                        &["receiver"],
+                    )
+                    .with_label_values(&[name]),
             };
-            let task = ReceiverTask::new(name, receiver, rx, counters)
+            let task = ReceiverTask::new(name, receiver, delivery, rx, counters)
                 .with_context(|| format!("starting alert receiver `{name}`"))?;
             receivers.push(tokio::spawn(task.run()));
             senders.push(tx);

@@ -94,8 +94,11 @@ struct State {
     next_seq: u64,
     /// Bytes in every segment on disk.
     total: u64,
-    /// The reader's offset in the first segment.
+    /// The segment the reader is in, and its offset there.
+    read_index: usize,
     read_offset: u64,
+    /// Every record below this sequence number was delivered.
+    delivered_upto: u64,
     /// The sequence number the reader expects next; `None` until the first record
     /// when the delivered pointer could not be read.
     expected: Option<u64>,
@@ -177,7 +180,9 @@ impl DiskQueue {
             writer: None,
             next_seq,
             total,
+            read_index: 0,
             read_offset: 0,
+            delivered_upto: delivered.unwrap_or(0),
             expected: delivered,
             damage: None,
             records: 0,
@@ -285,30 +290,25 @@ impl DiskQueue {
     }
 
     /// The next record to deliver, and the damage skipped to reach it; `None` when
-    /// the reader has caught up. Must not be called again before the record it
-    /// returned is confirmed with [`Self::delivered`] (a sink delivers in order).
+    /// the reader has caught up. Records are read in order; a segment is removed
+    /// once every record in it is confirmed with [`Self::delivered`].
     pub(crate) fn next(&self) -> Result<(Option<Record>, Losses), DiskError> {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let mut losses = Losses::default();
         let max_record = self.max_bytes.max(1 << 20);
-        while let Some(front) = state.segments.front() {
-            if state.read_offset >= front.len {
-                let writing = state.segments.len() == 1 && state.writer.is_some();
-                if writing {
+        while let Some(segment) = state.segments.get(state.read_index) {
+            if state.read_offset >= segment.len {
+                if state.read_index + 1 >= state.segments.len() {
+                    // The last segment, read to its end: caught up.
                     break;
                 }
-                // Sealed and read to the end, and every record read was delivered
-                // before this call: reclaim it.
-                let done = state.segments.pop_front().map(|s| (s.path, s.len));
-                if let Some((path, len)) = done {
-                    state.total -= len;
-                    state.read_offset = 0;
-                    std::fs::remove_file(&path).map_err(self.io("removing a delivered segment"))?;
-                }
+                state.read_index += 1;
+                state.read_offset = 0;
                 continue;
             }
             let offset = state.read_offset;
-            match read_record(&front.file, offset, front.len, max_record).map_err(self.io("reading"))? {
+            match read_record(&segment.file, offset, segment.len, max_record).map_err(self.io("reading"))? {
                 Ok((seq, payload)) => {
                     state.read_offset = offset + HEADER + payload.len() as u64;
                     let expected = state.expected.unwrap_or(seq);
@@ -327,9 +327,9 @@ impl DiskQueue {
                     return Ok((Some(Record { seq, payload }), losses));
                 }
                 Err(damage) => {
-                    let resume = find_next_header(&front.file, offset + 1, front.len, max_record)
+                    let resume = find_next_header(&segment.file, offset + 1, segment.len, max_record)
                         .map_err(self.io("reading"))?;
-                    state.read_offset = resume.unwrap_or(front.len);
+                    state.read_offset = resume.unwrap_or(segment.len);
                     // A record that runs past the end with a valid one after it
                     // was not cut short: its length is damaged.
                     let damage = if resume.is_some() { Damage::Corrupt } else { damage };
@@ -346,14 +346,39 @@ impl DiskQueue {
         Ok((None, losses))
     }
 
-    /// Confirms that the record `seq` was delivered: it will not be read again,
-    /// even after a restart (within the pointer's at-least-once window).
+    /// Confirms that every record up to `seq` was delivered: none will be read
+    /// again, even after a restart (within the pointer's at-least-once window),
+    /// and segments holding only delivered records are removed.
     pub(crate) fn delivered(&self, seq: u64) -> Result<(), DiskError> {
         let next = seq + 1;
         let mut bytes = [0u8; 12];
         bytes[..8].copy_from_slice(&next.to_le_bytes());
         bytes[8..].copy_from_slice(&crc32fast::hash(&next.to_le_bytes()).to_le_bytes());
-        self.pointer.write_all_at(&bytes, 0).map_err(self.io("writing the delivered pointer"))
+        self.pointer.write_all_at(&bytes, 0).map_err(self.io("writing the delivered pointer"))?;
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        state.delivered_upto = state.delivered_upto.max(next);
+        // A segment is done when the reader has left it (or read it to the end
+        // and no more will be written to it) and every record in it — all below
+        // the next segment's first sequence number — was delivered.
+        while let Some(front) = state.segments.front() {
+            let last = state.segments.len() == 1;
+            let reader_done =
+                state.read_index > 0 || (state.read_offset >= front.len && state.writer.is_none());
+            let bound = state.segments.get(1).map_or(state.next_seq, |s| s.first_seq);
+            if !reader_done || bound > state.delivered_upto || (last && state.writer.is_some()) {
+                break;
+            }
+            let Some(done) = state.segments.pop_front() else { break };
+            state.total -= done.len;
+            if state.read_index > 0 {
+                state.read_index -= 1;
+            } else {
+                state.read_offset = 0;
+            }
+            std::fs::remove_file(&done.path).map_err(self.io("removing a delivered segment"))?;
+        }
+        Ok(())
     }
 
     /// Records appended since this process opened the buffer.

@@ -232,3 +232,20 @@ fn a_segment_of_garbage_opens_and_counts() {
     assert_eq!(seen, vec![0]);
     assert_eq!(lost, vec![(Damage::Corrupt, 1)]);
 }
+
+#[test]
+fn reading_ahead_without_confirming_removes_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    {
+        let q = DiskQueue::open(dir.path(), 1 << 20).expect("open");
+        for i in 0..9 {
+            q.append(&payload(i, 40 * 1024)).expect("append");
+        }
+        // An outbox reads everything at start and confirms only once delivered.
+        while q.next().expect("read").0.is_some() {}
+        assert_eq!(segments(dir.path()).len(), 3, "nothing confirmed, nothing removed");
+    }
+    let q = DiskQueue::open(dir.path(), 1 << 20).expect("reopen");
+    assert_eq!(drain(&q), ((0..9).collect(), vec![]));
+    assert!(segments(dir.path()).is_empty(), "all delivered: every sealed segment removed");
+}
