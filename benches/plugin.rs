@@ -45,6 +45,7 @@ fn main() {
         config: serde_json::Map::new(),
         on_error: OnError::DeadLetter,
         deadline: Duration::from_secs(1),
+        deadline_per_event: Duration::ZERO,
         memory: 64 << 20,
         allow: Default::default(),
     };

@@ -68,6 +68,7 @@ fn main() {
             config,
             on_error: OnError::DeadLetter,
             deadline: Duration::from_secs(5),
+            deadline_per_event: Duration::ZERO,
             memory: 64 << 20,
             allow: Default::default(),
         };

@@ -212,7 +212,8 @@ fn assert_all_dead_lettered(dead: &[Value], input: &[String], reason: &str) {
 #[test]
 fn an_endless_loop_is_stopped_by_the_deadline_and_the_pipeline_goes_on() {
     let started = Instant::now();
-    let (code, summary, out, dead, input) = run_faulty("loop", "dead_letter", ", deadline: 100ms");
+    let (code, summary, out, dead, input) =
+        run_faulty("loop", "dead_letter", ", deadline: 100ms, deadline_per_event: 0s");
     assert_eq!(code, 0, "summary: {summary}");
     assert_eq!(summary["acknowledged"], 2_000);
     assert!(out.is_empty());

@@ -32,6 +32,7 @@ fn instance(path: &Path, config: &str) -> Box<dyn Instance> {
         plugin: name.clone(),
         init_config: config.to_string(),
         deadline: Duration::from_secs(30),
+        deadline_per_event: Duration::ZERO,
         memory: 64 << 20,
         grants: Grants::default(),
         metrics: PluginMetrics::register(&Telemetry::new(), &name),

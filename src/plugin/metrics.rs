@@ -52,6 +52,8 @@ pub struct PluginMetrics {
     info: IntGaugeVec,
     guest_counters: IntCounterVec,
     pub(crate) guest_logs_dropped: IntCounter,
+    /// Batch time as a share of the batch's deadline (1 = at the deadline).
+    pub(crate) deadline_used: Histogram,
 }
 
 impl PluginMetrics {
@@ -86,7 +88,16 @@ impl PluginMetrics {
             &["plugin"],
         );
         let verdict = |v: &str| events.with_label_values(&[plugin, v]);
+        let deadline_used = telemetry
+            .histogram_vec(
+                "plugin_batch_deadline_ratio",
+                "Time a plugin took for one batch as a share of that batch's deadline (1 = timed out)",
+                &[0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0],
+                &["plugin"],
+            )
+            .with_label_values(&[plugin]);
         PluginMetrics {
+            deadline_used,
             plugin: plugin.to_string(),
             events_in: verdict("in"),
             kept: verdict("kept"),

@@ -100,6 +100,7 @@ impl PluginHost {
             plugin: name.to_string(),
             init_config: serde_json::Value::Object(config.config.clone()).to_string(),
             deadline: config.deadline,
+            deadline_per_event: config.deadline_per_event,
             memory: config.memory,
             grants: config.allow.clone(),
             metrics: metrics.clone(),

@@ -318,14 +318,32 @@ struct RhaiInstance {
 impl Instance for RhaiInstance {
     fn process(&mut self, batch: &mut BatchBuffer) -> Result<VerdictList, PluginError> {
         let code = &self.code;
-        code.arm_deadline(code.settings.deadline);
         let events = events(&batch.data, &batch.offsets).map_err(|e| PluginError::Contract(e.0))?;
+        let deadline = code.settings.batch_deadline(events.len());
+        code.arm_deadline(deadline);
+        let started = std::time::Instant::now();
+        let result = self.process_events(events, deadline).map_err(|e| match e {
+            PluginError::Timeout(_) => PluginError::Timeout(deadline),
+            other => other,
+        });
+        self.code
+            .settings
+            .metrics
+            .deadline_used
+            .observe(started.elapsed().as_secs_f64() / deadline.as_secs_f64());
+        result
+    }
+}
+
+impl RhaiInstance {
+    fn process_events(&mut self, events: Vec<&[u8]>, deadline: Duration) -> Result<VerdictList, PluginError> {
+        let code = &self.code;
         let mut list = VerdictList::with_capacity(events.len());
         for (i, raw) in events.into_iter().enumerate() {
             // Calls shorter than the engine's check interval never look at the clock:
             // the batch's deadline is also checked between events.
             if i % 64 == 63 && code.past_deadline() {
-                return Err(PluginError::Timeout(code.settings.deadline));
+                return Err(PluginError::Timeout(deadline));
             }
             // Straight from the bytes to Rhai's values: no intermediate document.
             let event = rhai_json::from_json(raw)
@@ -387,6 +405,7 @@ mod tests {
             plugin: "script".into(),
             init_config: config.to_string(),
             deadline: Duration::from_secs(5),
+            deadline_per_event: Duration::ZERO,
             memory: 64 << 20,
             grants: Grants::default(),
             metrics: crate::plugin::PluginMetrics::register(&Telemetry::new(), "script"),

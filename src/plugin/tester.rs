@@ -75,6 +75,8 @@ pub fn run(options: &TestOptions, out: &mut dyn Write) -> anyhow::Result<TestRep
         plugin: name.clone(),
         init_config: Value::Object(options.config.clone()).to_string(),
         deadline: options.deadline,
+        // `--deadline` is the whole batch's.
+        deadline_per_event: std::time::Duration::ZERO,
         memory: options.memory,
         grants: Grants::default(),
         metrics: super::PluginMetrics::register(&telemetry, &name),

@@ -120,10 +120,21 @@ pub struct InstanceSettings {
     pub plugin: String,
     /// The step's `config` map as JSON, for `init`.
     pub init_config: String,
+    /// The deadline of a batch is `deadline` plus `deadline_per_event` for each
+    /// of its events: a throttled CPU slows every event alike, and a split batch
+    /// gets a deadline its size deserves.
     pub deadline: Duration,
+    pub deadline_per_event: Duration,
     pub memory: u64,
     pub grants: Grants,
     pub metrics: PluginMetrics,
+}
+
+impl InstanceSettings {
+    /// The deadline of a batch of `events` events.
+    pub fn batch_deadline(&self, events: usize) -> Duration {
+        self.deadline.saturating_add(self.deadline_per_event.saturating_mul(events as u32))
+    }
 }
 
 /// A compiled component, pre-linked.
@@ -145,11 +156,12 @@ impl Code for WasmCode {
         store.limiter(|state| &mut state.memory);
         store.epoch_deadline_trap();
         // `init` may build tables: it gets ten batch deadlines, at least a second.
-        store.set_epoch_deadline(ticks(settings.deadline.saturating_mul(10).max(Duration::from_secs(1))));
+        let init_deadline = settings.deadline.saturating_mul(10).max(Duration::from_secs(1));
+        store.set_epoch_deadline(ticks(init_deadline));
         let bindings = match self.pre.instantiate(&mut store) {
             Ok(bindings) => bindings,
             Err(e) => {
-                return Err(match classify(e, settings, store.data()) {
+                return Err(match classify(e, init_deadline, store.data()) {
                     PluginError::Trap(message) => PluginError::Instantiate(message),
                     other => other,
                 })
@@ -158,7 +170,7 @@ impl Code for WasmCode {
         match bindings.call_init(&mut store, &settings.init_config) {
             Ok(Ok(())) => {}
             Ok(Err(message)) => return Err(PluginError::Init(message)),
-            Err(e) => return Err(classify(e, settings, store.data())),
+            Err(e) => return Err(classify(e, init_deadline, store.data())),
         }
         Ok(Box::new(WasmInstance { store, bindings, settings: settings.clone() }))
     }
@@ -172,11 +184,14 @@ struct WasmInstance {
 
 impl Instance for WasmInstance {
     fn process(&mut self, batch: &mut BatchBuffer) -> Result<VerdictList, PluginError> {
-        self.store.set_epoch_deadline(ticks(self.settings.deadline));
+        let deadline = self.settings.batch_deadline(batch.offsets.len().saturating_sub(1));
+        self.store.set_epoch_deadline(ticks(deadline));
+        let started = std::time::Instant::now();
         // The buffers move into the call and back out: no copy on the host side.
         let wire =
             Batch { data: std::mem::take(&mut batch.data), offsets: std::mem::take(&mut batch.offsets) };
         let result = self.bindings.call_process(&mut self.store, &wire);
+        self.settings.metrics.deadline_used.observe(started.elapsed().as_secs_f64() / deadline.as_secs_f64());
         batch.data = wire.data;
         batch.offsets = wire.offsets;
         match result {
@@ -186,7 +201,7 @@ impl Instance for WasmInstance {
                 replacement_ends: v.replacement_ends,
             }),
             Ok(Err(message)) => Err(PluginError::Guest(message)),
-            Err(e) => Err(classify(e, &self.settings, self.store.data())),
+            Err(e) => Err(classify(e, deadline, self.store.data())),
         }
     }
 }
@@ -234,10 +249,10 @@ fn ticks(deadline: Duration) -> u64 {
 /// Names a failed guest call: deadline, memory cap (as the store's limiter saw
 /// it), or another trap, with the last line the guest wrote to stderr (a Rust
 /// panic message lands there).
-fn classify(error: wasmtime::Error, settings: &InstanceSettings, state: &HostState) -> PluginError {
+fn classify(error: wasmtime::Error, deadline: Duration, state: &HostState) -> PluginError {
     let trap = error.downcast_ref::<Trap>().copied();
     if trap == Some(Trap::Interrupt) {
-        return PluginError::Timeout(settings.deadline);
+        return PluginError::Timeout(deadline);
     }
     if let Some(MemoryCapReached { limit }) = state.memory.reached {
         return PluginError::MemoryLimit(limit as u64);
