@@ -17,32 +17,7 @@ use common::{
 };
 use serde_json::{json, Value};
 
-const RULES: &str = r#"
-rules:
-  - name: ComponentDown
-    tier: critical
-    description: "reads test.probe (down)"
-    match: { event_type: test.probe }
-    group_by: [component]
-    condition:
-      threshold: { field: data.down, above: 0 }
-    annotations:
-      summary: "{{ component }} is down"
-  - name: Slow
-    tier: warning
-    description: "reads test.probe (latency_ms)"
-    match: { event_type: test.probe }
-    group_by: [component]
-    condition:
-      threshold: { field: data.latency_ms, above: 100 }
-    annotations:
-      summary: "{{ component }} answers in {{ value }} ms"
-"#;
-
-/// Alertmanager groups by alert name, so the group of `Slow` is readable.
-const ALERTMANAGER: &str =
-    "route: {receiver: none, group_by: [alertname], group_wait: 1s, group_interval: 1s}\n\
-                            receivers: [{name: none}]\n";
+use common::{PROBE_ALERTMANAGER as ALERTMANAGER, PROBE_RULES as RULES};
 
 fn probe(component: &str, down: u8, latency_ms: u32) -> Value {
     json!({

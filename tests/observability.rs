@@ -414,45 +414,8 @@ fn text_of(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> 
 
 #[test]
 fn influxdb_receives_every_event_as_a_point() {
-    let influxd = require("influxd");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (http_port, rpc_port) = (free_port(), free_port());
-    let root = dir.path().join("influx");
-    std::fs::write(
-        dir.path().join("influxdb.conf"),
-        format!(
-            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc_port}\"\n\
-             [meta]\n  dir = \"{root}/meta\"\n\
-             [data]\n  dir = \"{root}/data\"\n  wal-dir = \"{root}/wal\"\n  query-log-enabled = false\n\
-             [http]\n  bind-address = \"127.0.0.1:{http_port}\"\n  log-enabled = false\n\
-             [monitor]\n  store-enabled = false\n",
-            root = root.display()
-        ),
-    )
-    .expect("influx config");
-    let _influx = Service(
-        Command::new(influxd)
-            .arg("-config")
-            .arg(dir.path().join("influxdb.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("influxd starts"),
-    );
-    let influx: SocketAddr = format!("127.0.0.1:{http_port}").parse().expect("addr");
-    wait_until("InfluxDB answers", Duration::from_secs(30), || {
-        std::panic::catch_unwind(|| http_get(influx, "/ping")).ok().filter(|(s, _)| *s == 204)
-    });
-    let create = std::process::Command::new("curl")
-        .args([
-            "-sf",
-            "-XPOST",
-            &format!("http://{influx}/query"),
-            "--data-urlencode",
-            "q=CREATE DATABASE codex_metrics",
-        ])
-        .status();
-    assert!(create.is_ok_and(|s| s.success()), "database created");
+    let (_influx, influx) = common::influxdb(dir.path());
 
     let (input, events) = generate(dir.path(), 5_000, 9);
     let config = write_config(
@@ -482,26 +445,8 @@ fn influxdb_receives_every_event_as_a_point() {
         *per_type.entry(event_type).or_default() += 1;
     }
     for (event_type, count) in &per_type {
-        // count(*) counts per field; within one series (one tag set) the largest
-        // is its number of points: events of one component share their fields.
-        let answer =
-            query(&format!("SELECT count(*) FROM \"{event_type}\" GROUP BY *")).expect("query answered");
-        let series = answer["results"][0]["series"].as_array().cloned().unwrap_or_default();
-        let points: u64 = series
-            .iter()
-            .map(|s| {
-                let columns = s["columns"].as_array().cloned().unwrap_or_default();
-                let values = s["values"][0].as_array().cloned().unwrap_or_default();
-                columns
-                    .iter()
-                    .zip(&values)
-                    .filter(|(c, _)| c.as_str() != Some("time"))
-                    .filter_map(|(_, v)| v.as_u64())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .sum();
-        assert_eq!(points, *count as u64, "{event_type}: {answer}");
+        let points = common::influx_points(influx, event_type);
+        assert_eq!(points, *count as u64, "{event_type}");
     }
     let syncs: Vec<&Value> = of_type(&events, &["memory.bridge.sync"]).collect();
     let total: f64 = syncs.iter().filter_map(|e| data(e, "sync_duration_ms").and_then(Value::as_f64)).sum();

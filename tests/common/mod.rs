@@ -250,3 +250,121 @@ pub fn get_json(addr: SocketAddr, path_and_query: &str) -> Option<serde_json::Va
 pub fn active_alerts(addr: SocketAddr) -> Option<Vec<serde_json::Value>> {
     get_json(addr, "/api/v2/alerts?active=true")?.as_array().cloned()
 }
+
+/// A real InfluxDB 1.x (Debian's influxdb) on loopback ports, its data under
+/// `dir/influx`, with the `codex_metrics` database created. Stopping it (drop)
+/// and calling this again with the same `dir` and `ports` brings the same data
+/// back on the same address.
+pub fn influxdb_on(dir: &Path, ports: (u16, u16)) -> (Service, SocketAddr) {
+    let influxd = ["/usr/bin/influxd", "/usr/sbin/influxd"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .expect("`influxd` is not installed: tests/run.sh installs it (Debian package influxdb)");
+    let (http_port, rpc_port) = ports;
+    let root = dir.join("influx");
+    let config = dir.join("influxdb.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc_port}\"\n\
+             [meta]\n  dir = \"{root}/meta\"\n\
+             [data]\n  dir = \"{root}/data\"\n  wal-dir = \"{root}/wal\"\n  query-log-enabled = false\n\
+             [http]\n  bind-address = \"127.0.0.1:{http_port}\"\n  log-enabled = false\n\
+             [monitor]\n  store-enabled = false\n",
+            root = root.display()
+        ),
+    )
+    .expect("influx config");
+    let service = Service(
+        Command::new(influxd)
+            .arg("-config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("influxd starts"),
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{http_port}").parse().expect("addr");
+    wait_for("InfluxDB answers", || {
+        std::panic::catch_unwind(|| http_get(addr, "/ping")).ok().filter(|(s, _)| *s == 204)
+    });
+    let create = Command::new("curl")
+        .args([
+            "-sf",
+            "-XPOST",
+            &format!("http://{addr}/query"),
+            "--data-urlencode",
+            "q=CREATE DATABASE codex_metrics",
+        ])
+        .stdout(Stdio::null())
+        .status();
+    assert!(create.is_ok_and(|s| s.success()), "database created");
+    (service, addr)
+}
+
+/// [`influxdb_on`] on two free ports.
+pub fn influxdb(dir: &Path) -> (Service, SocketAddr) {
+    influxdb_on(dir, (free_port(), free_port()))
+}
+
+/// How many points InfluxDB holds for `event_type` (its measurement).
+pub fn influx_points(influx: SocketAddr, event_type: &str) -> u64 {
+    let q = format!("SELECT count(*) FROM \"{event_type}\" GROUP BY *");
+    let encoded: String = q
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let Some(answer) = get_json(influx, &format!("/query?db=codex_metrics&epoch=ms&q={encoded}")) else {
+        return 0;
+    };
+    // count(*) counts per field; within one series (one tag set) the largest is
+    // its number of points: events of one component share their fields.
+    let series = answer["results"][0]["series"].as_array().cloned().unwrap_or_default();
+    series
+        .iter()
+        .map(|s| {
+            let columns = s["columns"].as_array().cloned().unwrap_or_default();
+            let values = s["values"][0].as_array().cloned().unwrap_or_default();
+            columns
+                .iter()
+                .zip(&values)
+                .filter(|(c, _)| c.as_str() != Some("time"))
+                .filter_map(|(_, v)| v.as_u64())
+                .max()
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// Rules over `test.probe` events (`data.down`, `data.latency_ms`): a critical
+/// and a warning per component.
+pub const PROBE_RULES: &str = r#"
+rules:
+  - name: ComponentDown
+    tier: critical
+    description: "reads test.probe (down)"
+    match: { event_type: test.probe }
+    group_by: [component]
+    condition:
+      threshold: { field: data.down, above: 0 }
+    annotations:
+      summary: "{{ component }} is down"
+  - name: Slow
+    tier: warning
+    description: "reads test.probe (latency_ms)"
+    match: { event_type: test.probe }
+    group_by: [component]
+    condition:
+      threshold: { field: data.latency_ms, above: 100 }
+    annotations:
+      summary: "{{ component }} answers in {{ value }} ms"
+"#;
+
+/// Alertmanager groups by alert name, so the group of `Slow` is readable.
+pub const PROBE_ALERTMANAGER: &str =
+    "route: {receiver: none, group_by: [alertname], group_wait: 1s, group_interval: 1s}\n\
+                            receivers: [{name: none}]\n";
