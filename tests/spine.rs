@@ -467,7 +467,7 @@ fn a_sink_that_cannot_write_is_never_reported_done() {
             "source: {{type: generator, rate: 2000, seed: 1}}\n\
              limits: {{drain_timeout: 1s, max_in_flight_batches: 2}}\n\
              batch: {{max_events: 100, linger: 10ms}}\n\
-             sinks: [{{name: full, type: file, path: /dev/full}}]\n\
+             sinks: [{{name: full, type: file, path: /dev/full, buffer: {{type: memory, max_events: 100}}}}]\n\
              dead_letter: {{type: file, path: {}}}\n\
              server: {{listen: \"127.0.0.1:0\"}}\n",
             dir.path().join("dead.jsonl").display()
@@ -477,12 +477,14 @@ fn a_sink_that_cannot_write_is_never_reported_done() {
     cmd.args(["run", "--config"]).arg(&config);
     let mut running = Running::spawn(cmd);
     let addr = running.wait_for_address(Duration::from_secs(30));
-    running.wait_for_line("sink write failed", Duration::from_secs(10));
-    // Backpressure: with two batches in flight and none acknowledged, the source stops.
+    running.wait_for_line("write failed", Duration::from_secs(10));
+    // Backpressure: the sink holds the batch it writes and a full buffer (100
+    // events); two batches in flight wait to be taken in; the source stops with
+    // at most one open batch.
     std::thread::sleep(Duration::from_millis(500));
     let (_, body) = http_get(addr, "/metrics");
     let read = metric(&body, "synaptic_telemetry_source_events_total").unwrap_or(-1.0);
-    assert!(read <= 300.0, "source bounded by in-flight batches, read {read}");
+    assert!(read <= 500.0, "source bounded by the buffer and the batches in flight, read {read}");
     running.signal("TERM");
     let (code, summary) = running.finish(Duration::from_secs(30));
     assert_ne!(code, 0, "a run with unacknowledged events must not exit 0");

@@ -55,15 +55,22 @@ impl<T> MemoryQueue<T> {
         Ok(())
     }
 
-    /// Adds an item, waiting for room.
-    pub(crate) async fn push(&self, mut item: T, events: u64, bytes: u64) {
+    /// Whether an item of this size would be taken now.
+    pub(crate) fn fits(&self, events: u64, bytes: u64) -> bool {
+        let state = self.lock();
+        state.items.is_empty()
+            || (state.events + events <= self.max_events && state.bytes + bytes <= self.max_bytes)
+    }
+
+    /// Waits until an item of this size would be taken. With one producer, the
+    /// push that follows succeeds.
+    pub(crate) async fn wait_for_room(&self, events: u64, bytes: u64) {
         loop {
             let room = self.taken.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            match self.try_push(item, events, bytes) {
-                Ok(()) => return,
-                Err(back) => item = back,
+            if self.fits(events, bytes) {
+                return;
             }
             room.await;
         }
@@ -131,11 +138,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn push_waits_for_room() {
+    async fn waiting_for_room_ends_when_an_item_is_taken() {
         let q = std::sync::Arc::new(MemoryQueue::new(1, 100));
-        q.push(1, 1, 1).await;
+        assert!(q.try_push(1, 1, 1).is_ok());
         let q2 = q.clone();
-        let waiting = tokio::spawn(async move { q2.push(2, 1, 1).await });
+        let waiting = tokio::spawn(async move {
+            q2.wait_for_room(1, 1).await;
+            q2.try_push(2, 1, 1).is_ok()
+        });
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!waiting.is_finished(), "the push waits while the queue is full");
         assert_eq!(q.pop().await, Some(1));

@@ -153,12 +153,17 @@ pub(crate) struct BufferMetrics {
     pub(crate) events: IntGauge,
     pub(crate) bytes: IntGauge,
     pub(crate) dropped: IntCounter,
+    /// How full the buffer is, in percent of its tighter limit (what the
+    /// `degrade` step watches).
+    fill: IntGauge,
+    limits: (u64, u64),
     lost: IntCounterVec,
     owner: String,
 }
 
 impl BufferMetrics {
-    pub(crate) fn register(telemetry: &Telemetry, owner: &str) -> Self {
+    /// `config` gives the limits the fill is measured against.
+    pub(crate) fn register(telemetry: &Telemetry, owner: &str, config: &BufferConfig) -> Self {
         let gauge =
             |name: &str, help: &str| telemetry.gauge_vec(name, help, &["sink"]).with_label_values(&[owner]);
         let lost = telemetry.counter_vec(
@@ -180,9 +185,24 @@ impl BufferMetrics {
                     &["sink"],
                 )
                 .with_label_values(&[owner]),
+            fill: gauge("buffer_fill_percent", "How full the buffer is, in percent of its limit"),
+            limits: match &config.kind {
+                BufferKind::Memory { max_events, max_bytes } => (*max_events, *max_bytes),
+                BufferKind::Disk { max_bytes, .. } => (u64::MAX, *max_bytes),
+            },
             lost,
             owner: owner.to_string(),
         }
+    }
+
+    /// Sets the gauges from what the buffer holds.
+    pub(crate) fn set_size(&self, records: u64, events: u64, bytes: u64) {
+        self.records.set(records as i64);
+        self.events.set(events as i64);
+        self.bytes.set(bytes as i64);
+        let (max_events, max_bytes) = self.limits;
+        let share = (events as f64 / max_events as f64).max(bytes as f64 / max_bytes.max(1) as f64);
+        self.fill.set((share * 100.0).round().min(100.0) as i64);
     }
 
     pub(crate) fn count_losses(&self, losses: &disk::Losses) {

@@ -9,7 +9,9 @@ use crate::decode::yaml::Node;
 use crate::decode::{check_unique_name, list_items, one_of, Diagnostics, MapReader};
 use crate::metrics::MetricsStepConfig;
 use crate::plugin::{PluginHostConfig, PluginStepConfig};
-use crate::step::{BuildContext, DropStepConfig, RunningStep, TagStepConfig, TracesConfig};
+use crate::step::{
+    BuildContext, DegradeStepConfig, DropStepConfig, RunningStep, TagStepConfig, TracesConfig,
+};
 
 #[derive(Debug, Clone)]
 pub struct StepConfig {
@@ -112,6 +114,13 @@ steps! {
         decode: |map, env, cx| DropStepConfig::decode(map, env.what, cx),
         build: |c, name, cx| Ok(c.build(name, cx)),
         named: |_c, index| format!("drop_{}", index + 1),
+        only_one: None,
+        exports: None,
+    },
+    Degrade("degrade", DegradeStepConfig) {
+        decode: |map, env, cx| DegradeStepConfig::decode(map, env.what, cx),
+        build: |c, name, cx| Ok(c.build(name, cx)),
+        named: |_c, index| format!("degrade_{}", index + 1),
         only_one: None,
         exports: None,
     },

@@ -347,6 +347,15 @@ impl Event {
         self.header.sample_rate
     }
 
+    /// Sets the top-level `sample_rate` (what a sampler stamps: the product of
+    /// every sampling the event went through).
+    pub(crate) fn set_sample_rate(&mut self, rate: f64) {
+        if let Some(number) = serde_json::Number::from_f64(rate) {
+            self.doc_mut().insert("sample_rate".to_string(), Value::Number(number));
+            self.header.sample_rate = Some(rate);
+        }
+    }
+
     /// How many events this one stands for: `1 / sample_rate` for a sampled event
     /// (a rate outside (0, 1] counts as unsampled), else 1.
     pub(crate) fn sample_weight(&self) -> f64 {

@@ -101,7 +101,7 @@ impl SinkConfig {
             counters: SinkCounters::register(telemetry, &self.name),
             buffer,
             when_full: self.buffer.when_full,
-            metrics: BufferMetrics::register(telemetry, &self.name),
+            metrics: BufferMetrics::register(telemetry, &self.name, &self.buffer),
             breaker: self.breaker.clone(),
             circuit_gauge,
         })

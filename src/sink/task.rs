@@ -224,24 +224,27 @@ impl Intake<'_> {
 
     fn update_gauges_memory(&self, queue: &MemoryQueue<SinkMessage>) {
         let (events, bytes) = queue.size();
-        self.metrics.events.set(events as i64);
-        self.metrics.bytes.set(bytes as i64);
-        self.metrics.records.set(queue.len() as i64);
+        self.metrics.set_size(queue.len() as u64, events, bytes);
     }
 
     async fn put_in_memory(&self, queue: &MemoryQueue<SinkMessage>, mut message: SinkMessage) {
         let (events, bytes) = message.input.size();
-        message.delivery.accepted();
-        match self.when_full {
-            WhenFull::Block => queue.push(message, events, bytes).await,
-            WhenFull::DropNewest => {
-                if let Err(message) = queue.try_push(message, events, bytes) {
-                    self.dropped(events);
-                    // Dropped on purpose (the operator chose drop_newest): the
-                    // batch does not wait for this sink.
-                    message.delivery.ack();
-                }
+        if self.when_full == WhenFull::Block {
+            queue.wait_for_room(events, bytes).await;
+        }
+        if queue.fits(events, bytes) {
+            // Taken in: the source may read on. The intake is the only producer,
+            // so the push cannot find the queue full.
+            message.delivery.accepted();
+            if let Err(message) = queue.try_push(message, events, bytes) {
+                drop(message);
+                tracing::error!(sink = %self.name, "buffer refused a batch it had room for; it is not acknowledged");
             }
+        } else {
+            self.dropped(events);
+            // Dropped on purpose (the operator chose drop_newest): the batch
+            // does not wait for this sink.
+            message.delivery.ack();
         }
         self.update_gauges_memory(queue);
     }
@@ -323,9 +326,8 @@ impl Intake<'_> {
             return;
         }
         message.delivery.ack();
-        self.metrics.records.inc();
-        self.metrics.events.add(events as i64);
-        self.metrics.bytes.set(disk.queue.bytes() as i64);
+        let m = self.metrics;
+        m.set_size(m.records.get() as u64 + 1, m.events.get() as u64 + events, disk.queue.bytes());
         disk.appended.notify_one();
     }
 
@@ -422,9 +424,7 @@ impl Drain<'_> {
             Buffer::Memory(queue) => {
                 let message = queue.pop().await?;
                 let (events, bytes) = queue.size();
-                self.metrics.events.set(events as i64);
-                self.metrics.bytes.set(bytes as i64);
-                self.metrics.records.set(queue.len() as i64);
+                self.metrics.set_size(queue.len() as u64, events, bytes);
                 Some(Taken::Memory(message))
             }
             Buffer::Disk(disk) => loop {
@@ -439,9 +439,7 @@ impl Drain<'_> {
                         if let Some(record) = record {
                             return Some(Taken::Disk(record));
                         }
-                        self.metrics.records.set(0);
-                        self.metrics.events.set(0);
-                        self.metrics.bytes.set(disk.queue.bytes() as i64);
+                        self.metrics.set_size(0, 0, disk.queue.bytes());
                         if closed {
                             return None;
                         }
@@ -472,8 +470,9 @@ impl Drain<'_> {
             }
             Err(e) => tracing::warn!(sink = %self.name, error = %e, "cannot record a delivery"),
         }
-        self.metrics.records.set((self.metrics.records.get() - 1).max(0));
-        self.metrics.events.set((self.metrics.events.get() - events as i64).max(0));
+        let m = self.metrics;
+        let records = (m.records.get() as u64).saturating_sub(1);
+        m.set_size(records, (m.events.get() as u64).saturating_sub(events), disk.queue.bytes());
         disk.delivered.notify_one();
     }
 

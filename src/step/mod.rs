@@ -8,6 +8,7 @@
 //! after the last batch without knowing what they are. The built-in `tag`, `drop`
 //! and `traces` steps live here; `plugin`, `metrics` and `alerts` with their modules.
 
+mod degrade;
 mod drop;
 mod tag;
 pub mod traces;
@@ -22,6 +23,7 @@ use prometheus::IntCounter;
 use crate::event::{Batch, SchemaMode};
 use crate::telemetry::Telemetry;
 
+pub(crate) use degrade::DegradeStepConfig;
 pub(crate) use drop::DropStepConfig;
 pub(crate) use tag::TagStepConfig;
 pub use traces::{TracesConfig, TracesStep};
