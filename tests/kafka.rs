@@ -508,3 +508,40 @@ fn an_oversize_record_is_dead_lettered_and_an_oversize_dead_letter_summarised() 
         );
     }
 }
+
+/// The broker goes down for 10 s while the pipeline works through a backlog
+/// (connections cut and refused, its data kept, as in a broker restart): the
+/// pipeline resumes by itself when it is back, and every event comes out exactly
+/// once, forwarded or dead-lettered.
+#[test]
+fn mock_cluster_broker_down_and_up_under_load_loses_nothing() {
+    let mut broker = kafka::mock_cluster(&[("in", 3), ("out", 3), ("dlq", 1)]);
+    let produced = traffic(30_000, 0.01, 45);
+    kafka::produce(&broker.bootstrap, "in", &produced);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = pipeline_config(dir.path(), &broker.bootstrap, "g-down");
+    let mut cmd = command();
+    cmd.args(["run", "--config"]).arg(&config);
+    let mut running = Running::spawn(cmd);
+    let addr = running.wait_for_address(Duration::from_secs(30));
+    let acked =
+        wait_metric(addr, "synaptic_telemetry_acknowledged_events_total", 3_000.0, Duration::from_secs(60));
+    assert!(acked >= 3_000.0, "the pipeline is under way: {acked}");
+    broker.set_broker(1, false);
+    std::thread::sleep(Duration::from_secs(10));
+    let during =
+        metric(&http_get(addr, "/metrics").1, "synaptic_telemetry_acknowledged_events_total").unwrap_or(0.0);
+    broker.set_broker(1, true);
+    let total = produced.len() as f64;
+    let acked =
+        wait_metric(addr, "synaptic_telemetry_acknowledged_events_total", total, Duration::from_secs(120));
+    assert_eq!(
+        acked, total,
+        "everything acknowledged after the broker came back (at {during} while it was down)"
+    );
+    running.signal("TERM");
+    let (code, summary) = running.finish(Duration::from_secs(60));
+    assert_eq!(code, 0, "{summary}");
+    let dead_lettered = summary["dead_lettered"].as_u64().unwrap_or(0) as usize;
+    assert_accounted(&broker, &produced, dead_lettered);
+}

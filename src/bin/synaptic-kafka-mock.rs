@@ -1,6 +1,8 @@
 //! A Kafka cluster in one process, for trying pipelines and for tests: librdkafka's
 //! mock cluster, with topics created up front. Prints `bootstrap=HOST:PORT,…` on
 //! standard output, then runs until standard input closes or SIGTERM/SIGINT.
+//! Lines on standard input take a broker down and up again (connections cut and
+//! refused, its data kept), as in an outage or a restart: `down 1`, `up 1`.
 //!
 //!     synaptic-kafka-mock --brokers 1 --topic events:6 --topic out:6
 
@@ -46,8 +48,21 @@ fn main() -> ExitCode {
     // Blocks until stdin closes (the parent died or closed it); signals end the
     // process the default way, which is all a mock needs.
     for line in std::io::stdin().lock().lines() {
-        if line.is_err() {
-            break;
+        let Ok(line) = line else { break };
+        let mut words = line.split_whitespace();
+        let result = match (words.next(), words.next().map(str::parse::<i32>)) {
+            (Some("down"), Some(Ok(id))) => cluster.broker_down(id),
+            (Some("up"), Some(Ok(id))) => cluster.broker_up(id),
+            (None, _) => continue,
+            _ => {
+                eprintln!("unknown command {line:?}: `down N` or `up N`");
+                continue;
+            }
+        };
+        // On stderr: the parent stops reading stdout after the bootstrap line.
+        match result {
+            Ok(()) => eprintln!("mock cluster: {line}"),
+            Err(e) => eprintln!("mock cluster: {line} failed: {e}"),
         }
     }
     ExitCode::SUCCESS

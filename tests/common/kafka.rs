@@ -28,6 +28,17 @@ impl Drop for Broker {
     }
 }
 
+impl Broker {
+    /// Takes mock broker `id` down (`up: false`: connections cut and refused, its
+    /// data kept) or up again.
+    pub fn set_broker(&mut self, id: i32, up: bool) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("a mock cluster's stdin");
+        let command = if up { "up" } else { "down" };
+        writeln!(stdin, "{command} {id}").and_then(|()| stdin.flush()).expect("command the mock cluster");
+    }
+}
+
 /// librdkafka's mock cluster in its own process, so pipeline processes can share it.
 pub fn mock_cluster(topics: &[(&str, i32)]) -> Broker {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_synaptic-kafka-mock"));

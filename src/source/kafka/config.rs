@@ -30,7 +30,8 @@ impl KafkaSourceConfig {
             brokers: brokers.unwrap_or_default(),
             topics: topics.unwrap_or_default(),
             group_id: map.or("group_id", "synaptic-telemetry".to_string(), cx),
-            commit_interval: map.or("commit_interval", Duration::from_secs(1), cx),
+            // Short: a crash reads again what was finished but not committed yet.
+            commit_interval: map.or("commit_interval", Duration::from_millis(250), cx),
             revoke_timeout: map.or("revoke_timeout", Duration::from_secs(10), cx),
             properties: map.or("properties", BTreeMap::new(), cx),
         }

@@ -157,12 +157,6 @@ impl OffsetTracker {
         }
     }
 
-    /// Every partition's commit point, changed or not (the final commit).
-    pub(crate) fn all_commit_points(&self) -> Vec<(TopicPartition, i64)> {
-        let tps: Vec<TopicPartition> = self.lock().partitions.keys().cloned().collect();
-        self.commit_points(&tps)
-    }
-
     /// A commit of these points failed: commit them again next time.
     pub(crate) fn commit_failed(&self, points: &[(TopicPartition, i64)]) {
         let mut state = self.lock();
