@@ -140,13 +140,16 @@ fn what_was_acknowledged_into_a_disk_buffer_is_delivered_after_sigkill_and_resta
     assert!(segments.len() <= 1, "delivered segments are reclaimed: {segments:?}");
 }
 
-/// Records in a segment file: (offset, payload length, events in it).
+/// Records in a segment file: (offset, payload length, events in it). Reads the
+/// record layout of `src/buffer/disk.rs` and `src/sink/task.rs`.
 fn records(segment: &[u8]) -> Vec<(usize, usize, u32)> {
     let mut out = Vec::new();
     let mut at = 0;
     while at + 20 <= segment.len() {
         let len = u32::from_le_bytes(segment[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
-        let events = u32::from_le_bytes(segment[at + 20..at + 24].try_into().expect("4 bytes"));
+        // The line count is the payload's last 4 bytes.
+        let end = at + 20 + len;
+        let events = u32::from_le_bytes(segment[end - 4..end].try_into().expect("4 bytes"));
         out.push((at, len, events));
         at += 20 + len;
     }

@@ -230,17 +230,16 @@ impl DiskQueue {
             self.start_segment(&mut state)?;
         }
         let seq = state.next_seq;
-        let mut record = Vec::with_capacity(record_len as usize);
-        record.extend_from_slice(&MAGIC);
-        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        record.extend_from_slice(&seq.to_le_bytes());
-        record.extend_from_slice(&checksum(payload.len() as u32, seq, payload).to_le_bytes());
-        record.extend_from_slice(payload);
+        let mut header = [0u8; HEADER as usize];
+        header[..4].copy_from_slice(&MAGIC);
+        header[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        header[8..16].copy_from_slice(&seq.to_le_bytes());
+        header[16..].copy_from_slice(&checksum(payload.len() as u32, seq, payload).to_le_bytes());
         let State { writer, segments, .. } = &mut *state;
         let (Some(writer), Some(back)) = (writer.as_mut(), segments.back_mut()) else {
             return Err(self.io("appending")(io::Error::other("no segment to write to")));
         };
-        if let Err(e) = writer.write_all(&record) {
+        if let Err(e) = write_all_vectored(writer, &header, payload) {
             // Cut the partial record off; if even that fails, write no more to
             // this segment (its tail is left for the reader to skip).
             if writer.set_len(back.len).is_err() {
@@ -386,6 +385,21 @@ impl DiskQueue {
     pub(crate) fn appended(&self) -> u64 {
         self.lock().records
     }
+}
+
+/// Writes `header` then `payload` without copying them together.
+fn write_all_vectored(writer: &mut File, header: &[u8], payload: &[u8]) -> io::Result<()> {
+    let mut slices = [io::IoSlice::new(header), io::IoSlice::new(payload)];
+    let mut left: &mut [io::IoSlice<'_>] = &mut slices;
+    while !left.is_empty() {
+        match writer.write_vectored(left) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut left, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn private(options: &mut OpenOptions) -> &mut OpenOptions {

@@ -139,27 +139,27 @@ impl SinkTask {
     }
 }
 
-/// Packs a batch's lines for a disk buffer: the line count, each line's length
-/// (u32 LE), then the lines, each followed by a newline.
-fn pack(buf: &[u8], ranges: &[Range<usize>]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + 4 * ranges.len() + buf.len());
-    out.extend_from_slice(&(ranges.len() as u32).to_le_bytes());
+/// Turns a batch's lines (each followed by a newline, as `encode_lines` writes
+/// them into `buf`) into a disk buffer record, in place: each line's length
+/// (u32 LE) and then the line count are appended after the lines.
+fn pack(mut buf: Vec<u8>, ranges: &[Range<usize>]) -> Vec<u8> {
+    buf.reserve(4 * ranges.len() + 4);
     for range in ranges {
-        out.extend_from_slice(&(range.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&(range.len() as u32).to_le_bytes());
     }
-    out.extend_from_slice(buf);
-    out
+    buf.extend_from_slice(&(ranges.len() as u32).to_le_bytes());
+    buf
 }
 
 /// The lines of a packed record: the buffer and each line's range in it. `None`
 /// when the lengths do not add up (the record passed its checksum, so this means
 /// a record written by something else).
 fn unpack(payload: &[u8]) -> Option<(&[u8], Vec<Range<usize>>)> {
-    let count = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?) as usize;
-    let lens_end = 4usize.checked_add(count.checked_mul(4)?)?;
-    let lens = payload.get(4..lens_end)?;
-    let buf = &payload[lens_end..];
-    let mut ranges = Vec::with_capacity(count.min(buf.len() + 1));
+    let count_at = payload.len().checked_sub(4)?;
+    let count = u32::from_le_bytes(payload[count_at..].try_into().ok()?) as usize;
+    let lens_at = count_at.checked_sub(count.checked_mul(4)?)?;
+    let (buf, lens) = (&payload[..lens_at], &payload[lens_at..count_at]);
+    let mut ranges = Vec::with_capacity(count);
     let mut start = 0usize;
     for len in lens.chunks_exact(4) {
         let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
@@ -196,8 +196,10 @@ impl Intake<'_> {
                     Fsync::Interval(every) => Some(tokio::time::interval(every)),
                     Fsync::EveryBatch => None,
                 };
-                let mut buf = Vec::new();
                 let mut ranges = Vec::new();
+                // The timed sync runs beside the intake, one at a time: waiting
+                // for it would stall the intake for as long as the disk takes.
+                let mut syncing: Option<tokio::task::JoinHandle<()>> = None;
                 loop {
                     let tick = async {
                         match sync_timer.as_mut() {
@@ -210,10 +212,23 @@ impl Intake<'_> {
                     tokio::select! {
                         message = rx.recv() => {
                             let Some(message) = message else { break };
-                            self.put_on_disk(disk, message, &mut buf, &mut ranges).await;
+                            self.put_on_disk(disk, message, &mut ranges).await;
                         }
-                        _ = tick => { self.sync(disk).await; }
+                        _ = tick => {
+                            if syncing.as_ref().is_none_or(|s| s.is_finished()) {
+                                let queue = disk.queue.clone();
+                                let name = self.name.to_string();
+                                syncing = Some(tokio::task::spawn_blocking(move || {
+                                    if let Err(e) = queue.sync() {
+                                        tracing::error!(sink = %name, error = %e, "cannot sync the disk buffer");
+                                    }
+                                }));
+                            }
+                        }
                     }
+                }
+                if let Some(syncing) = syncing {
+                    let _ = syncing.await;
                 }
                 self.sync(disk).await;
                 disk.closed.cancel();
@@ -256,21 +271,16 @@ impl Intake<'_> {
         self.metrics.dropped.inc_by(events);
     }
 
-    async fn put_on_disk(
-        &self,
-        disk: &DiskBuffer,
-        message: SinkMessage,
-        buf: &mut Vec<u8>,
-        ranges: &mut Vec<Range<usize>>,
-    ) {
-        buf.clear();
+    async fn put_on_disk(&self, disk: &DiskBuffer, message: SinkMessage, ranges: &mut Vec<Range<usize>>) {
         ranges.clear();
         if let SinkInput::Side(side) = &message.input {
             // Refused at config load; kept from failing silently all the same.
             tracing::error!(sink = %self.name, side_output = %side.name, "a disk buffer cannot hold a side output; the batch is not acknowledged");
             return;
         }
-        message.input.encode_lines(buf, ranges);
+        // A buffer of its own: it becomes the record, moved to the writing thread.
+        let mut buf = Vec::new();
+        message.input.encode_lines(&mut buf, ranges);
         let events = ranges.len() as u64;
         let payload = Arc::new(pack(buf, ranges));
         let mut backoff = crate::retry::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -617,7 +627,7 @@ mod tests {
     fn packed_lines_unpack_to_the_same_lines() {
         let buf = b"{\"a\":1}\n\n{\"b\":22}\n".to_vec();
         let ranges = vec![0..7, 8..8, 9..17];
-        let packed = pack(&buf, &ranges);
+        let packed = pack(buf.clone(), &ranges);
         let (lines, back) = unpack(&packed).expect("unpacks");
         assert_eq!(lines, &buf[..]);
         assert_eq!(back, ranges);
@@ -628,9 +638,9 @@ mod tests {
         assert!(unpack(b"").is_none());
         assert!(unpack(&[9, 0, 0, 0]).is_none(), "9 lengths announced, none present");
         let one_line = [std::ops::Range { start: 0, end: 2 }];
-        let mut bad = pack(b"ab\n", &one_line);
-        bad[4] = 5; // a line of 5 bytes in a 3-byte buffer
+        let mut bad = pack(b"ab\n".to_vec(), &one_line);
+        bad[3] = 5; // the line's length: 5 bytes in a 3-byte buffer
         assert!(unpack(&bad).is_none());
-        assert_eq!(unpack(&pack(b"", &[])).map(|(b, r)| (b.len(), r.len())), Some((0, 0)));
+        assert_eq!(unpack(&pack(Vec::new(), &[])).map(|(b, r)| (b.len(), r.len())), Some((0, 0)));
     }
 }
