@@ -99,18 +99,18 @@ impl Telemetry {
     }
 
     /// The non-zero values of the gauge family `name` (without the prefix), by the
-    /// value of its `label`: for `/ready`'s list of degraded sinks.
+    /// value of its `label`: for `/ready`'s list of degraded sinks and the degrade
+    /// step's pressure. Reads that family alone, not the whole registry.
     pub(crate) fn nonzero_gauges(&self, name: &str, label: &str) -> Vec<(String, i64)> {
         let full = format!("{PREFIX}_{name}");
+        let family = lock(&self.families).get(&full).and_then(|f| f.downcast_ref::<IntGaugeVec>().cloned());
+        let Some(family) = family else { return Vec::new() };
         let mut out = Vec::new();
-        for family in self.registry.gather().iter().filter(|f| f.name() == full) {
-            for metric in family.get_metric() {
-                let value = metric.get_gauge().get_value() as i64;
-                let key =
-                    metric.get_label().iter().find(|l| l.name() == label).map(|l| l.value().to_string());
-                if let (Some(key), true) = (key, value != 0) {
-                    out.push((key, value));
-                }
+        for metric in family.collect().iter().flat_map(|f| f.get_metric()) {
+            let value = metric.get_gauge().get_value() as i64;
+            let key = metric.get_label().iter().find(|l| l.name() == label).map(|l| l.value().to_string());
+            if let (Some(key), true) = (key, value != 0) {
+                out.push((key, value));
             }
         }
         out

@@ -451,11 +451,10 @@ fn read_record(
     if header[..4] != MAGIC {
         return Ok(Err(Damage::Corrupt));
     }
-    let word =
-        |range: std::ops::Range<usize>| header[range].iter().rev().fold(0u64, |acc, b| acc << 8 | *b as u64);
-    let len = word(4..8);
-    let seq = word(8..16);
-    let crc = word(16..20) as u32;
+    let [_, _, _, _, l0, l1, l2, l3, s0, s1, s2, s3, s4, s5, s6, s7, c0, c1, c2, c3] = header;
+    let len = u64::from(u32::from_le_bytes([l0, l1, l2, l3]));
+    let seq = u64::from_le_bytes([s0, s1, s2, s3, s4, s5, s6, s7]);
+    let crc = u32::from_le_bytes([c0, c1, c2, c3]);
     if len > max_record {
         return Ok(Err(Damage::Corrupt));
     }

@@ -105,14 +105,10 @@ impl<T> MemoryQueue<T> {
         self.pushed.notify_one();
     }
 
-    /// Events and bytes queued.
-    pub(crate) fn size(&self) -> (u64, u64) {
+    /// Items, events and bytes queued.
+    pub(crate) fn size(&self) -> (u64, u64, u64) {
         let state = self.lock();
-        (state.events, state.bytes)
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.lock().items.len()
+        (state.items.len() as u64, state.events, state.bytes)
     }
 }
 
@@ -127,7 +123,7 @@ mod tests {
         assert_eq!(q.try_push("b", 5, 10), Err("b"), "11 events > 10");
         assert_eq!(q.try_push("c", 1, 91), Err("c"), "101 bytes > 100");
         assert!(q.try_push("d", 4, 90).is_ok());
-        assert_eq!(q.size(), (10, 100));
+        assert_eq!(q.size(), (2, 10, 100));
         assert_eq!(q.pop().await, Some("a"));
         assert_eq!(q.pop().await, Some("d"));
         assert!(q.try_push("huge", 1000, 10_000).is_ok(), "an empty queue takes anything");

@@ -195,6 +195,12 @@ impl BufferMetrics {
         }
     }
 
+    /// Sets the gauges from what a memory buffer holds.
+    pub(crate) fn set_size_of<T>(&self, queue: &MemoryQueue<T>) {
+        let (records, events, bytes) = queue.size();
+        self.set_size(records, events, bytes);
+    }
+
     /// Sets the gauges from what the buffer holds.
     pub(crate) fn set_size(&self, records: u64, events: u64, bytes: u64) {
         self.records.set(records as i64);

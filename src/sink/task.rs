@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Encoded, Output, Refusal, SinkCounters, SinkError, SinkInput, SinkMessage};
 use crate::ack::Delivery;
 use crate::breaker::{Breaker, BreakerConfig};
-use crate::buffer::disk::{Appended, DiskQueue, Record};
+use crate::buffer::disk::{Appended, DiskError, DiskQueue, Record};
 use crate::buffer::{BufferConfig, BufferKind, BufferMetrics, Fsync, MemoryQueue, WhenFull};
 use crate::event::{DeadLetter, Position, Stage};
 
@@ -216,13 +216,8 @@ impl Intake<'_> {
                         }
                         _ = tick => {
                             if syncing.as_ref().is_none_or(|s| s.is_finished()) {
-                                let queue = disk.queue.clone();
-                                let name = self.name.to_string();
-                                syncing = Some(tokio::task::spawn_blocking(move || {
-                                    if let Err(e) = queue.sync() {
-                                        tracing::error!(sink = %name, error = %e, "cannot sync the disk buffer");
-                                    }
-                                }));
+                                let (queue, name) = (disk.queue.clone(), self.name.to_string());
+                                syncing = Some(tokio::spawn(async move { sync_logged(queue, &name).await; }));
                             }
                         }
                     }
@@ -230,16 +225,11 @@ impl Intake<'_> {
                 if let Some(syncing) = syncing {
                     let _ = syncing.await;
                 }
-                self.sync(disk).await;
+                sync_logged(disk.queue.clone(), self.name).await;
                 disk.closed.cancel();
                 disk.appended.notify_one();
             }
         }
-    }
-
-    fn update_gauges_memory(&self, queue: &MemoryQueue<SinkMessage>) {
-        let (events, bytes) = queue.size();
-        self.metrics.set_size(queue.len() as u64, events, bytes);
     }
 
     async fn put_in_memory(&self, queue: &MemoryQueue<SinkMessage>, mut message: SinkMessage) {
@@ -261,7 +251,7 @@ impl Intake<'_> {
             // does not wait for this sink.
             message.delivery.ack();
         }
-        self.update_gauges_memory(queue);
+        self.metrics.set_size_of(queue);
     }
 
     fn dropped(&self, events: u64) {
@@ -292,8 +282,8 @@ impl Intake<'_> {
             let record = payload.clone();
             let appended = blocking(move || queue.append(&record)).await;
             let error = match appended {
-                Ok(Ok(Appended::Written)) => None,
-                Ok(Ok(Appended::Full)) => match self.when_full {
+                Ok(Appended::Written) => None,
+                Ok(Appended::Full) => match self.when_full {
                     WhenFull::DropNewest => {
                         self.dropped(events);
                         message.delivery.ack();
@@ -309,15 +299,14 @@ impl Intake<'_> {
                         }
                     }
                 },
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(e) => Some(e),
+                Err(error) => Some(error),
             };
             match error {
                 None => break,
                 Some(error) => {
                     if self.when_full == WhenFull::DropNewest {
                         tracing::error!(sink = %self.name, %error, events, "cannot write to the disk buffer; the batch is dropped (when_full: drop_newest)");
-                        self.metrics.dropped.inc_by(events);
+                        self.dropped(events);
                         message.delivery.ack();
                         return;
                     }
@@ -330,7 +319,7 @@ impl Intake<'_> {
                 }
             }
         }
-        if disk.fsync == Fsync::EveryBatch && !self.sync(disk).await {
+        if disk.fsync == Fsync::EveryBatch && !sync_logged(disk.queue.clone(), self.name).await {
             // Not known to be durable: not acknowledged (the source sends the
             // batch again after a restart; the buffer may then hold it twice).
             return;
@@ -340,27 +329,28 @@ impl Intake<'_> {
         m.set_size(m.records.get() as u64 + 1, m.events.get() as u64 + events, disk.queue.bytes());
         disk.appended.notify_one();
     }
+}
 
-    /// Syncs the disk buffer; `false` (logged) if that failed.
-    async fn sync(&self, disk: &DiskBuffer) -> bool {
-        let queue = disk.queue.clone();
-        match blocking(move || queue.sync()).await {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                tracing::error!(sink = %self.name, error = %e, "cannot sync the disk buffer");
-                false
-            }
-            Err(e) => {
-                tracing::error!(sink = %self.name, error = %e, "cannot sync the disk buffer");
-                false
-            }
-        }
+/// Runs blocking disk buffer work off the async workers; its error, or the
+/// task's failure, as text for the log.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DiskError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("disk buffer task failed: {e}")),
     }
 }
 
-/// Runs blocking file work off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| format!("disk buffer task failed: {e}"))
+/// Syncs a disk buffer; `false` (logged) if that failed.
+async fn sync_logged(queue: Arc<DiskQueue>, sink: &str) -> bool {
+    match blocking(move || queue.sync()).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::error!(sink = %sink, %error, "cannot sync the disk buffer");
+            false
+        }
+    }
 }
 
 struct Drain<'a> {
@@ -433,8 +423,7 @@ impl Drain<'_> {
         match self.buffer {
             Buffer::Memory(queue) => {
                 let message = queue.pop().await?;
-                let (events, bytes) = queue.size();
-                self.metrics.set_size(queue.len() as u64, events, bytes);
+                self.metrics.set_size_of(queue);
                 Some(Taken::Memory(message))
             }
             Buffer::Disk(disk) => loop {
@@ -444,7 +433,7 @@ impl Drain<'_> {
                 let closed = disk.closed.is_cancelled();
                 let queue = disk.queue.clone();
                 match blocking(move || queue.next()).await {
-                    Ok(Ok((record, losses))) => {
+                    Ok((record, losses)) => {
                         self.metrics.count_losses(&losses);
                         if let Some(record) = record {
                             return Some(Taken::Disk(record));
@@ -455,16 +444,12 @@ impl Drain<'_> {
                         }
                         appended.await;
                     }
-                    Ok(Err(e)) => {
-                        tracing::error!(sink = %self.name, error = %e, "cannot read the disk buffer; retrying");
+                    Err(error) => {
+                        tracing::error!(sink = %self.name, %error, "cannot read the disk buffer; retrying");
                         tokio::select! {
                             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                             _ = self.give_up.cancelled() => return None,
                         }
-                    }
-                    Err(e) => {
-                        tracing::error!(sink = %self.name, error = %e, "cannot read the disk buffer");
-                        return None;
                     }
                 }
             },
@@ -472,13 +457,10 @@ impl Drain<'_> {
     }
 
     async fn confirm(&self, disk: &DiskBuffer, seq: u64, events: u64) {
-        let queue = disk.queue.clone();
-        match blocking(move || queue.delivered(seq)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(sink = %self.name, error = %e, "cannot record a delivery; it may be delivered again after a restart")
-            }
-            Err(e) => tracing::warn!(sink = %self.name, error = %e, "cannot record a delivery"),
+        // A 12-byte write (and, when a segment is done, an unlink): too small to
+        // hand to another thread.
+        if let Err(e) = disk.queue.delivered(seq) {
+            tracing::warn!(sink = %self.name, error = %e, "cannot record a delivery; it may be delivered again after a restart");
         }
         let m = self.metrics;
         let records = (m.records.get() as u64).saturating_sub(1);
