@@ -63,6 +63,21 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
     // waiting for acknowledgements.
     let give_up = CancellationToken::new();
     let ledger = Arc::new(AckLedger::default());
+    let _audit = match &config.audit {
+        Some(audit) => Some(
+            crate::audit::open(audit)
+                .with_context(|| format!("opening the audit log {}", audit.path.display()))?,
+        ),
+        None => None,
+    };
+    crate::audit::record(
+        "local",
+        "config.loaded",
+        &config.origin.file,
+        "ok",
+        serde_json::json!({"sha256": config.origin.sha256}),
+    );
+    let server_tls = server::tls_config(&config.server).context("the HTTP server's TLS settings")?;
     // Plugins load before anything is announced: a pipeline whose plugin cannot
     // load does not start.
     let Topology { source, emitter, acks, pipeline, batches, sinks, services } =
@@ -72,10 +87,12 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
     let listener =
         server::bind(listen).await.with_context(|| format!("binding the HTTP server to {listen}"))?;
     let bound = listener.local_addr().context("reading the HTTP server address")?;
-    let state = Arc::new(ServerState { telemetry: telemetry.clone(), ready: false.into() });
+    let state = Arc::new(ServerState::new(telemetry.clone(), config.server.auth.clone()));
     let server_stop = CancellationToken::new();
-    let server = tokio::spawn(server::serve(listener, state.clone(), server_stop.clone()));
-    tracing::info!(address = %bound, "serving /metrics, /health and /ready");
+    let scheme = if server_tls.is_some() { "https" } else { "http" };
+    let server = tokio::spawn(server::serve(listener, state.clone(), server_tls, server_stop.clone()));
+    tracing::info!(address = %bound, scheme, authenticated = config.server.auth.is_some(), "serving /metrics, /health and /ready");
+    config.server.warn_if_exposed(bound);
     if let Some(callback) = options.on_listening {
         callback(bound);
     }

@@ -82,6 +82,7 @@
 pub(crate) mod ack;
 pub mod alert;
 pub mod app;
+pub mod audit;
 pub(crate) mod breaker;
 pub(crate) mod buffer;
 pub mod clock;
@@ -91,17 +92,20 @@ pub mod event;
 pub(crate) mod fields;
 pub mod files;
 pub(crate) mod glob;
+pub mod kafka_client;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub(crate) mod retry;
 pub(crate) mod route;
 pub(crate) mod scrub;
+pub mod seal;
 pub(crate) mod server;
 pub(crate) mod sink;
 pub mod source;
 pub mod step;
 pub mod telemetry;
+pub mod tls;
 
 /// The demo pipeline, embedded so that `synaptic-telemetry demo` needs no files.
 pub const DEMO_CONFIG: &str = include_str!("../config/demo.yaml");

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use synaptic_telemetry::alert;
 use synaptic_telemetry::app::{self, RunOptions, Summary};
 use synaptic_telemetry::config::Config;
+use synaptic_telemetry::decode::secret;
 use synaptic_telemetry::decode::yaml::NodeKind;
 use synaptic_telemetry::plugin::tester::{self, TestOptions};
 use synaptic_telemetry::source::traffic::Traffic;
@@ -68,6 +69,19 @@ enum Command {
         #[command(subcommand)]
         what: TestCommand,
     },
+    /// Print the contents of encrypted files (file sink, dead letter, alert file,
+    /// audit log); every frame's authentication is checked.
+    Decrypt {
+        /// The encrypted files, read in order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// A file holding the key (64 hex digits or base64 of 32 bytes).
+        #[arg(long, conflicts_with = "key_env")]
+        key_file: Option<PathBuf>,
+        /// The environment variable holding the key.
+        #[arg(long, default_value = "SYNAPTIC_TELEMETRY_KEY")]
+        key_env: String,
+    },
     /// Write synthetic codex-synaptic events as JSON Lines.
     Generate {
         #[arg(long)]
@@ -119,8 +133,11 @@ enum TestCommand {
 }
 
 fn main() -> ExitCode {
+    // Nothing this process prints shows a secret: log lines, panics and the
+    // final error all pass through the mask.
+    secret::install_panic_hook();
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| secret::MaskingWriter::new(std::io::stderr()))
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -138,12 +155,13 @@ fn main() -> ExitCode {
         Command::Test {
             what: TestCommand::Plugin { plugin, input, config, batch_size, deadline, memory_mib },
         } => test_plugin(plugin, input, config.as_deref(), batch_size, deadline, memory_mib),
+        Command::Decrypt { files, key_file, key_env } => decrypt(&files, key_file.as_deref(), &key_env),
         Command::Generate { count, out, malformed_ratio, seed, start_ms, rate } => {
             generate(count, out.as_deref(), malformed_ratio, seed, start_ms, rate)
         }
     };
     result.unwrap_or_else(|e| {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", secret::mask(&format!("{e:#}")));
         ExitCode::FAILURE
     })
 }
@@ -182,7 +200,7 @@ fn validate(files: &[PathBuf]) -> ExitCode {
             true => alert::engine::load_checked(file).map(|rules| Some(rules.len())),
             false => Config::load_file(file).map(|config| {
                 for warning in config.warnings() {
-                    println!("{}: warning: {warning}", file.display());
+                    println!("{}: warning: {}", file.display(), secret::mask(&warning.to_string()));
                 }
                 None
             }),
@@ -303,6 +321,38 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
     eprintln!("second signal: exiting without draining");
     std::process::exit(130);
+}
+
+/// Writes each file's plaintext to stdout. A frame that fails its check stops
+/// that file with an error naming the frame and its offset (exit code 2); what
+/// came before it was printed.
+fn decrypt(files: &[PathBuf], key_file: Option<&Path>, key_env: &str) -> anyhow::Result<ExitCode> {
+    let key = match key_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the key file {}", path.display()))?,
+        None => {
+            std::env::var(key_env).with_context(|| format!("the key: set {key_env} or give --key-file"))?
+        }
+    };
+    secret::register(key.trim());
+    let sealer =
+        synaptic_telemetry::seal::Sealer::from_key_text(&key).map_err(|e| anyhow::anyhow!("the key: {e}"))?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut failed = false;
+    for file in files {
+        let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let (frames, error) = sealer.open_all(&data);
+        for frame in &frames {
+            out.write_all(frame).context("writing the output")?;
+        }
+        if let Some(e) = error {
+            out.flush().context("writing the output")?;
+            eprintln!("{}: {e} ({} frames before it are intact)", file.display(), frames.len());
+            failed = true;
+        }
+    }
+    out.flush().context("writing the output")?;
+    Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }
 
 fn generate(

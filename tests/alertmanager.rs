@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use common::{active_alerts, alertmanager, wait_for};
 use synaptic_telemetry::alert::alertmanager::{Alert, AlertmanagerClient};
+use synaptic_telemetry::tls::HttpEndpoint;
 
 #[test]
 fn alerts_fire_deduplicate_and_resolve_at_a_real_alertmanager() {
@@ -21,8 +22,9 @@ fn alerts_fire_deduplicate_and_resolve_at_a_real_alertmanager() {
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let base = format!("http://{addr}");
-    let first = AlertmanagerClient::new(&base, Duration::from_secs(5)).expect("client");
-    let second = AlertmanagerClient::new(&base, Duration::from_secs(5)).expect("client");
+    let endpoint = HttpEndpoint::new(&base, Duration::from_secs(5));
+    let first = AlertmanagerClient::new(&endpoint).expect("client");
+    let second = AlertmanagerClient::new(&endpoint).expect("client");
     let labels: BTreeMap<String, String> =
         [("alertname", "SecurityBreach"), ("severity", "critical"), ("component", "agent")]
             .into_iter()

@@ -4,9 +4,11 @@
 //! by posting it again with `endsAt` in the past.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Serialize;
+
+use crate::tls::{describe_http_error, HttpEndpoint};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AlertmanagerError {
@@ -39,19 +41,21 @@ struct Wire<'a> {
 
 pub struct AlertmanagerClient {
     client: reqwest::Client,
+    endpoint: HttpEndpoint,
+    /// The v2 alerts URL, and the same without credentials for messages.
     url: String,
+    shown_url: String,
 }
 
 impl AlertmanagerClient {
-    /// `base` is Alertmanager's address, e.g. `http://127.0.0.1:9093`.
-    pub fn new(base: &str, timeout: Duration) -> Result<Self, AlertmanagerError> {
-        let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
-        let client =
-            reqwest::Client::builder().timeout(timeout).build().map_err(|e| AlertmanagerError::Request {
-                url: url.clone(),
-                message: format!("cannot build the HTTP client: {e}"),
-            })?;
-        Ok(AlertmanagerClient { client, url })
+    /// `endpoint.url` is Alertmanager's address, e.g. `http://127.0.0.1:9093`.
+    pub fn new(endpoint: &HttpEndpoint) -> Result<Self, AlertmanagerError> {
+        let url = format!("{}/api/v2/alerts", endpoint.url.trim_end_matches('/'));
+        let shown_url = crate::decode::secret::display_url(&url);
+        let client = endpoint
+            .client("alertmanager receiver")
+            .map_err(|e| AlertmanagerError::Request { url: shown_url.clone(), message: e.to_string() })?;
+        Ok(AlertmanagerClient { client, endpoint: endpoint.clone(), url, shown_url })
     }
 
     /// Posts the alerts in one request; an error means "try again".
@@ -68,15 +72,14 @@ impl AlertmanagerClient {
         // Serializing strings and maps cannot fail.
         let body = serde_json::to_vec(&wire).unwrap_or_default();
         let request = self.client.post(&self.url).header("content-type", "application/json").body(body);
-        let response = request
-            .send()
-            .await
-            .map_err(|e| AlertmanagerError::Request { url: self.url.clone(), message: e.to_string() })?;
+        let response = self.endpoint.with_headers(request).send().await.map_err(|e| {
+            AlertmanagerError::Request { url: self.shown_url.clone(), message: describe_http_error(e) }
+        })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
         let body = crate::sink::response_excerpt(response).await;
-        Err(AlertmanagerError::Status { url: self.url.clone(), status: status.as_u16(), body })
+        Err(AlertmanagerError::Status { url: self.shown_url.clone(), status: status.as_u16(), body })
     }
 }

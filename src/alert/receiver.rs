@@ -23,13 +23,15 @@ use crate::buffer::disk::DiskQueue;
 use crate::buffer::{BufferConfig, BufferKind};
 use crate::decode::yaml::{Node, NodeKind};
 use crate::decode::{one_of, Diagnostics, MapReader};
+use crate::seal::Sealer;
+use crate::tls::{describe_http_error, HttpEndpoint};
 
 /// How a receiver's notifications wait and are retried: in memory (the default)
 /// or in a disk outbox that survives a restart, behind a circuit breaker.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct ReceiverDelivery {
-    /// The disk outbox: its directory and size.
-    pub(crate) outbox: Option<(PathBuf, u64)>,
+    /// The disk outbox: its directory, size and encryption.
+    pub(crate) outbox: Option<(PathBuf, u64, Option<Sealer>)>,
     pub(crate) breaker: BreakerConfig,
 }
 
@@ -38,8 +40,8 @@ impl ReceiverDelivery {
         let outbox = match map.node("buffer").and_then(|n| BufferConfig::decode(n, owner, cx)) {
             // Alerts are never dropped and always synced: `when_full` and `fsync`
             // do not apply to an outbox.
-            Some(BufferConfig { kind: BufferKind::Disk { path, max_bytes, .. }, .. }) => {
-                Some((path, max_bytes))
+            Some(BufferConfig { kind: BufferKind::Disk { path, max_bytes, encryption, .. }, .. }) => {
+                Some((path, max_bytes, encryption))
             }
             _ => None,
         };
@@ -52,18 +54,18 @@ impl ReceiverDelivery {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReceiverConfig {
     Alertmanager {
-        url: String,
+        endpoint: HttpEndpoint,
         /// Firing alerts are posted again this often: Alertmanager resolves an
         /// alert whose `endsAt` passes, and `endsAt` is set to 4 × this.
         resend_interval: Duration,
-        timeout: Duration,
     },
     Webhook {
-        url: String,
-        timeout: Duration,
+        endpoint: HttpEndpoint,
     },
     File {
         path: PathBuf,
+        /// Each notification written as one sealed frame.
+        encryption: Option<Sealer>,
     },
     Log,
 }
@@ -107,24 +109,18 @@ impl ReceiverConfig {
                 }
             };
             let name: Option<String> = map.optional("name", cx);
-            let timeout = |map: &mut MapReader<'_>, cx: &mut Diagnostics| {
-                map.or("timeout", Duration::from_secs(10), cx)
-            };
             let config = match kind {
                 Some(Kind::Alertmanager) => {
-                    let url: Option<String> = map.required("url", cx);
+                    let endpoint = HttpEndpoint::decode(&mut map, &what, "url", cx);
                     let resend_interval = map.or("resend_interval", Duration::from_secs(60), cx);
-                    let timeout = timeout(&mut map, cx);
-                    url.map(|url| ReceiverConfig::Alertmanager { url, resend_interval, timeout })
+                    endpoint.map(|endpoint| ReceiverConfig::Alertmanager { endpoint, resend_interval })
                 }
-                Some(Kind::Webhook) => {
-                    let url: Option<String> = map.required("url", cx);
-                    let timeout = timeout(&mut map, cx);
-                    url.map(|url| ReceiverConfig::Webhook { url, timeout })
-                }
+                Some(Kind::Webhook) => HttpEndpoint::decode(&mut map, &what, "url", cx)
+                    .map(|endpoint| ReceiverConfig::Webhook { endpoint }),
                 Some(Kind::File) => {
                     let path: Option<String> = map.required("path", cx);
-                    path.map(|p| ReceiverConfig::File { path: PathBuf::from(p) })
+                    let encryption = Sealer::decode_key(&mut map, &what, cx);
+                    path.map(|p| ReceiverConfig::File { path: PathBuf::from(p), encryption })
                 }
                 Some(Kind::Log) => Some(ReceiverConfig::Log),
                 None => None,
@@ -144,9 +140,11 @@ impl ReceiverConfig {
     /// Where the alerts go, for the start-up banner.
     pub(crate) fn describe(&self) -> String {
         match self {
-            ReceiverConfig::Alertmanager { url, .. } => format!("Alertmanager at {url}"),
-            ReceiverConfig::Webhook { url, .. } => format!("webhook {url}"),
-            ReceiverConfig::File { path } => path.display().to_string(),
+            ReceiverConfig::Alertmanager { endpoint, .. } => {
+                format!("Alertmanager at {}", endpoint.shown_url())
+            }
+            ReceiverConfig::Webhook { endpoint } => format!("webhook {}", endpoint.shown_url()),
+            ReceiverConfig::File { path, .. } => path.display().to_string(),
             ReceiverConfig::Log => "the log".to_string(),
         }
     }
@@ -250,10 +248,11 @@ enum Target {
     },
     Webhook {
         client: reqwest::Client,
-        url: String,
+        endpoint: HttpEndpoint,
     },
     File {
         path: PathBuf,
+        encryption: Option<Sealer>,
     },
     Log,
 }
@@ -311,21 +310,21 @@ impl ReceiverTask {
         counters: ReceiverCounters,
     ) -> Result<Self, ReceiverError> {
         let target = match config {
-            ReceiverConfig::Alertmanager { url, resend_interval, timeout } => Target::Alertmanager {
-                client: AlertmanagerClient::new(url, *timeout)?,
+            ReceiverConfig::Alertmanager { endpoint, resend_interval } => Target::Alertmanager {
+                client: AlertmanagerClient::new(endpoint)?,
                 resend_interval: *resend_interval,
                 active: HashMap::new(),
             },
-            ReceiverConfig::Webhook { url, timeout } => Target::Webhook {
-                client: reqwest::Client::builder().timeout(*timeout).build().map_err(|e| {
-                    ReceiverError::Webhook {
-                        url: url.clone(),
-                        message: format!("cannot build the HTTP client: {e}"),
-                    }
+            ReceiverConfig::Webhook { endpoint } => Target::Webhook {
+                client: endpoint.client("webhook receiver").map_err(|e| ReceiverError::Webhook {
+                    url: endpoint.shown_url(),
+                    message: e.to_string(),
                 })?,
-                url: url.clone(),
+                endpoint: endpoint.clone(),
             },
-            ReceiverConfig::File { path } => Target::File { path: path.clone() },
+            ReceiverConfig::File { path, encryption } => {
+                Target::File { path: path.clone(), encryption: encryption.clone() }
+            }
             ReceiverConfig::Log => Target::Log,
         };
         let mut outbox = match target {
@@ -333,9 +332,10 @@ impl ReceiverTask {
             _ => Outbox::Queue(VecDeque::new()),
         };
         let durable = match &delivery.outbox {
-            Some((path, max_bytes)) => {
+            Some((path, max_bytes, encryption)) => {
                 let queue = DiskQueue::open(path, *max_bytes)
-                    .map_err(|e| ReceiverError::Outbox { message: e.to_string() })?;
+                    .map_err(|e| ReceiverError::Outbox { message: e.to_string() })?
+                    .with_sealer(encryption.clone());
                 let restored = restore(&queue, &mut outbox, name)?;
                 if restored > 0 {
                     tracing::info!(receiver = %name, notifications = restored, "notifications queued before the restart will be delivered");
@@ -480,26 +480,26 @@ impl ReceiverTask {
         match &self.target {
             // Delivered through `deliver_next` from its own outbox.
             Target::Alertmanager { .. } => Ok(()),
-            Target::Webhook { client, url } => {
+            Target::Webhook { client, endpoint } => {
                 let body = to_json(&self.name, n);
-                let response = client
-                    .post(url.as_str())
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| ReceiverError::Webhook { url: url.clone(), message: e.to_string() })?;
+                let request = client.post(endpoint.url.as_str()).header("content-type", "application/json");
+                let response = endpoint.with_headers(request).body(body).send().await.map_err(|e| {
+                    ReceiverError::Webhook { url: endpoint.shown_url(), message: describe_http_error(e) }
+                })?;
                 match response.status() {
                     s if s.is_success() => Ok(()),
                     s => Err(ReceiverError::Webhook {
-                        url: url.clone(),
+                        url: endpoint.shown_url(),
                         message: format!("answered HTTP {}", s.as_u16()),
                     }),
                 }
             }
-            Target::File { path } => {
+            Target::File { path, encryption } => {
                 let mut line = to_json(&self.name, n);
                 line.push(b'\n');
+                if let Some(sealer) = encryption {
+                    line = sealer.seal(&line);
+                }
                 let file_error = |e: std::io::Error| ReceiverError::File {
                     path: path.display().to_string(),
                     message: e.to_string(),

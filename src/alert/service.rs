@@ -162,10 +162,24 @@ impl Evaluator {
                     retired.extend(gone);
                     self.metrics.reloads.with_label_values(&["applied"]).inc();
                     tracing::info!(rules = count, "alert rules reloaded");
+                    crate::audit::record(
+                        "local",
+                        "rules.reloaded",
+                        "alert rules",
+                        "ok",
+                        serde_json::json!({"rules": count}),
+                    );
                 }
                 Err(e) => {
                     self.metrics.reloads.with_label_values(&["rejected"]).inc();
                     tracing::error!(error = %e, "alert rules rejected; the rules in service keep running");
+                    crate::audit::record(
+                        "local",
+                        "rules.rejected",
+                        "alert rules",
+                        "rejected",
+                        serde_json::json!({"error": e.to_string()}),
+                    );
                 }
             }
         }
@@ -232,6 +246,14 @@ fn watch_rules(
                 tracing::error!(
                     errors = errors.0.len(),
                     "alert rules rejected; the rules in service keep running"
+                );
+                let first: Vec<String> = errors.0.iter().take(5).map(ToString::to_string).collect();
+                crate::audit::record(
+                    "local",
+                    "rules.rejected",
+                    &path.display().to_string(),
+                    "rejected",
+                    serde_json::json!({"errors": errors.0.len(), "first": first}),
                 );
             }
         }

@@ -23,6 +23,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge};
 
 use crate::decode::yaml::Node;
 use crate::decode::{one_of, ByteSize, Diagnostics, MapReader};
+use crate::seal::Sealer;
 use crate::telemetry::Telemetry;
 
 pub(crate) use memory::MemoryQueue;
@@ -46,7 +47,7 @@ pub(crate) enum Fsync {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum BufferKind {
     Memory { max_events: u64, max_bytes: u64 },
-    Disk { path: PathBuf, max_bytes: u64, fsync: Fsync },
+    Disk { path: PathBuf, max_bytes: u64, fsync: Fsync, encryption: Option<Sealer> },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -111,7 +112,8 @@ impl BufferConfig {
                     .unwrap_or(false);
                 let interval = map.or("fsync_interval", DEFAULT_FSYNC_INTERVAL, cx);
                 let fsync = if fsync { Fsync::EveryBatch } else { Fsync::Interval(interval) };
-                BufferKind::Disk { path: PathBuf::from(path?), max_bytes, fsync }
+                let encryption = Sealer::decode_key(&mut map, &what, cx);
+                BufferKind::Disk { path: PathBuf::from(path?), max_bytes, fsync, encryption }
             }
         };
         map.finish(cx);
@@ -135,7 +137,7 @@ impl BufferConfig {
             BufferKind::Memory { max_events, max_bytes } => {
                 format!("memory buffer ({max_events} events, {max_bytes} bytes, {full} when full)")
             }
-            BufferKind::Disk { path, max_bytes, fsync } => {
+            BufferKind::Disk { path, max_bytes, fsync, .. } => {
                 let sync = match fsync {
                     Fsync::EveryBatch => "fsync every batch".to_string(),
                     Fsync::Interval(d) => format!("fsync every {}", humantime::format_duration(*d)),

@@ -21,7 +21,12 @@ fn memory_and_disk_buffers_decode_with_their_defaults() {
     assert_eq!(
         disk,
         BufferConfig {
-            kind: BufferKind::Disk { path: "/tmp/b".into(), max_bytes: 64 << 20, fsync: Fsync::EveryBatch },
+            kind: BufferKind::Disk {
+                path: "/tmp/b".into(),
+                max_bytes: 64 << 20,
+                fsync: Fsync::EveryBatch,
+                encryption: None
+            },
             when_full: WhenFull::DropNewest
         }
     );

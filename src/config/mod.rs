@@ -14,6 +14,7 @@ use std::path::Path;
 pub(crate) use pipeline::{StepConfig, StepKind};
 pub(crate) use topology::Topology;
 
+use crate::audit::AuditConfig;
 use crate::decode::yaml::Node;
 use crate::decode::{one_of, parse_document, ConfigErrors, Diagnostics, MapReader};
 use crate::event::SchemaMode;
@@ -38,6 +39,17 @@ pub struct Config {
     /// Where inputs that cannot be processed go, with the reason.
     pub dead_letter: SinkConfig,
     pub server: ServerConfig,
+    /// The audit trail's file, when kept.
+    pub audit: Option<AuditConfig>,
+    /// Where the config came from and the SHA-256 of its text, for the audit trail.
+    pub origin: ConfigOrigin,
+}
+
+/// The config file's name and the SHA-256 of its text.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigOrigin {
+    pub file: String,
+    pub sha256: String,
 }
 
 impl Config {
@@ -67,7 +79,11 @@ impl Config {
     /// Like `parse`, with a relative `plugins.dir` taken from `base` (the demo
     /// finds its plugins in the source tree wherever it is started).
     pub fn parse_relative_to(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors> {
-        parse_document(text, file, |root, cx| decode_config(root, base, cx))
+        let mut config = parse_document(text, file, |root, cx| decode_config(root, base, cx))?;
+        use sha2::Digest;
+        config.origin =
+            ConfigOrigin { file: file.to_string(), sha256: hex::encode(sha2::Sha256::digest(text)) };
+        Ok(config)
     }
 
     /// Where events, dead letters and alerts go, one line each, for the start-up
@@ -121,6 +137,7 @@ fn decode_config(root: &Node, base: &Path, cx: &mut Diagnostics) -> Option<Confi
         check_unique_buffer_paths(sinks.iter().chain(std::iter::once(dead_letter)), map.pos(), cx);
     }
     let server = ServerConfig::decode(map.node("server"), cx);
+    let audit = AuditConfig::decode(map.node("audit"), cx);
     map.finish(cx);
     Some(Config {
         schema,
@@ -132,6 +149,8 @@ fn decode_config(root: &Node, base: &Path, cx: &mut Diagnostics) -> Option<Confi
         sinks,
         dead_letter: dead_letter?,
         server,
+        audit,
+        origin: ConfigOrigin::default(),
     })
 }
 

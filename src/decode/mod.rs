@@ -5,8 +5,10 @@
 //! A leaf: it imports nothing else from the crate, so every component can decode its
 //! own section without depending on the assembled config.
 
+pub mod secret;
 pub mod yaml;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -57,9 +59,21 @@ impl Diagnostics {
         !self.errors.is_empty()
     }
 
+    /// The errors in file order, every secret in them masked: a message that
+    /// quotes a bad value never shows a password.
     pub(crate) fn into_errors(mut self) -> Vec<ConfigError> {
         self.errors.sort_by_key(|e| (e.line, e.col));
+        for error in &mut self.errors {
+            if let Cow::Owned(masked) = secret::mask(&error.message) {
+                error.message = masked;
+            }
+        }
         self.errors
+    }
+
+    /// Where `{file: path}` values are read from: the config file's directory.
+    fn base_dir(&self) -> &std::path::Path {
+        std::path::Path::new(&self.file).parent().unwrap_or(std::path::Path::new(""))
     }
 }
 
@@ -150,9 +164,21 @@ impl<'a> MapReader<'a> {
     }
 }
 
-fn scalar<'n>(node: &'n Node, expected: &str, cx: &mut Diagnostics) -> Option<(&'n str, bool)> {
+/// Largest file a `{file: path}` value may name.
+const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
+
+/// A scalar's text, with `${NAME}` replaced by the environment variable's value, or
+/// the contents of the file a `{file: path}` mapping names (without the trailing
+/// newline). Values from either place are secrets.
+fn scalar<'n>(node: &'n Node, expected: &str, cx: &mut Diagnostics) -> Option<(Cow<'n, str>, bool)> {
     match &node.kind {
-        NodeKind::Scalar { text, quoted } => Some((text.as_str(), *quoted)),
+        NodeKind::Scalar { text, quoted } if text.contains("${") => {
+            expand_env(text, node.pos, cx).map(|t| (Cow::Owned(t), *quoted))
+        }
+        NodeKind::Scalar { text, quoted } => Some((Cow::Borrowed(text.as_str()), *quoted)),
+        NodeKind::Map(entries) if entries.len() == 1 && entries[0].0.name == "file" => {
+            read_value_file(&entries[0].1, cx).map(|t| (Cow::Owned(t), true))
+        }
         _ => {
             cx.error(node.pos, format!("expected {expected}, got {}", node.describe()));
             None
@@ -160,15 +186,98 @@ fn scalar<'n>(node: &'n Node, expected: &str, cx: &mut Diagnostics) -> Option<(&
     }
 }
 
+/// `text` with each `${NAME}` replaced; an unset variable is an error naming it.
+fn expand_env(text: &str, pos: Pos, cx: &mut Diagnostics) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut ok = true;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            cx.error(pos, "`${` without a closing `}`");
+            return None;
+        };
+        let name = &after[..end];
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        match std::env::var(name) {
+            Ok(value) if valid => {
+                secret::register(&value);
+                out.push_str(&value);
+            }
+            _ if !valid => {
+                cx.error(pos, format!("`${{{name}}}` is not an environment variable name"));
+                ok = false;
+            }
+            _ => {
+                cx.error(pos, format!("environment variable `{name}` is not set"));
+                ok = false;
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    ok.then_some(out)
+}
+
+/// The contents of the file `{file: path}` names, registered as a secret.
+fn read_value_file(path_node: &Node, cx: &mut Diagnostics) -> Option<String> {
+    let NodeKind::Scalar { text: path, .. } = &path_node.kind else {
+        cx.error(path_node.pos, "`file:` must name a file");
+        return None;
+    };
+    let full = cx.base_dir().join(path);
+    let read = std::fs::File::open(&full).and_then(|file| {
+        use std::io::Read;
+        let mut text = String::new();
+        file.take(MAX_SECRET_FILE_BYTES + 1).read_to_string(&mut text)?;
+        Ok(text)
+    });
+    match read {
+        Ok(text) if text.len() as u64 > MAX_SECRET_FILE_BYTES => {
+            cx.error(path_node.pos, format!("`{}` is larger than 64 KiB", full.display()));
+            None
+        }
+        Ok(text) => {
+            let value = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+            secret::register(value);
+            Some(value.to_string())
+        }
+        Err(e) => {
+            cx.error(path_node.pos, format!("cannot read `{}`: {e}", full.display()));
+            None
+        }
+    }
+}
+
 impl Decode for String {
     fn decode(node: &Node, cx: &mut Diagnostics) -> Option<Self> {
-        scalar(node, "a string", cx).map(|(s, _)| s.to_string())
+        let text = scalar(node, "a string", cx)?.0.into_owned();
+        // A URL's user-info is a credential wherever the URL is written.
+        if text.contains("://") && text.contains('@') {
+            secret::register_url_credentials(&text);
+        }
+        Some(text)
+    }
+}
+
+/// A secret is a string that is never shown; one shorter than 4 characters is
+/// refused (it could not be masked in messages, and is no secret).
+impl Decode for secret::Secret {
+    fn decode(node: &Node, cx: &mut Diagnostics) -> Option<Self> {
+        let value = secret::Secret::new(String::decode(node, cx)?);
+        if value.is_weak() && !value.expose().is_empty() {
+            cx.error(node.pos, "a secret must be at least 4 characters long");
+            return None;
+        }
+        Some(value)
     }
 }
 
 impl Decode for bool {
     fn decode(node: &Node, cx: &mut Diagnostics) -> Option<Self> {
-        match scalar(node, "true or false", cx)? {
+        let (text, quoted) = scalar(node, "true or false", cx)?;
+        match (text.as_ref(), quoted) {
             ("true", false) => Some(true),
             ("false", false) => Some(false),
             (other, _) => {
@@ -214,7 +323,7 @@ impl Decode for f64 {
 impl Decode for Duration {
     fn decode(node: &Node, cx: &mut Diagnostics) -> Option<Self> {
         let (text, _) = scalar(node, "a duration such as 500ms, 30s or 1h", cx)?;
-        match humantime::parse_duration(text) {
+        match humantime::parse_duration(&text) {
             Ok(d) => Some(d),
             Err(e) => {
                 cx.error(
@@ -254,7 +363,7 @@ impl ByteSize {
 impl Decode for ByteSize {
     fn decode(node: &Node, cx: &mut Diagnostics) -> Option<Self> {
         let (text, _) = scalar(node, "a size such as 64KiB or 100MiB", cx)?;
-        match ByteSize::parse(text) {
+        match ByteSize::parse(&text) {
             Some(n) => Some(ByteSize(n)),
             None => {
                 cx.error(node.pos, format!("expected a size such as 64KiB or 100MiB, got `{text}`"));
@@ -301,6 +410,10 @@ impl Decode for BTreeMap<String, String> {
                 for (key, value) in entries {
                     match String::decode(value, cx) {
                         Some(v) => {
+                            // Header values and client properties carry credentials.
+                            if is_sensitive_name(&key.name) {
+                                secret::register(&v);
+                            }
                             out.insert(key.name.clone(), v);
                         }
                         None => ok = false,
@@ -316,11 +429,20 @@ impl Decode for BTreeMap<String, String> {
     }
 }
 
+/// Keys whose values are credentials wherever they appear (headers, librdkafka
+/// properties): `authorization`, `sasl.password`, `ssl.key.password`, `x-api-key`…
+pub(crate) fn is_sensitive_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["authorization", "password", "secret", "token", "api-key", "api_key", "apikey", "cookie"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
 /// Decodes a string that must be one of `choices`; the error lists them.
 pub(crate) fn one_of<T: Copy>(node: &Node, choices: &[(&str, T)], cx: &mut Diagnostics) -> Option<T> {
     let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
     let (text, _) = scalar(node, &format!("one of {}", names.join(", ")), cx)?;
-    match choices.iter().find(|(n, _)| *n == text) {
+    match choices.iter().find(|(n, _)| *n == text.as_ref()) {
         Some((_, v)) => Some(*v),
         None => {
             cx.error(node.pos, format!("expected one of {}, got `{text}`", names.join(", ")));
@@ -386,6 +508,38 @@ pub(crate) fn parse_document<T>(
     match decode(&root, &mut cx) {
         Some(value) if !cx.has_errors() => Ok(value),
         _ => Err(ConfigErrors(cx.into_errors())),
+    }
+}
+
+/// A YAML subtree as JSON, with `${NAME}` and `{file: path}` values resolved like
+/// everywhere else in the config (they become strings), and the values of
+/// credential-named keys (`hash_key`, `password`, `token`…) registered as secrets.
+pub(crate) fn to_json_resolved(node: &Node, cx: &mut Diagnostics) -> Value {
+    match &node.kind {
+        NodeKind::Map(entries) if entries.len() == 1 && entries[0].0.name == "file" => {
+            scalar(node, "a value", cx)
+                .map(|(text, _)| Value::String(text.into_owned()))
+                .unwrap_or(Value::Null)
+        }
+        NodeKind::Map(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    let value = to_json_resolved(v, cx);
+                    if let (true, Value::String(text)) =
+                        (is_sensitive_name(&k.name) || k.name.ends_with("key"), &value)
+                    {
+                        secret::register(text);
+                    }
+                    (k.name.clone(), value)
+                })
+                .collect(),
+        ),
+        NodeKind::Seq(items) => Value::Array(items.iter().map(|item| to_json_resolved(item, cx)).collect()),
+        NodeKind::Scalar { text, .. } if text.contains("${") => {
+            expand_env(text, node.pos, cx).map(Value::String).unwrap_or(Value::Null)
+        }
+        NodeKind::Scalar { .. } => to_json(node),
     }
 }
 

@@ -13,7 +13,7 @@ use crate::decode::yaml::{Node, NodeKind};
 /// second per event it is split down to.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(100);
 pub const DEFAULT_DEADLINE_PER_EVENT: Duration = Duration::from_millis(1);
-use crate::decode::{one_of, to_json, ByteSize, Diagnostics, MapReader};
+use crate::decode::{one_of, to_json_resolved, ByteSize, Diagnostics, MapReader};
 
 /// The file stem that marks a plugin step as the pipeline's PII scrubber.
 pub(crate) const SCRUBBER_STEM: &str = "pii_scrub";
@@ -149,7 +149,7 @@ impl PluginStepConfig {
         let file: Option<String> = map.required("file", cx);
         let config = match map.node("config") {
             None => Map::new(),
-            Some(node) => match to_json(node) {
+            Some(node) => match to_json_resolved(node, cx) {
                 Value::Object(config) => config,
                 _ => {
                     cx.error(node.pos, format!("config must be a mapping, got {}", node.describe()));

@@ -98,6 +98,13 @@ impl PluginStep {
             to = %prepared.version.hash,
             "plugin swapped: the new version processes the next batch"
         );
+        crate::audit::record(
+            "local",
+            "plugin.swapped",
+            &self.name,
+            "ok",
+            serde_json::json!({"from": self.current.hash, "to": prepared.version.hash}),
+        );
         self.previous = Some(std::mem::replace(&mut self.current, prepared.version));
         self.instance = Some(prepared.instance);
         self.probation = Some(Probation::default());
@@ -238,6 +245,13 @@ impl PluginStep {
                 failures,
                 batches,
                 "plugin rolled back: the new version failed {failures} of its first {batches} batches"
+            );
+            crate::audit::record(
+                "local",
+                "plugin.rolled_back",
+                &self.name,
+                "ok",
+                serde_json::json!({"withdrawn": self.current.hash, "restored": previous.hash, "failures": failures, "batches": batches}),
             );
             self.current = previous;
             self.instance = None;

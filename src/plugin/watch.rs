@@ -190,6 +190,13 @@ fn rescan(entries: &mut [Watched]) {
                     error = %error,
                     "new plugin version rejected; the version in service keeps running"
                 );
+                crate::audit::record(
+                    "local",
+                    "plugin.rejected",
+                    &entry.plugin,
+                    "rejected",
+                    serde_json::json!({"version": hash, "error": error.to_string()}),
+                );
             }
         }
     }

@@ -12,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{Encoded, SinkError, SinkKind, Write};
 use crate::decode::{ByteSize, Diagnostics, MapReader};
+use crate::seal::Sealer;
 
 #[derive(Debug, Clone)]
 pub struct FileSinkConfig {
@@ -22,6 +23,8 @@ pub struct FileSinkConfig {
     pub(crate) rotate_interval: Option<std::time::Duration>,
     /// fsync before acknowledging (slower; survives power loss, not just a crash).
     pub(crate) fsync: bool,
+    /// Each batch written as one sealed frame (`decrypt` reads the file back).
+    pub(crate) encryption: Option<Sealer>,
 }
 
 impl SinkKind for FileSinkConfig {
@@ -32,15 +35,19 @@ impl SinkKind for FileSinkConfig {
         let rotate_bytes = map.optional::<ByteSize>("rotate_bytes", cx).map(|b| b.0);
         let rotate_interval = map.optional::<std::time::Duration>("rotate_interval", cx);
         let fsync = map.or("fsync", false, cx);
+        let encryption = Sealer::decode_key(map, "file sink", cx);
         let path = PathBuf::from(path?);
         if let Err(message) = check_writable_dir(&path) {
             cx.error(map.key_pos("path"), message);
         }
-        Some(FileSinkConfig { path, rotate_bytes, rotate_interval, fsync })
+        Some(FileSinkConfig { path, rotate_bytes, rotate_interval, fsync, encryption })
     }
 
     fn describe(&self) -> String {
-        self.path.display().to_string()
+        match self.encryption {
+            Some(_) => format!("{} (encrypted)", self.path.display()),
+            None => self.path.display().to_string(),
+        }
     }
 
     async fn open(&self) -> Result<FileOutput, SinkError> {
@@ -50,7 +57,13 @@ impl SinkKind for FileSinkConfig {
 
 impl Write for FileOutput {
     async fn write(&mut self, batch: &Encoded<'_>) -> Result<(), SinkError> {
-        self.write(batch.buf).await
+        match &self.config.encryption {
+            Some(sealer) => {
+                let sealed = sealer.seal(batch.buf);
+                self.write(&sealed).await
+            }
+            None => self.write(batch.buf).await,
+        }
     }
 
     async fn close(&mut self) -> Result<(), SinkError> {
@@ -224,6 +237,7 @@ mod tests {
             rotate_bytes: Some(100),
             rotate_interval: None,
             fsync: false,
+            encryption: None,
         };
         let mut out = FileOutput::open(&config).await.expect("open");
         let line = b"0123456789012345678901234567890123456789\n"; // 41 bytes
@@ -250,8 +264,13 @@ mod tests {
     async fn a_failed_reopen_is_repaired_by_the_next_write() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("events.jsonl");
-        let config =
-            FileSinkConfig { path: path.clone(), rotate_bytes: None, rotate_interval: None, fsync: false };
+        let config = FileSinkConfig {
+            path: path.clone(),
+            rotate_bytes: None,
+            rotate_interval: None,
+            fsync: false,
+            encryption: None,
+        };
         let mut out = FileOutput::open(&config).await.expect("open");
         out.write(b"first\n").await.expect("write");
         std::fs::rename(&path, dir.path().join("rotated.jsonl")).expect("rotate by hand");

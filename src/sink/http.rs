@@ -7,11 +7,9 @@
 //! go to the dead-letter sink with the status and the start of the response body,
 //! and are not retried.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use super::{response_excerpt, Encoded, Refusal, SinkError, SinkKind};
 use crate::decode::{one_of, Diagnostics, MapReader};
+use crate::tls::{describe_http_error, HttpEndpoint};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpFormat {
@@ -23,57 +21,37 @@ pub enum HttpFormat {
 
 #[derive(Debug, Clone)]
 pub struct HttpSinkConfig {
-    /// `http://` or `https://` URL the batches are POSTed to.
-    pub(crate) url: String,
+    /// The `http://` or `https://` URL the batches are POSTed to, with its
+    /// timeout, TLS settings and headers (authentication).
+    pub(crate) endpoint: HttpEndpoint,
     pub(crate) format: HttpFormat,
     /// gzip the request body (`content-encoding: gzip`).
     pub(crate) gzip: bool,
-    /// Extra request headers (authentication).
-    pub(crate) headers: BTreeMap<String, String>,
-    pub(crate) timeout: Duration,
 }
 
 impl SinkKind for HttpSinkConfig {
     type Output = HttpOutput;
 
     fn decode(map: &mut MapReader<'_>, cx: &mut Diagnostics) -> Option<Self> {
-        let url: Option<String> = map.required("url", cx);
-        if let Some(u) = &url {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                cx.error(map.key_pos("url"), format!("url must start with http:// or https://, got `{u}`"));
-            }
-        }
+        let endpoint = HttpEndpoint::decode(map, "http sink", "url", cx);
         let format = map
             .node("format")
             .and_then(|n| {
                 one_of(n, &[("json_lines", HttpFormat::JsonLines), ("json_array", HttpFormat::JsonArray)], cx)
             })
             .unwrap_or(HttpFormat::JsonLines);
-        let headers: BTreeMap<String, String> = map.or("headers", BTreeMap::new(), cx);
-        for (name, value) in &headers {
-            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
-                || reqwest::header::HeaderValue::from_str(value).is_err()
-            {
-                cx.error(map.key_pos("headers"), format!("header `{name}` is not a valid HTTP header"));
-            }
-        }
-        Some(HttpSinkConfig {
-            url: url?,
-            format,
-            gzip: map.or("gzip", false, cx),
-            headers,
-            timeout: map.or("timeout", Duration::from_secs(10), cx),
-        })
+        Some(HttpSinkConfig { endpoint: endpoint?, format, gzip: map.or("gzip", false, cx) })
     }
 
     fn describe(&self) -> String {
-        format!("HTTP POST to {}", self.url)
+        format!("HTTP POST to {}", self.endpoint.shown_url())
     }
 
     async fn open(&self) -> Result<HttpOutput, SinkError> {
-        let client = reqwest::Client::builder().timeout(self.timeout).build().map_err(|e| {
-            SinkError::Http { url: self.url.clone(), message: format!("cannot build the HTTP client: {e}") }
-        })?;
+        let client = self
+            .endpoint
+            .client("http sink")
+            .map_err(|e| SinkError::Http { url: self.endpoint.shown_url(), message: e.to_string() })?;
         Ok(HttpOutput { client, config: self.clone(), body: Vec::new() })
     }
 }
@@ -87,7 +65,7 @@ pub(crate) struct HttpOutput {
 
 impl HttpOutput {
     fn error(&self, message: String) -> SinkError {
-        SinkError::Http { url: self.config.url.clone(), message }
+        SinkError::Http { url: self.config.endpoint.shown_url(), message }
     }
 
     /// The request body in the configured format, uncompressed.
@@ -119,10 +97,8 @@ impl super::Write for HttpOutput {
             HttpFormat::JsonLines => "application/x-ndjson",
             HttpFormat::JsonArray => "application/json",
         };
-        let mut request = self.client.post(&self.config.url).header("content-type", content_type);
-        for (name, value) in &self.config.headers {
-            request = request.header(name, value);
-        }
+        let request = self.client.post(&self.config.endpoint.url).header("content-type", content_type);
+        let mut request = self.config.endpoint.with_headers(request);
         let body = if self.config.gzip {
             request = request.header("content-encoding", "gzip");
             super::gzip(&self.body).map_err(|e| self.error(format!("gzip: {e}")))?
@@ -130,7 +106,11 @@ impl super::Write for HttpOutput {
             // The request owns its body; the encoding buffer starts afresh next batch.
             std::mem::take(&mut self.body)
         };
-        let response = request.body(body).send().await.map_err(|e| self.error(format!("POST: {e}")))?;
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.error(format!("POST: {}", describe_http_error(e))))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());

@@ -15,36 +15,31 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use std::time::Duration;
-
 use super::{Encoded, SinkError, SinkKind};
+use crate::decode::secret::Secret;
 use crate::decode::{Diagnostics, MapReader};
 use crate::fields::{parse_field, FieldRef};
+use crate::tls::{describe_http_error, HttpEndpoint};
 
 #[derive(Debug, Clone)]
 pub struct InfluxSinkConfig {
-    /// `http://host:8086`; points are written to `{url}/write`.
-    pub(crate) url: String,
+    /// `http://host:8086` (points are written to `{url}/write`), with its timeout,
+    /// TLS settings and headers.
+    pub(crate) endpoint: HttpEndpoint,
     pub(crate) database: String,
     pub(crate) retention_policy: Option<String>,
     pub(crate) username: Option<String>,
-    pub(crate) password: Option<String>,
+    pub(crate) password: Option<Secret>,
     /// Fields written as tags besides component and severity (`data.namespace`).
     pub(crate) tag_fields: Vec<String>,
     pub(crate) gzip: bool,
-    pub(crate) timeout: Duration,
 }
 
 impl SinkKind for InfluxSinkConfig {
     type Output = InfluxOutput;
 
     fn decode(map: &mut MapReader<'_>, cx: &mut Diagnostics) -> Option<Self> {
-        let url: Option<String> = map.required("url", cx);
-        if let Some(u) = &url {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                cx.error(map.key_pos("url"), format!("url must start with http:// or https://, got `{u}`"));
-            }
-        }
+        let endpoint = HttpEndpoint::decode(map, "influxdb sink", "url", cx);
         let tag_fields: Vec<String> = map.or("tag_fields", Vec::new(), cx);
         for field in &tag_fields {
             if let Err(e) = parse_field(field) {
@@ -52,19 +47,18 @@ impl SinkKind for InfluxSinkConfig {
             }
         }
         Some(InfluxSinkConfig {
-            url: url?,
+            endpoint: endpoint?,
             database: map.or("database", "codex_metrics".to_string(), cx),
             retention_policy: map.optional("retention_policy", cx),
             username: map.optional("username", cx),
             password: map.optional("password", cx),
             tag_fields,
             gzip: map.or("gzip", true, cx),
-            timeout: map.or("timeout", Duration::from_secs(10), cx),
         })
     }
 
     fn describe(&self) -> String {
-        format!("InfluxDB {} database {}", self.url, self.database)
+        format!("InfluxDB {} database {}", self.endpoint.shown_url(), self.database)
     }
 
     async fn open(&self) -> Result<InfluxOutput, SinkError> {
@@ -80,8 +74,11 @@ impl super::Write for InfluxOutput {
 
 pub(crate) struct InfluxOutput {
     client: reqwest::Client,
+    endpoint: HttpEndpoint,
+    /// The write URL, and the same for messages (credentials stripped).
     url: String,
-    auth: Option<(String, Option<String>)>,
+    shown_url: String,
+    auth: Option<(String, Option<Secret>)>,
     tag_fields: Vec<(String, FieldRef)>,
     gzip: bool,
     body: String,
@@ -89,14 +86,13 @@ pub(crate) struct InfluxOutput {
 
 impl InfluxOutput {
     pub(crate) fn open(config: &InfluxSinkConfig) -> Result<InfluxOutput, SinkError> {
-        let client =
-            reqwest::Client::builder().timeout(config.timeout).build().map_err(|e| SinkError::Influx {
-                url: config.url.clone(),
-                message: format!("cannot build the HTTP client: {e}"),
-            })?;
+        let client = config
+            .endpoint
+            .client("influxdb sink")
+            .map_err(|e| SinkError::Influx { url: config.endpoint.shown_url(), message: e.to_string() })?;
         let mut url = format!(
             "{}/write?db={}&precision=ns",
-            config.url.trim_end_matches('/'),
+            config.endpoint.url.trim_end_matches('/'),
             query_escape(&config.database)
         );
         if let Some(rp) = &config.retention_policy {
@@ -110,6 +106,8 @@ impl InfluxOutput {
             .collect();
         Ok(InfluxOutput {
             client,
+            endpoint: config.endpoint.clone(),
+            shown_url: crate::decode::secret::display_url(&url),
             url,
             auth: config.username.clone().map(|u| (u, config.password.clone())),
             tag_fields,
@@ -129,10 +127,10 @@ impl InfluxOutput {
         if self.body.is_empty() {
             return Ok(());
         }
-        let error = |message: String| SinkError::Influx { url: self.url.clone(), message };
-        let mut request = self.client.post(&self.url);
+        let error = |message: String| SinkError::Influx { url: self.shown_url.clone(), message };
+        let mut request = self.endpoint.with_headers(self.client.post(&self.url));
         if let Some((user, password)) = &self.auth {
-            request = request.basic_auth(user, password.as_ref());
+            request = request.basic_auth(user, password.as_ref().map(Secret::expose));
         }
         let body = if self.gzip {
             request = request.header("content-encoding", "gzip");
@@ -140,7 +138,11 @@ impl InfluxOutput {
         } else {
             self.body.as_bytes().to_vec()
         };
-        let response = request.body(body).send().await.map_err(|e| error(format!("POST: {e}")))?;
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| error(format!("POST: {}", describe_http_error(e))))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -149,7 +151,7 @@ impl InfluxOutput {
         if status.as_u16() == 400 {
             // A point InfluxDB refuses (a field whose type changed) is refused
             // again on retry; the rest of the batch was written.
-            tracing::error!(url = %self.url, %status, response = %text.trim(), "InfluxDB refused some points; not retried");
+            tracing::error!(url = %self.shown_url, %status, response = %text.trim(), "InfluxDB refused some points; not retried");
             return Ok(());
         }
         Err(error(format!("HTTP {status}: {}", text.trim())))

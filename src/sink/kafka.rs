@@ -11,6 +11,7 @@ use rdkafka::util::Timeout;
 
 use super::{Encoded, Refusal, SinkError, SinkKind, Write};
 use crate::decode::{one_of, Diagnostics, MapReader};
+use crate::kafka_client::KafkaSecurity;
 
 #[derive(Debug, Clone)]
 pub struct KafkaSinkConfig {
@@ -21,6 +22,9 @@ pub struct KafkaSinkConfig {
     pub(crate) key_field: String,
     /// none | gzip | snappy | lz4 (default lz4).
     pub(crate) compression: String,
+    /// TLS and SASL as named keys (`tls`, `sasl`).
+    pub(crate) security: KafkaSecurity,
+    /// Passed to librdkafka as they are, after `security`.
     pub(crate) properties: std::collections::BTreeMap<String, String>,
 }
 
@@ -39,6 +43,7 @@ impl SinkKind for KafkaSinkConfig {
             topic: topic?,
             key_field: map.or("key_field", "data.agent_id".to_string(), cx),
             compression: compression.unwrap_or("lz4").to_string(),
+            security: KafkaSecurity::decode(map, "kafka sink", cx),
             properties: map.or("properties", Default::default(), cx),
         })
     }
@@ -48,6 +53,23 @@ impl SinkKind for KafkaSinkConfig {
     }
 
     async fn open(&self) -> Result<KafkaOutput, SinkError> {
+        // With TLS or SASL on, a refused handshake or login fails the start with
+        // its reason instead of librdkafka retrying it forever.
+        let client = KafkaOutput::client_config(self);
+        if crate::kafka_client::is_secured(&client) {
+            let checked = tokio::task::spawn_blocking(move || {
+                crate::kafka_client::check_connection(&client, "kafka sink")
+            })
+            .await;
+            let failure = match checked {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(format!("connection check failed: {e}")),
+            };
+            if let Some(message) = failure {
+                return Err(SinkError::Kafka { topic: self.topic.clone(), message });
+            }
+        }
         KafkaOutput::open(self)
     }
 }
@@ -70,17 +92,22 @@ pub(crate) struct KafkaOutput {
 }
 
 impl KafkaOutput {
-    pub(crate) fn open(config: &KafkaSinkConfig) -> Result<Self, SinkError> {
+    fn client_config(config: &KafkaSinkConfig) -> ClientConfig {
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
             .set("compression.type", &config.compression)
             .set("linger.ms", "5");
+        config.security.apply(&mut client);
         for (key, value) in &config.properties {
             client.set(key, value);
         }
-        let producer: FutureProducer = client
+        client
+    }
+
+    pub(crate) fn open(config: &KafkaSinkConfig) -> Result<Self, SinkError> {
+        let producer: FutureProducer = Self::client_config(config)
             .create()
             .map_err(|e| SinkError::Kafka { topic: config.topic.clone(), message: e.to_string() })?;
         Ok(KafkaOutput {

@@ -16,12 +16,10 @@ use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::transport::Channel;
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use super::{Encoded, SideInput, SinkError, SinkKind};
 use crate::decode::{one_of, Diagnostics, MapReader};
 use crate::step::traces::{ServiceIdentity, SpanBatch, SPANS};
+use crate::tls::{describe_http_error, error_chain, HttpEndpoint};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OtlpProtocol {
@@ -31,14 +29,13 @@ pub enum OtlpProtocol {
 
 #[derive(Debug, Clone)]
 pub struct OtlpSinkConfig {
-    /// `http://host:4317` (gRPC) or `http://host:4318` (HTTP; `/v1/traces` is added).
-    pub(crate) endpoint: String,
+    /// `http://host:4317` (gRPC) or `http://host:4318` (HTTP; `/v1/traces` is
+    /// added), `https://` for TLS; with its timeout, TLS settings and headers
+    /// (authentication; gRPC metadata for gRPC).
+    pub(crate) endpoint: HttpEndpoint,
     pub(crate) protocol: OtlpProtocol,
     /// gzip the requests.
     pub(crate) compression: bool,
-    pub(crate) timeout: Duration,
-    /// Extra request headers (authentication).
-    pub(crate) headers: BTreeMap<String, String>,
     /// The traces step whose spans this sink exports; absent: every traces step's.
     pub(crate) spans_from: Option<String>,
     /// Resource attributes `service.name`, `service.version`,
@@ -58,21 +55,13 @@ impl SinkKind for OtlpSinkConfig {
     type Output = OtlpOutput;
 
     fn decode(map: &mut MapReader<'_>, cx: &mut Diagnostics) -> Option<Self> {
-        let endpoint: Option<String> = map.required("endpoint", cx);
+        let endpoint = HttpEndpoint::decode(map, "otlp sink", "endpoint", cx);
         let protocol = map
             .node("protocol")
             .and_then(|n| {
                 one_of(n, &[("grpc", OtlpProtocol::Grpc), ("http/protobuf", OtlpProtocol::HttpProtobuf)], cx)
             })
             .unwrap_or(OtlpProtocol::Grpc);
-        if let Some(e) = &endpoint {
-            if !(e.starts_with("http://") || e.starts_with("https://")) {
-                cx.error(
-                    map.key_pos("endpoint"),
-                    format!("endpoint must start with http:// or https://, got `{e}`"),
-                );
-            }
-        }
         Some(OtlpSinkConfig {
             endpoint: endpoint?,
             protocol,
@@ -80,8 +69,6 @@ impl SinkKind for OtlpSinkConfig {
                 .node("compression")
                 .and_then(|n| one_of(n, &[("gzip", true), ("none", false)], cx))
                 .unwrap_or(true),
-            timeout: map.or("timeout", Duration::from_secs(10), cx),
-            headers: map.or("headers", BTreeMap::new(), cx),
             spans_from: map.optional("spans_from", cx),
             service: ServiceOverrides {
                 service_name: map.optional("service_name", cx),
@@ -92,7 +79,7 @@ impl SinkKind for OtlpSinkConfig {
     }
 
     fn describe(&self) -> String {
-        format!("spans over OTLP to {}", self.endpoint)
+        format!("spans over OTLP to {}", self.endpoint.shown_url())
     }
 
     fn side_input(&self) -> Option<SideInput> {
@@ -133,14 +120,31 @@ enum Transport {
 
 impl OtlpOutput {
     pub(crate) fn open(config: &OtlpSinkConfig) -> Result<OtlpOutput, SinkError> {
-        let error = |message: String| SinkError::Otlp { endpoint: config.endpoint.clone(), message };
+        let shown = config.endpoint.shown_url();
+        let error = |message: String| SinkError::Otlp { endpoint: shown.clone(), message };
+        let endpoint = &config.endpoint;
         let transport = match config.protocol {
             OtlpProtocol::Grpc => {
-                // Connects on first use, and reconnects after failures by itself.
-                let channel = Channel::from_shared(config.endpoint.clone())
+                let channel = Channel::from_shared(endpoint.url.clone())
                     .map_err(|e| error(format!("invalid endpoint: {e}")))?
-                    .timeout(config.timeout)
-                    .connect_lazy();
+                    .timeout(endpoint.timeout);
+                // Connects on first use, and reconnects after failures by itself;
+                // `https://` over our rustls client configuration (CA, client
+                // certificate, server name), cleartext HTTP/2 only for `http://`.
+                let channel = if endpoint.url.starts_with("https://") {
+                    let tls = endpoint.tls.clone().unwrap_or_default();
+                    tls.warn_if_insecure("otlp sink");
+                    // hyper-rustls offers h2 by ALPN itself.
+                    let client = tls.client_config().map_err(|e| error(e.to_string()))?;
+                    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                        .with_tls_config(client)
+                        .https_only()
+                        .enable_http2()
+                        .build();
+                    channel.connect_with_connector_lazy(connector)
+                } else {
+                    channel.connect_lazy()
+                };
                 let mut client = TraceServiceClient::new(channel);
                 if config.compression {
                     client = client
@@ -150,22 +154,19 @@ impl OtlpOutput {
                 Transport::Grpc(client)
             }
             OtlpProtocol::HttpProtobuf => {
-                let client = reqwest::Client::builder()
-                    .timeout(config.timeout)
-                    .build()
-                    .map_err(|e| error(format!("cannot build the HTTP client: {e}")))?;
-                let base = config.endpoint.trim_end_matches('/');
+                let client = endpoint.client("otlp sink").map_err(|e| error(e.to_string()))?;
+                let base = endpoint.url.trim_end_matches('/');
                 let url =
                     if base.ends_with("/v1/traces") { base.to_string() } else { format!("{base}/v1/traces") };
                 Transport::Http { client, url }
             }
         };
         Ok(OtlpOutput {
-            endpoint: config.endpoint.clone(),
+            endpoint: shown.clone(),
             transport,
             overrides: config.service.clone(),
             compression: config.compression,
-            headers: config.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            headers: endpoint.headers.clone(),
         })
     }
 
@@ -233,7 +234,9 @@ impl OtlpOutput {
                         tracing::error!(endpoint = %self.endpoint, error = %status, spans = spans.len(), "OTLP receiver rejected spans as invalid; not retried");
                         return Ok(());
                     }
-                    Err(status) => return Err(error(format!("gRPC export failed: {status}"))),
+                    Err(status) => {
+                        return Err(error(format!("gRPC export failed: {}", error_chain(&status))))
+                    }
                 }
             }
             Transport::Http { client, url } => {
@@ -248,8 +251,11 @@ impl OtlpOutput {
                 for (k, v) in &self.headers {
                     builder = builder.header(k, v);
                 }
-                let response =
-                    builder.body(body).send().await.map_err(|e| error(format!("POST {url}: {e}")))?;
+                let response = builder
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| error(format!("POST: {}", describe_http_error(e))))?;
                 let status = response.status();
                 // A success answer is a small protobuf message; nothing more is read.
                 let (bytes, _) = super::read_body_capped(response, 1 << 20).await;
@@ -259,7 +265,7 @@ impl OtlpOutput {
                     tracing::error!(endpoint = %self.endpoint, %status, spans = spans.len(), "OTLP receiver rejected spans as invalid; not retried");
                     return Ok(());
                 } else {
-                    return Err(error(format!("POST {url}: HTTP {status}")));
+                    return Err(error(format!("POST: HTTP {status}")));
                 }
             }
         };

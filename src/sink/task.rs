@@ -54,9 +54,10 @@ impl Buffer {
             BufferKind::Memory { max_events, max_bytes } => {
                 Buffer::Memory(MemoryQueue::new(*max_events, *max_bytes))
             }
-            BufferKind::Disk { path, max_bytes, fsync } => {
-                let queue =
-                    DiskQueue::open(path, *max_bytes).map_err(|e| SinkError::Buffer(e.to_string()))?;
+            BufferKind::Disk { path, max_bytes, fsync, encryption } => {
+                let queue = DiskQueue::open(path, *max_bytes)
+                    .map_err(|e| SinkError::Buffer(e.to_string()))?
+                    .with_sealer(encryption.clone());
                 Buffer::Disk(DiskBuffer {
                     queue: Arc::new(queue),
                     fsync: *fsync,

@@ -87,9 +87,20 @@ pub fn tansu(topics: &[(&str, i32)]) -> Option<Broker> {
     Some(broker)
 }
 
+/// A client config for `bootstrap`, plaintext.
+pub fn base(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    config
+}
+
 pub fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
+    create_topics_with(&base(bootstrap), topics)
+}
+
+/// Creates topics with the given client settings (TLS, SASL).
+pub fn create_topics_with(client: &ClientConfig, topics: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> = client.create().expect("admin client");
     let new: Vec<NewTopic<'_>> =
         topics.iter().map(|(name, p)| NewTopic::new(name, *p, TopicReplication::Fixed(1))).collect();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -104,8 +115,13 @@ pub fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
 
 /// Produces `lines` to `topic`, waiting for every delivery.
 pub fn produce(bootstrap: &str, topic: &str, lines: &[Vec<u8>]) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    produce_with(&base(bootstrap), topic, lines)
+}
+
+/// Produces with the given client settings (TLS, SASL).
+pub fn produce_with(client: &ClientConfig, topic: &str, lines: &[Vec<u8>]) {
+    let producer: FutureProducer = client
+        .clone()
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
         .create()
@@ -135,8 +151,13 @@ pub fn produce(bootstrap: &str, topic: &str, lines: &[Vec<u8>]) {
 /// Reads `topic` from the beginning until `expected` messages arrived or nothing
 /// new came for `quiet`.
 pub fn read_topic(bootstrap: &str, topic: &str, expected: usize, quiet: Duration) -> Vec<Vec<u8>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    read_topic_with(&base(bootstrap), topic, expected, quiet)
+}
+
+/// Reads with the given client settings (TLS, SASL).
+pub fn read_topic_with(client: &ClientConfig, topic: &str, expected: usize, quiet: Duration) -> Vec<Vec<u8>> {
+    let consumer: BaseConsumer = client
+        .clone()
         .set("group.id", format!("reader-{topic}-{}", std::process::id()))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
@@ -197,4 +218,159 @@ pub fn follow_until_complete(
         }
     }
     counts
+}
+
+/// A tansu broker that requires SASL (SCRAM users, or PLAIN, which tansu 0.6.0
+/// does not check the password of), behind stunnel for TLS: clients reach it only
+/// through the TLS port, which is what the broker advertises.
+pub struct SecureBroker {
+    /// `localhost:<stunnel port>`: TLS, then SASL.
+    pub tls_bootstrap: String,
+    /// The broker itself: SASL over plaintext (a "plaintext broker" for a TLS client).
+    pub plain_bootstrap: String,
+    /// Client settings an administrator uses (PLAIN over TLS, the client certificate when required).
+    pub admin: ClientConfig,
+    _broker: Broker,
+    stunnel: Child,
+}
+
+impl Drop for SecureBroker {
+    fn drop(&mut self) {
+        let _ = self.stunnel.kill();
+        let _ = self.stunnel.wait();
+    }
+}
+
+fn wait_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Starts tansu (authentication on) and stunnel in front of it with the PKI's
+/// server certificate (and client certificates required when `mutual`), creates
+/// the SCRAM `users` (`(name, password, 256 | 512)`) and the topics. `None` when
+/// tansu or stunnel is not installed.
+pub fn secure_tansu(
+    dir: &std::path::Path,
+    pki: &super::pki::Pki,
+    mutual: bool,
+    users: &[(&str, &str, u16)],
+    topics: &[(&str, i32)],
+) -> Option<SecureBroker> {
+    let binary = std::env::var("TANSU").unwrap_or_else(|_| "tansu".into());
+    let (broker_port, tls_port) = (free_port(), free_port());
+    let listen = format!("tcp://127.0.0.1:{broker_port}");
+    let advertised = format!("tcp://localhost:{tls_port}");
+    let child = Command::new(&binary)
+        .args(["broker", "--storage-engine", "memory://tansu/", "--authentication"])
+        .args(["--listener-url", &listen, "--advertised-listener-url", &advertised])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let broker = Broker { bootstrap: format!("127.0.0.1:{broker_port}"), child };
+    wait_listening(broker_port, "tansu");
+    let conf = dir.join(format!("stunnel-{tls_port}.conf"));
+    let mut text = format!(
+        "foreground = yes\npid =\ndebug = 4\n[kafka]\naccept = 127.0.0.1:{tls_port}\nconnect = 127.0.0.1:{broker_port}\ncert = {}\nkey = {}\n",
+        pki.server_cert.display(),
+        pki.server_key.display()
+    );
+    if mutual {
+        text.push_str(&format!("CAfile = {}\nverifyChain = yes\nrequireCert = yes\n", pki.ca.display()));
+    }
+    std::fs::write(&conf, text).expect("stunnel config");
+    let stunnel =
+        Command::new("stunnel").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()?;
+    let mut secure = SecureBroker {
+        tls_bootstrap: format!("localhost:{tls_port}"),
+        plain_bootstrap: broker.bootstrap.clone(),
+        admin: ClientConfig::new(),
+        _broker: broker,
+        stunnel,
+    };
+    wait_listening(tls_port, "stunnel");
+    secure
+        .admin
+        .set("bootstrap.servers", &secure.tls_bootstrap)
+        .set("security.protocol", "SASL_SSL")
+        .set("sasl.mechanism", "PLAIN")
+        .set("sasl.username", "admin")
+        .set("sasl.password", "admin-password")
+        .set("ssl.ca.location", pki.ca.display().to_string());
+    if mutual {
+        secure
+            .admin
+            .set("ssl.certificate.location", pki.client_cert.display().to_string())
+            .set("ssl.key.location", pki.client_key.display().to_string());
+    }
+    upsert_scram_users(&secure.admin, users);
+    create_topics_with(&secure.admin, topics);
+    Some(secure)
+}
+
+/// Creates SCRAM credentials through the Kafka admin API (librdkafka's
+/// AlterUserScramCredentials; the Rust wrapper has no call for it).
+fn upsert_scram_users(client: &ClientConfig, users: &[(&str, &str, u16)]) {
+    use rdkafka::bindings as rd;
+    use rdkafka::producer::{BaseProducer, Producer};
+    use std::ffi::{CStr, CString};
+    let producer: BaseProducer = client.create().expect("admin client");
+    let rk = producer.client().native_ptr();
+    let names: Vec<CString> = users.iter().map(|(u, _, _)| CString::new(*u).expect("user name")).collect();
+    // SAFETY: every pointer passed is live for the call (names and passwords
+    // outlive it, the alterations are destroyed once, after the answer), and the
+    // event and queue are destroyed exactly once.
+    unsafe {
+        let mut alterations: Vec<*mut rd::rd_kafka_UserScramCredentialAlteration_t> = users
+            .iter()
+            .zip(&names)
+            .map(|((_, password, bits), name)| {
+                let mechanism = if *bits == 256 {
+                    rd::rd_kafka_ScramMechanism_t::RD_KAFKA_SCRAM_MECHANISM_SHA_256
+                } else {
+                    rd::rd_kafka_ScramMechanism_t::RD_KAFKA_SCRAM_MECHANISM_SHA_512
+                };
+                rd::rd_kafka_UserScramCredentialUpsertion_new(
+                    name.as_ptr(),
+                    mechanism,
+                    8192,
+                    password.as_ptr(),
+                    password.len(),
+                    std::ptr::null(),
+                    0,
+                )
+            })
+            .collect();
+        let queue = rd::rd_kafka_queue_new(rk);
+        rd::rd_kafka_AlterUserScramCredentials(
+            rk,
+            alterations.as_mut_ptr(),
+            alterations.len(),
+            std::ptr::null(),
+            queue,
+        );
+        let event = rd::rd_kafka_queue_poll(queue, 20_000);
+        assert!(!event.is_null(), "no answer to AlterUserScramCredentials");
+        if rd::rd_kafka_event_error(event) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            panic!("AlterUserScramCredentials: {:?}", CStr::from_ptr(rd::rd_kafka_event_error_string(event)));
+        }
+        let result = rd::rd_kafka_event_AlterUserScramCredentials_result(event);
+        let mut count = 0usize;
+        let responses = rd::rd_kafka_AlterUserScramCredentials_result_responses(result, &mut count);
+        for i in 0..count {
+            let error = rd::rd_kafka_AlterUserScramCredentials_result_response_error(*responses.add(i));
+            assert!(
+                error.is_null(),
+                "creating a SCRAM user: {:?}",
+                CStr::from_ptr(rd::rd_kafka_error_string(error))
+            );
+        }
+        rd::rd_kafka_event_destroy(event);
+        rd::rd_kafka_queue_destroy(queue);
+        rd::rd_kafka_UserScramCredentialAlteration_destroy_array(alterations.as_mut_ptr(), alterations.len());
+    }
 }

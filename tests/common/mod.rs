@@ -4,8 +4,10 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod pki;
 pub mod plugins;
 pub mod receiver;
+pub mod tls_server;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::decode::{Diagnostics, MapReader, OneOrMany};
+use crate::kafka_client::KafkaSecurity;
 
 /// A Kafka consumer-group member. More instances with the same `group_id` share the
 /// partitions.
@@ -18,7 +19,9 @@ pub struct KafkaSourceConfig {
     pub(crate) commit_interval: Duration,
     /// On a partition revoke, how long to wait for its in-flight events.
     pub(crate) revoke_timeout: Duration,
-    /// Passed to librdkafka as they are (TLS, SASL, tuning).
+    /// TLS and SASL as named keys (`tls`, `sasl`).
+    pub(crate) security: KafkaSecurity,
+    /// Passed to librdkafka as they are (tuning; TLS and SASL too), after `security`.
     pub(crate) properties: BTreeMap<String, String>,
 }
 
@@ -33,6 +36,7 @@ impl KafkaSourceConfig {
             // Short: a crash reads again what was finished but not committed yet.
             commit_interval: map.or("commit_interval", Duration::from_millis(250), cx),
             revoke_timeout: map.or("revoke_timeout", Duration::from_secs(10), cx),
+            security: KafkaSecurity::decode(map, "kafka source", cx),
             properties: map.or("properties", BTreeMap::new(), cx),
         }
     }

@@ -225,6 +225,7 @@ impl KafkaSource {
             open_batch: open_batch.clone(),
             revoked: revoked.clone(),
         };
+        self.check_connection().await?;
         let consumer = self.consumer(context)?;
         let topics: Vec<&str> = self.config.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).map_err(|e| self.error(e))?;
@@ -326,7 +327,30 @@ impl KafkaSource {
         Ok(SourceReport { records: read })
     }
 
+    /// With TLS or SASL on, a refused handshake or login ends the start here,
+    /// with its reason, instead of librdkafka retrying it forever.
+    async fn check_connection(&self) -> Result<(), SourceError> {
+        let client = self.client_config();
+        if !crate::kafka_client::is_secured(&client) {
+            return Ok(());
+        }
+        let checked = tokio::task::spawn_blocking(move || {
+            crate::kafka_client::check_connection(&client, "kafka source")
+        })
+        .await;
+        let message = match checked {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("connection check failed: {e}"),
+        };
+        Err(SourceError::Kafka { brokers: self.config.brokers.clone(), message })
+    }
+
     fn consumer(&self, context: Context) -> Result<StreamConsumer<Context>, SourceError> {
+        self.client_config().create_with_context(context).map_err(|e| self.error(e))
+    }
+
+    fn client_config(&self) -> ClientConfig {
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &self.config.brokers)
@@ -340,10 +364,11 @@ impl KafkaSource {
             .set("partition.assignment.strategy", "cooperative-sticky")
             // Bounds what librdkafka prefetches while the pipeline applies backpressure.
             .set("queued.max.messages.kbytes", "16384");
+        self.config.security.apply(&mut client);
         for (key, value) in &self.config.properties {
             client.set(key, value);
         }
-        client.create_with_context(context).map_err(|e| self.error(e))
+        client
     }
 
     /// Commits every partition's point before leaving. A coordinator in the middle

@@ -1,0 +1,316 @@
+//! HTTP endpoints: `/metrics` (Prometheus text format), `/health` (the process is
+//! alive), `/ready` (accepting input; 503 while starting or draining).
+//!
+//! Optionally over TLS (rustls; with `client_ca_file`, every client must present a
+//! certificate from that CA) and behind bearer tokens (`auth`, see `auth.rs`):
+//! every endpoint but `/health` then needs a token, `/metrics` too unless
+//! `auth.metrics: open`. Refused requests are counted (`http_unauthorized_total`)
+//! and recorded in the audit trail; every request to a protected endpoint gets an
+//! access-log line (who, what, status).
+//!
+//! Connections are bounded so that clients cannot hold the server: at most
+//! [`MAX_CONNECTIONS`] at once (more wait to be accepted), request headers must
+//! arrive within [`HEADER_TIMEOUT`] (a slowloris client is cut off), and no
+//! connection lives longer than [`CONNECTION_LIFETIME`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::decode::yaml::Node;
+use crate::decode::{Decode, Diagnostics, MapReader};
+use crate::telemetry::Telemetry;
+
+mod auth;
+
+pub(crate) use auth::{AuthConfig, MetricsAccess};
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address of /metrics, /health and /ready. The spec's default port is 9090.
+    pub(crate) listen: SocketAddr,
+    pub(crate) tls: Option<ServerTls>,
+    pub(crate) auth: Option<AuthConfig>,
+}
+
+/// The server's certificate and key, and the CA client certificates must chain to.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerTls {
+    pub(crate) cert_file: std::path::PathBuf,
+    pub(crate) key_file: std::path::PathBuf,
+    pub(crate) client_ca_file: Option<std::path::PathBuf>,
+}
+
+impl ServerTls {
+    fn decode(node: &Node, cx: &mut Diagnostics) -> Option<ServerTls> {
+        let mut map = MapReader::new(node, "server tls", cx)?;
+        let cert: Option<String> = map.required("cert_file", cx);
+        let key: Option<String> = map.required("key_file", cx);
+        let client_ca: Option<String> = map.optional("client_ca_file", cx);
+        let pos = map.pos();
+        map.finish(cx);
+        let tls = ServerTls {
+            cert_file: cert?.into(),
+            key_file: key?.into(),
+            client_ca_file: client_ca.map(Into::into),
+        };
+        // Read now: `validate` and the start report a bad certificate or key.
+        if let Err(e) = tls.server_config() {
+            cx.error(pos, format!("server tls: {e}"));
+        }
+        Some(tls)
+    }
+
+    fn server_config(&self) -> Result<rustls::ServerConfig, crate::tls::TlsError> {
+        crate::tls::server_config(&self.cert_file, &self.key_file, self.client_ca_file.as_deref())
+    }
+}
+
+impl ServerConfig {
+    pub(crate) fn decode(node: Option<&Node>, cx: &mut Diagnostics) -> ServerConfig {
+        let default =
+            ServerConfig { listen: SocketAddr::from(([127, 0, 0, 1], 9090)), tls: None, auth: None };
+        let Some(mut map) = node.and_then(|n| MapReader::new(n, "server", cx)) else { return default };
+        let listen = map.node("listen").and_then(|n| {
+            let text = String::decode(n, cx)?;
+            match text.parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    cx.error(
+                        n.pos,
+                        format!("listen must be an address such as 127.0.0.1:9090, got `{text}`"),
+                    );
+                    None
+                }
+            }
+        });
+        let tls = map.node("tls").and_then(|n| ServerTls::decode(n, cx));
+        let auth = map.node("auth").and_then(|n| AuthConfig::decode(n, cx));
+        map.finish(cx);
+        ServerConfig { listen: listen.unwrap_or(default.listen), tls, auth }
+    }
+
+    /// What the start-up log says about a server reachable beyond this host.
+    pub(crate) fn warn_if_exposed(&self, bound: SocketAddr) {
+        if bound.ip().is_loopback() {
+            return;
+        }
+        if self.auth.is_none() {
+            tracing::warn!(address = %bound, "the HTTP server listens beyond this host without `server.auth`: anyone who can reach it reads /metrics and /ready");
+        }
+        if self.tls.is_none() {
+            tracing::warn!(address = %bound, "the HTTP server listens beyond this host without `server.tls`: requests and tokens travel in the clear");
+        }
+    }
+}
+
+pub struct ServerState {
+    pub(crate) telemetry: Arc<Telemetry>,
+    pub(crate) ready: AtomicBool,
+    pub(crate) auth: Option<AuthConfig>,
+    /// Requests refused for a missing or unknown token.
+    pub(crate) unauthorized: prometheus::IntCounter,
+}
+
+impl ServerState {
+    pub(crate) fn new(telemetry: Arc<Telemetry>, auth: Option<AuthConfig>) -> Self {
+        let unauthorized = telemetry.counter(
+            "http_unauthorized_total",
+            "HTTP requests refused for a missing or unknown bearer token",
+        );
+        ServerState { telemetry, ready: false.into(), auth, unauthorized }
+    }
+}
+
+/// The peer of a connection, for the access log.
+#[derive(Clone, Copy)]
+struct Peer(SocketAddr);
+
+/// Bearer-token check and access log for every endpoint but `/health`.
+async fn guard(State(state): State<Arc<ServerState>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    let method = request.method().clone();
+    let peer = request.extensions().get::<Peer>().map(|p| p.0.to_string()).unwrap_or_default();
+    let Some(auth) = &state.auth else { return next.run(request).await };
+    if path == "/health" || (path == "/metrics" && auth.metrics == MetricsAccess::Open) {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let who = presented.and_then(|token| auth.identify(token)).map(str::to_string);
+    let Some(who) = who else {
+        state.unauthorized.inc();
+        let reason = if presented.is_some() { "unknown token" } else { "no bearer token" };
+        tracing::warn!(target: "access", %peer, %method, %path, status = 401, reason, "request refused");
+        crate::audit::record(
+            "anonymous",
+            "auth.failed",
+            &path,
+            "denied",
+            serde_json::json!({"peer": peer, "reason": reason}),
+        );
+        let mut response = (StatusCode::UNAUTHORIZED, "a bearer token is required\n").into_response();
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        return response;
+    };
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    tracing::info!(target: "access", %peer, who = %who, %method, %path, status, "request");
+    crate::audit::record(
+        &who,
+        "read",
+        &path,
+        if status < 400 { "ok" } else { "error" },
+        serde_json::json!({"peer": peer, "status": status}),
+    );
+    response
+}
+
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Connections served at once; further clients wait to be accepted.
+pub(crate) const MAX_CONNECTIONS: usize = 256;
+/// Time for a request's headers to arrive, the first and every later one on a
+/// kept-alive connection.
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a connection is kept, however busy.
+pub(crate) const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// On shutdown, how long requests in progress may take to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves until `stop` fires; over TLS when `tls` is given.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/ready", get(ready))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = stop.cancelled() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "HTTP server cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        let service = TowerToHyperService::new(app.clone().layer(axum::Extension(Peer(peer))));
+        let stopping = stop.clone();
+        let acceptor = acceptor.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            match acceptor {
+                Some(acceptor) => {
+                    // The handshake gets the same bound as a request's headers.
+                    match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => serve_connection(TokioIo::new(tls), service, stopping).await,
+                        Ok(Err(e)) => {
+                            tracing::info!(target: "access", %peer, error = %e, "TLS handshake refused")
+                        }
+                        Err(_) => tracing::info!(target: "access", %peer, "TLS handshake timed out"),
+                    }
+                }
+                None => serve_connection(TokioIo::new(stream), service, stopping).await,
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} })
+        .await;
+    Ok(())
+}
+
+/// One HTTP/1 connection, bounded in header time and lifetime.
+async fn serve_connection<I, S>(io: I, service: S, stopping: CancellationToken)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
+    S::Future: Send + 'static,
+    S::ResBody: 'static + Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = tokio::time::sleep(CONNECTION_LIFETIME) => {}
+        _ = stopping.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
+        }
+    }
+}
+
+/// The server's TLS configuration, when `tls` is set.
+pub(crate) fn tls_config(
+    config: &ServerConfig,
+) -> Result<Option<Arc<rustls::ServerConfig>>, crate::tls::TlsError> {
+    config.tls.as_ref().map(|tls| tls.server_config().map(Arc::new)).transpose()
+}
+
+async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.telemetry.render())
+}
+
+/// 200 while accepting input, with one line per degraded sink (its circuit open
+/// or half-open: its events wait in its buffer); 503 while starting or draining.
+async fn ready(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
+    if !state.ready.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string());
+    }
+    let mut body = String::from("ready\n");
+    for (sink, state) in state.telemetry.nonzero_gauges("sink_circuit_state", "sink") {
+        let circuit = if state == 1 { "open" } else { "half-open" };
+        body.push_str(&format!("degraded: sink {sink} (circuit {circuit}; its events wait in its buffer)\n"));
+    }
+    for (receiver, state) in state.telemetry.nonzero_gauges("receiver_circuit_state", "receiver") {
+        let circuit = if state == 1 { "open" } else { "half-open" };
+        body.push_str(&format!(
+            "degraded: alert receiver {receiver} (circuit {circuit}; its alerts wait in its outbox)\n"
+        ));
+    }
+    (StatusCode::OK, body)
+}
