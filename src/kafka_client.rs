@@ -152,18 +152,22 @@ struct Probe {
     refusal: Mutex<Option<String>>,
 }
 
-impl ClientContext for Probe {
-    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _log_message: &str) {}
-
-    fn error(&self, error: KafkaError, reason: &str) {
+impl Probe {
+    /// Keeps `reason` when it says the connection itself was refused.
+    fn consider(&self, reason: &str, code: Option<RDKafkaErrorCode>) {
         let fatal = matches!(
-            error.rdkafka_error_code(),
+            code,
             Some(RDKafkaErrorCode::SSL)
                 | Some(RDKafkaErrorCode::Authentication)
                 | Some(RDKafkaErrorCode::SaslAuthenticationFailed)
                 | Some(RDKafkaErrorCode::UnsupportedSASLMechanism)
                 | Some(RDKafkaErrorCode::IllegalSASLState)
         ) || reason.contains("SSL handshake failed")
+            // A TLS alert after the handshake: TLS 1.3 servers refuse a missing
+            // client certificate on the first read ("alert certificate required").
+            || reason.contains("SSL routines")
+            // No answer to the TLS hello: a plaintext listener.
+            || reason.contains("in state SSL_HANDSHAKE")
             || reason.contains("SASL authentication error");
         if fatal {
             let mut slot = match self.refusal.lock() {
@@ -172,6 +176,20 @@ impl ClientContext for Probe {
             };
             slot.get_or_insert_with(|| describe_refusal(reason));
         }
+    }
+}
+
+impl ClientContext for Probe {
+    /// A handshake that times out is only logged by librdkafka (`FAIL`); the
+    /// error callback then says no more than "all brokers are down".
+    fn log(&self, _level: RDKafkaLogLevel, facility: &str, message: &str) {
+        if facility.contains("FAIL") {
+            self.consider(message, None);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.consider(reason, error.rdkafka_error_code());
     }
 }
 
@@ -185,13 +203,22 @@ impl ProducerContext for Probe {
 /// librdkafka's reason, trimmed of its broker prefix and state suffix, with a
 /// hint for the common causes.
 fn describe_refusal(reason: &str) -> String {
-    let reason = reason.split_once(": ").filter(|(head, _)| head.contains("://")).map_or(reason, |(_, r)| r);
+    // Log lines carry `[thrd:…]: ` and then the broker, errors the broker alone.
+    let mut reason = reason;
+    for _ in 0..2 {
+        reason = reason.split_once(": ").filter(|(head, _)| head.contains("://")).map_or(reason, |(_, r)| r);
+    }
     let reason = reason.split(" (after ").next().unwrap_or(reason).trim();
-    let hint = if reason.contains("certificate verify failed") {
+    let hint = if reason.contains("certificate required") {
+        " — the broker requires a client certificate: set tls.cert_file and tls.key_file"
+    } else if reason.contains("certificate verify failed") {
         " — the broker's certificate does not chain to tls.ca_file (or does not name the host)"
-    } else if reason.contains("PLAINTEXT") || reason.contains("wrong version number") {
+    } else if reason.contains("PLAINTEXT")
+        || reason.contains("wrong version number")
+        || reason.contains("in state SSL_HANDSHAKE")
+    {
         " — the broker does not speak TLS on this port; remove `tls` or use its TLS listener"
-    } else if reason.contains("invalid credentials") || reason.contains("Authentication failed") {
+    } else if reason.contains("SASL") {
         " — check sasl.username, sasl.password and sasl.mechanism"
     } else {
         ""
@@ -207,6 +234,10 @@ pub(crate) fn check_connection(client: &ClientConfig, who: &str) -> Result<(), C
     let mut probe = client.clone();
     // The check's own client: quick reconnects, no delivery of anything.
     probe.set("reconnect.backoff.ms", "100").set("reconnect.backoff.max.ms", "1000");
+    // A TLS client at a plaintext port gets no answer to its hello (the broker
+    // waits for the rest of what it reads as a request): bound the handshake so
+    // that this shows within the check.
+    probe.set("socket.connection.setup.timeout.ms", "5000");
     for key in [
         "transactional.id",
         "enable.idempotence",
@@ -254,6 +285,13 @@ mod tests {
 
     #[test]
     fn refusals_are_trimmed_and_explained() {
+        let logged = describe_refusal("[thrd:ssl://h:1/bootstrap]: ssl://h:1/bootstrap: Connection setup timed out in state SSL_HANDSHAKE (after 5006ms in state SSL_HANDSHAKE)");
+        assert!(
+            logged.starts_with(
+                "Connection setup timed out in state SSL_HANDSHAKE — the broker does not speak TLS"
+            ),
+            "{logged}"
+        );
         let text = describe_refusal("ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed: broker certificate could not be verified (after 3ms in state SSL_HANDSHAKE)");
         assert!(text.starts_with("SSL handshake failed"), "{text}");
         assert!(text.contains("tls.ca_file"), "{text}");

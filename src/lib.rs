@@ -14,7 +14,7 @@
 //! flows and how to add a component: `docs/ARCHITECTURE.md`.
 //!
 //! - `main.rs` — the CLI: `run`, `demo`, `validate`, `test plugin`, `test rules`,
-//!   `generate`. `bin/synaptic-kafka-mock.rs` — librdkafka's mock Kafka cluster.
+//!   `generate`, `decrypt`. `bin/synaptic-kafka-mock.rs` — librdkafka's mock Kafka cluster.
 //! - [`app`] — runs a built topology: the HTTP server, the source, pipeline and
 //!   sink tasks, one drain deadline, the services' shutdown, the summary from the
 //!   acknowledgement ledger. It names no particular component.
@@ -22,7 +22,9 @@
 //!   types (`pipeline`: the `steps!` list of step kinds) and builds the running
 //!   `Topology` from it (`topology`).
 //! - [`decode`] — a leaf: the position-marked YAML tree (`yaml`), `MapReader`, and
-//!   errors with `file:line:col`, all reported at once.
+//!   errors with `file:line:col`, all reported at once; `${NAME}` and
+//!   `{file: path}` values; `secret`: the registry of secrets and the mask every
+//!   printed text passes through.
 //! - [`event`] — the envelope and the batch (with its side outputs); schema v1.0 as
 //!   a field table (`schema`), checked by a zero-copy pass (`scan`) with a precise
 //!   fallback that names every problem; the JSON both accept (`json`); one field
@@ -76,7 +78,16 @@
 //!   out of their directory) and creating output files (0640, no planted symlink).
 //! - [`telemetry`] — the registry of the pipeline's own metrics and `/metrics`'
 //!   text; each component registers its families there.
-//! - [`server`] — `/metrics`, `/health`, `/ready` and the `server` section.
+//! - [`server`] — `/metrics`, `/health`, `/ready` and the `server` section: TLS,
+//!   bearer tokens (`auth`), the access log.
+//! - [`tls`] — one rustls client configuration (CA, client certificate, server
+//!   name, verification) for every HTTP and gRPC client, the server's TLS, and
+//!   `HttpEndpoint` (URL, timeout, TLS, auth headers) the HTTP outputs share.
+//! - [`kafka_client`] — `tls` and `sasl` for every Kafka client and the start-up
+//!   check that names a refused handshake or login.
+//! - [`seal`] — encryption at rest: sealed frames (XChaCha20-Poly1305) for files,
+//!   buffers and the audit log.
+//! - [`audit`] — the audit trail (JSON lines: who did what to what, and how it went).
 //! - [`clock`] — Unix-millisecond wall clock.
 
 pub(crate) mod ack;

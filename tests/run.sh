@@ -28,8 +28,11 @@ fi
 
 # Real services the tests talk to, from Debian: Prometheus and promtool (scrape and
 # lint /metrics), Alertmanager (alert delivery), InfluxDB 1.x (the influxdb sink);
-# curl for their admin calls.
+# curl for their admin calls; stunnel (TLS in front of the Kafka broker); perl
+# (OpenSSL's build, vendored into librdkafka for Kafka TLS and SCRAM).
 missing=()
+command -v stunnel >/dev/null 2>&1 || missing+=(stunnel4)
+command -v perl >/dev/null 2>&1 || missing+=(perl)
 command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
@@ -45,6 +48,14 @@ TANSU_VERSION=0.6.0
 if ! command -v tansu >/dev/null 2>&1 || ! tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
     step "installing tansu $TANSU_VERSION (Kafka-protocol broker; takes several minutes once)"
     cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore
+fi
+# The same broker with SQLite storage, for the SASL tests: SCRAM users are created
+# before authentication is switched on, so they must outlive a broker restart.
+export TANSU_SQL="$HOME/.cache/synaptic-telemetry/tansu-sql/bin/tansu"
+if [ ! -x "$TANSU_SQL" ] || ! "$TANSU_SQL" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+    step "installing tansu $TANSU_VERSION with SQLite storage (for the Kafka SASL tests; once)"
+    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql \
+        --root "$HOME/.cache/synaptic-telemetry/tansu-sql"
 fi
 
 step "building the example plugins for wasm32-wasip2"

@@ -593,3 +593,56 @@ fn secrets_never_show() {
         }
     }
 }
+
+/// `config/production.yaml` validates with its variables pointing at real files,
+/// and fails naming the variable when one is not set.
+#[test]
+fn the_hardened_production_example_validates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls_dir = dir.path().join("tls");
+    let secrets = dir.path().join("secrets");
+    let state = dir.path().join("state");
+    for d in [&tls_dir, &secrets, &state] {
+        std::fs::create_dir(d).expect("dir");
+    }
+    pki::make(&tls_dir);
+    for (name, value) in [
+        ("kafka.password", "kafka-password-value"),
+        ("alertmanager.token", "alertmanager-token-value"),
+        ("influx.password", "influx-password-value"),
+        ("pii.key", "pii-hmac-key-value"),
+        ("at-rest.key", KEY),
+        ("tokens", "prometheus prometheus-token-0123456789\n"),
+    ] {
+        std::fs::write(secrets.join(name), value).expect("secret");
+    }
+    common::plugins::wasm("pii_scrub");
+    let validate = |with_state: bool| {
+        let mut cmd = command();
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args(["validate", "config/production.yaml"]);
+        cmd.env("SYNAPTIC_TLS_DIR", &tls_dir).env("SYNAPTIC_SECRETS_DIR", &secrets);
+        if with_state {
+            cmd.env("SYNAPTIC_STATE_DIR", &state);
+        } else {
+            cmd.env_remove("SYNAPTIC_STATE_DIR");
+        }
+        cmd.output().expect("validate")
+    };
+    let output = validate(true);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("config/production.yaml: ok"), "{text}");
+    for secret in [
+        "kafka-password-value",
+        "alertmanager-token-value",
+        "influx-password-value",
+        "pii-hmac-key-value",
+        KEY,
+    ] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    let output = validate(false);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(text.contains("environment variable `SYNAPTIC_STATE_DIR` is not set"), "{text}");
+}

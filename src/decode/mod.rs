@@ -226,7 +226,9 @@ fn read_value_file(path_node: &Node, cx: &mut Diagnostics) -> Option<String> {
         cx.error(path_node.pos, "`file:` must name a file");
         return None;
     };
-    let full = cx.base_dir().join(path);
+    // The path itself may name its directory by a variable (`${SECRETS_DIR}/x`).
+    let path = if path.contains("${") { expand_env(path, path_node.pos, cx)? } else { path.clone() };
+    let full = cx.base_dir().join(&path);
     let read = std::fs::File::open(&full).and_then(|file| {
         use std::io::Read;
         let mut text = String::new();

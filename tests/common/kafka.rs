@@ -220,15 +220,18 @@ pub fn follow_until_complete(
     counts
 }
 
-/// A tansu broker that requires SASL (SCRAM users, or PLAIN, which tansu 0.6.0
-/// does not check the password of), behind stunnel for TLS: clients reach it only
-/// through the TLS port, which is what the broker advertises.
+/// A tansu broker that requires SASL (SCRAM-SHA-256/512: tansu 0.6.0 offers no
+/// PLAIN), behind stunnel for TLS: clients reach it only through the TLS port,
+/// which is what the broker advertises. Users are created before authentication
+/// is switched on, so the broker keeps them in SQLite storage (a tansu built with
+/// the `libsql` feature: `$TANSU_SQL`, installed by `tests/run.sh`).
 pub struct SecureBroker {
     /// `localhost:<stunnel port>`: TLS, then SASL.
     pub tls_bootstrap: String,
     /// The broker itself: SASL over plaintext (a "plaintext broker" for a TLS client).
     pub plain_bootstrap: String,
-    /// Client settings an administrator uses (PLAIN over TLS, the client certificate when required).
+    /// Client settings of an administrator (SCRAM-SHA-512 over TLS, the client
+    /// certificate when required).
     pub admin: ClientConfig,
     _broker: Broker,
     stunnel: Child,
@@ -249,10 +252,21 @@ fn wait_listening(port: u16, what: &str) {
     }
 }
 
-/// Starts tansu (authentication on) and stunnel in front of it with the PKI's
-/// server certificate (and client certificates required when `mutual`), creates
-/// the SCRAM `users` (`(name, password, 256 | 512)`) and the topics. `None` when
-/// tansu or stunnel is not installed.
+/// The tansu built with SQLite storage.
+fn tansu_sql() -> Option<String> {
+    let path = std::env::var("TANSU_SQL").unwrap_or_else(|_| {
+        format!("{}/.cache/synaptic-telemetry/tansu-sql/bin/tansu", std::env::var("HOME").unwrap_or_default())
+    });
+    std::path::Path::new(&path).is_file().then_some(path)
+}
+
+pub const ADMIN_PASSWORD: &str = "admin-scram-password-0x";
+
+/// Starts tansu with SQLite storage, creates the SCRAM `users` (`(name, password,
+/// 256 | 512)`, plus `admin`) and the topics, restarts it with authentication on,
+/// and puts stunnel in front with the PKI's server certificate (client
+/// certificates required when `mutual`). `None` when tansu-sql or stunnel is
+/// missing.
 pub fn secure_tansu(
     dir: &std::path::Path,
     pki: &super::pki::Pki,
@@ -260,19 +274,49 @@ pub fn secure_tansu(
     users: &[(&str, &str, u16)],
     topics: &[(&str, i32)],
 ) -> Option<SecureBroker> {
-    let binary = std::env::var("TANSU").unwrap_or_else(|_| "tansu".into());
+    let binary = tansu_sql()?;
     let (broker_port, tls_port) = (free_port(), free_port());
     let listen = format!("tcp://127.0.0.1:{broker_port}");
     let advertised = format!("tcp://localhost:{tls_port}");
-    let child = Command::new(&binary)
-        .args(["broker", "--storage-engine", "memory://tansu/", "--authentication"])
-        .args(["--listener-url", &listen, "--advertised-listener-url", &advertised])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let broker = Broker { bootstrap: format!("127.0.0.1:{broker_port}"), child };
-    wait_listening(broker_port, "tansu");
+    // tansu reads the SQLite path relative to its working directory.
+    let storage = format!("sqlite://tansu-{broker_port}.db");
+    let start = |authentication: bool| {
+        let mut cmd = Command::new(&binary);
+        cmd.current_dir(dir);
+        cmd.args(["broker", "--storage-engine", &storage, "--listener-url", &listen]);
+        cmd.args(["--advertised-listener-url", &advertised]);
+        if authentication {
+            cmd.arg("--authentication");
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("tansu-sql starts");
+        wait_listening(broker_port, "tansu");
+        Broker { bootstrap: format!("127.0.0.1:{broker_port}"), child }
+    };
+    {
+        let open = start(false);
+        let admin = [("admin", ADMIN_PASSWORD, 512)];
+        for (name, password, bits) in users.iter().chain(admin.iter()) {
+            let mechanism = if *bits == 256 { "scram256" } else { "scram512" };
+            let status = Command::new(&binary)
+                .args(["user", "create", name, password, "--broker", &listen, "--mechanism", mechanism])
+                .stdout(Stdio::null())
+                .status()
+                .expect("tansu user create");
+            assert!(status.success(), "creating user {name}");
+        }
+        // Topics with tansu's own client: the address the broker advertises is
+        // not up yet, so an admin client following metadata would not get there.
+        for (name, partitions) in topics {
+            let status = Command::new(&binary)
+                .args(["topic", "create", name, "--broker", &listen, "--partitions", &partitions.to_string()])
+                .stdout(Stdio::null())
+                .status()
+                .expect("tansu topic create");
+            assert!(status.success(), "creating topic {name}");
+        }
+        drop(open);
+    }
+    let broker = start(true);
     let conf = dir.join(format!("stunnel-{tls_port}.conf"));
     let mut text = format!(
         "foreground = yes\npid =\ndebug = 4\n[kafka]\naccept = 127.0.0.1:{tls_port}\nconnect = 127.0.0.1:{broker_port}\ncert = {}\nkey = {}\n",
@@ -297,9 +341,9 @@ pub fn secure_tansu(
         .admin
         .set("bootstrap.servers", &secure.tls_bootstrap)
         .set("security.protocol", "SASL_SSL")
-        .set("sasl.mechanism", "PLAIN")
+        .set("sasl.mechanism", "SCRAM-SHA-512")
         .set("sasl.username", "admin")
-        .set("sasl.password", "admin-password")
+        .set("sasl.password", ADMIN_PASSWORD)
         .set("ssl.ca.location", pki.ca.display().to_string());
     if mutual {
         secure
@@ -307,70 +351,5 @@ pub fn secure_tansu(
             .set("ssl.certificate.location", pki.client_cert.display().to_string())
             .set("ssl.key.location", pki.client_key.display().to_string());
     }
-    upsert_scram_users(&secure.admin, users);
-    create_topics_with(&secure.admin, topics);
     Some(secure)
-}
-
-/// Creates SCRAM credentials through the Kafka admin API (librdkafka's
-/// AlterUserScramCredentials; the Rust wrapper has no call for it).
-fn upsert_scram_users(client: &ClientConfig, users: &[(&str, &str, u16)]) {
-    use rdkafka::bindings as rd;
-    use rdkafka::producer::{BaseProducer, Producer};
-    use std::ffi::{CStr, CString};
-    let producer: BaseProducer = client.create().expect("admin client");
-    let rk = producer.client().native_ptr();
-    let names: Vec<CString> = users.iter().map(|(u, _, _)| CString::new(*u).expect("user name")).collect();
-    // SAFETY: every pointer passed is live for the call (names and passwords
-    // outlive it, the alterations are destroyed once, after the answer), and the
-    // event and queue are destroyed exactly once.
-    unsafe {
-        let mut alterations: Vec<*mut rd::rd_kafka_UserScramCredentialAlteration_t> = users
-            .iter()
-            .zip(&names)
-            .map(|((_, password, bits), name)| {
-                let mechanism = if *bits == 256 {
-                    rd::rd_kafka_ScramMechanism_t::RD_KAFKA_SCRAM_MECHANISM_SHA_256
-                } else {
-                    rd::rd_kafka_ScramMechanism_t::RD_KAFKA_SCRAM_MECHANISM_SHA_512
-                };
-                rd::rd_kafka_UserScramCredentialUpsertion_new(
-                    name.as_ptr(),
-                    mechanism,
-                    8192,
-                    password.as_ptr(),
-                    password.len(),
-                    std::ptr::null(),
-                    0,
-                )
-            })
-            .collect();
-        let queue = rd::rd_kafka_queue_new(rk);
-        rd::rd_kafka_AlterUserScramCredentials(
-            rk,
-            alterations.as_mut_ptr(),
-            alterations.len(),
-            std::ptr::null(),
-            queue,
-        );
-        let event = rd::rd_kafka_queue_poll(queue, 20_000);
-        assert!(!event.is_null(), "no answer to AlterUserScramCredentials");
-        if rd::rd_kafka_event_error(event) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            panic!("AlterUserScramCredentials: {:?}", CStr::from_ptr(rd::rd_kafka_event_error_string(event)));
-        }
-        let result = rd::rd_kafka_event_AlterUserScramCredentials_result(event);
-        let mut count = 0usize;
-        let responses = rd::rd_kafka_AlterUserScramCredentials_result_responses(result, &mut count);
-        for i in 0..count {
-            let error = rd::rd_kafka_AlterUserScramCredentials_result_response_error(*responses.add(i));
-            assert!(
-                error.is_null(),
-                "creating a SCRAM user: {:?}",
-                CStr::from_ptr(rd::rd_kafka_error_string(error))
-            );
-        }
-        rd::rd_kafka_event_destroy(event);
-        rd::rd_kafka_queue_destroy(queue);
-        rd::rd_kafka_UserScramCredentialAlteration_destroy_array(alterations.as_mut_ptr(), alterations.len());
-    }
 }
