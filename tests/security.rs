@@ -88,7 +88,7 @@ fn every_client_speaks_mutual_tls_with_a_private_ca_and_sends_its_credentials() 
     let ingested = server.paths("/ingest");
     let lines: usize =
         ingested.iter().map(|s| s.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count()).sum();
-    assert_eq!(lines as u64, summary["acknowledged"].as_u64().unwrap_or(0) - 0, "every event over HTTPS");
+    assert_eq!(lines as u64, summary["acknowledged"].as_u64().unwrap_or(0), "every event over HTTPS");
     assert!(ingested.iter().all(|s| s.authorization.as_deref() == Some("Bearer sink-token-8Kd2")));
     let writes = server.paths("/write");
     assert!(!writes.is_empty(), "InfluxDB points over HTTPS");

@@ -23,7 +23,7 @@ pub struct KafkaSinkConfig {
     /// none | gzip | snappy | lz4 (default lz4).
     pub(crate) compression: String,
     /// TLS and SASL as named keys (`tls`, `sasl`).
-    pub(crate) security: KafkaSecurity,
+    pub(crate) security: Box<KafkaSecurity>,
     /// Passed to librdkafka as they are, after `security`.
     pub(crate) properties: std::collections::BTreeMap<String, String>,
 }
@@ -43,7 +43,7 @@ impl SinkKind for KafkaSinkConfig {
             topic: topic?,
             key_field: map.or("key_field", "data.agent_id".to_string(), cx),
             compression: compression.unwrap_or("lz4").to_string(),
-            security: KafkaSecurity::decode(map, "kafka sink", cx),
+            security: Box::new(KafkaSecurity::decode(map, "kafka sink", cx)),
             properties: map.or("properties", Default::default(), cx),
         })
     }

@@ -20,7 +20,7 @@ pub struct KafkaSourceConfig {
     /// On a partition revoke, how long to wait for its in-flight events.
     pub(crate) revoke_timeout: Duration,
     /// TLS and SASL as named keys (`tls`, `sasl`).
-    pub(crate) security: KafkaSecurity,
+    pub(crate) security: Box<KafkaSecurity>,
     /// Passed to librdkafka as they are (tuning; TLS and SASL too), after `security`.
     pub(crate) properties: BTreeMap<String, String>,
 }
@@ -36,7 +36,7 @@ impl KafkaSourceConfig {
             // Short: a crash reads again what was finished but not committed yet.
             commit_interval: map.or("commit_interval", Duration::from_millis(250), cx),
             revoke_timeout: map.or("revoke_timeout", Duration::from_secs(10), cx),
-            security: KafkaSecurity::decode(map, "kafka source", cx),
+            security: Box::new(KafkaSecurity::decode(map, "kafka source", cx)),
             properties: map.or("properties", BTreeMap::new(), cx),
         }
     }
