@@ -23,10 +23,12 @@ fn config(dir: &Path, source: &str, step: &str, batch: &str) -> PathBuf {
              pipeline:\n  - {step}\n\
              sinks: [{{name: out, type: file, path: {out}}}]\n\
              dead_letter: {{type: file, path: {dead}}}\n\
-             server: {{listen: \"127.0.0.1:0\"}}\n",
+             server: {{listen: \"127.0.0.1:0\"}}\n\
+             audit: {{path: {audit}}}\n",
             plugins = dir.join("plugins").display(),
             out = dir.join("out/events.jsonl").display(),
             dead = dir.join("out/dead.jsonl").display(),
+            audit = dir.join("audit.jsonl").display(),
         ),
     )
 }
@@ -410,6 +412,20 @@ fn a_new_version_that_keeps_trapping_is_rolled_back() {
         "only the three failed batches of 100 were dead-lettered: {}",
         dead.len()
     );
+    // The audit trail has the swap and the rollback, each with both hashes.
+    let audit = json_lines(&dir.path().join("audit.jsonl"));
+    let swapped: Vec<&Value> = audit.iter().filter(|e| e["action"] == "plugin.swapped").collect();
+    assert_eq!(swapped.len(), 1, "{audit:#?}");
+    assert_eq!(swapped[0]["detail"]["from"], first_hash.as_str());
+    let new_hash = swapped[0]["detail"]["to"].as_str().expect("to").to_string();
+    assert_ne!(new_hash, first_hash);
+    let rolled: Vec<&Value> = audit.iter().filter(|e| e["action"] == "plugin.rolled_back").collect();
+    assert_eq!(rolled.len(), 1, "{audit:#?}");
+    assert_eq!(rolled[0]["detail"]["withdrawn"], new_hash.as_str());
+    assert_eq!(rolled[0]["detail"]["restored"], first_hash.as_str());
+    assert!(audit
+        .iter()
+        .all(|e| e["actor"] == "local" && e["target"].is_string() && e["outcome"].is_string()));
 }
 
 #[test]
