@@ -190,6 +190,33 @@ fn a_wrong_ca_and_a_missing_client_certificate_are_named_in_the_log() {
     assert!(!plain.paths("/ingest").is_empty());
 }
 
+/// A certificate that does not name the URL's host is refused, and accepted with
+/// `server_name` set to the name it carries.
+#[test]
+fn server_name_checks_the_certificate_against_another_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = pki::make(dir.path());
+    let server = tls_server::start_with(&pki, false, &pki.named_cert, &pki.named_key);
+    let url = format!("https://localhost:{}/ingest", server.addr.port());
+    let (code, log) = run_failing_sink(
+        dir.path(),
+        &format!("{{name: out, type: http, url: \"{url}\", tls: {}}}", tls(&pki, false)),
+        Some("certificate not valid for name \"localhost\""),
+    );
+    assert_ne!(code, 0, "{}", log.join("\n"));
+    assert!(server.paths("/ingest").is_empty());
+    let (code, log) = run_failing_sink(
+        dir.path(),
+        &format!(
+            "{{name: out, type: http, url: \"{url}\", tls: {{ca_file: \"{}\", server_name: internal.test}}}}",
+            pki.ca.display()
+        ),
+        None,
+    );
+    assert_eq!(code, 0, "{}", log.join("\n"));
+    assert!(!server.paths("/ingest").is_empty());
+}
+
 #[test]
 fn tls_on_a_cleartext_url_is_refused_by_validate() {
     let dir = tempfile::tempdir().expect("tempdir");

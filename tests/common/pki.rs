@@ -18,6 +18,9 @@ pub struct Pki {
     pub server_key: PathBuf,
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
+    /// A server certificate that names only `internal.test` (for `server_name`).
+    pub named_cert: PathBuf,
+    pub named_key: PathBuf,
 }
 
 fn ca_params(name: &str) -> CertificateParams {
@@ -58,6 +61,11 @@ pub fn make(dir: &Path) -> Pki {
     client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let client_cert = client.signed_by(&client_key, &issuer).expect("client cert");
 
+    let named_key = KeyPair::generate().expect("named key");
+    let mut named = CertificateParams::new(vec!["internal.test".to_string()]).expect("params");
+    named.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let named_cert = named.signed_by(&named_key, &issuer).expect("named cert");
+
     Pki {
         ca: ca_pem,
         other_ca: other_pem,
@@ -65,5 +73,7 @@ pub fn make(dir: &Path) -> Pki {
         server_key: write("server.key", server_key.serialize_pem()),
         client_cert: write("client.pem", client_cert.pem()),
         client_key: write("client.key", client_key.serialize_pem()),
+        named_cert: write("named.pem", named_cert.pem()),
+        named_key: write("named.key", named_key.serialize_pem()),
     }
 }

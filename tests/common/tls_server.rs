@@ -88,6 +88,11 @@ impl TlsServer {
 
 /// Starts the server on a loopback port.
 pub fn start(pki: &Pki, mutual: bool) -> TlsServer {
+    start_with(pki, mutual, &pki.server_cert, &pki.server_key)
+}
+
+/// Starts the server with another certificate of the PKI.
+pub fn start_with(pki: &Pki, mutual: bool, cert: &std::path::Path, key: &std::path::Path) -> TlsServer {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
     let seen: Store = Arc::default();
@@ -101,14 +106,14 @@ pub fn start(pki: &Pki, mutual: bool) -> TlsServer {
         .fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| keep(store.clone(), uri, headers, body));
     let certs: Vec<rustls::pki_types::CertificateDer<'static>> = {
         use rustls::pki_types::pem::PemObject;
-        rustls::pki_types::CertificateDer::pem_file_iter(&pki.server_cert)
+        rustls::pki_types::CertificateDer::pem_file_iter(cert)
             .expect("cert")
             .map(|c| c.expect("cert"))
             .collect()
     };
     let key = {
         use rustls::pki_types::pem::PemObject;
-        rustls::pki_types::PrivateKeyDer::from_pem_file(&pki.server_key).expect("key")
+        rustls::pki_types::PrivateKeyDer::from_pem_file(key).expect("key")
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
