@@ -169,14 +169,12 @@ fn a_wrong_ca_and_a_missing_client_certificate_are_named_in_the_log() {
             mutual.addr.port(),
             tls(&pki, false)
         ),
-        Some("write failed"),
+        // With TLS 1.3 the refusal comes after the client's first write, so an
+        // attempt may see only a broken pipe; the retries soon read the alert.
+        Some("CertificateRequired"),
     );
     assert_ne!(code, 0);
-    assert!(
-        log.iter().any(|l| l.contains("write failed") && l.contains("CertificateRequired")),
-        "{}",
-        log.join("\n")
-    );
+    assert!(log.iter().any(|l| l.contains("CertificateRequired")), "{}", log.join("\n"));
     assert!(mutual.paths("/ingest").is_empty());
 
     // insecure_skip_verify: accepted, and said at start.
