@@ -188,7 +188,11 @@ pub(crate) fn http_client(
     let default = TlsConfig::default();
     let tls = tls.unwrap_or(&default);
     let mut config = tls.client_config()?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.1: one request per batch gains nothing from HTTP/2, and an HTTP/1.1
+    // client reads the server's answer to its request, so a TLS 1.3 server's
+    // refusal that comes after the handshake (a missing client certificate) is
+    // read and named instead of showing as a broken pipe.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let mut builder = reqwest::Client::builder().timeout(timeout).use_preconfigured_tls(config);
     if url.starts_with("https://") {
         builder = builder.https_only(true);
