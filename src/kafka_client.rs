@@ -226,6 +226,19 @@ fn describe_refusal(reason: &str) -> String {
     crate::decode::secret::mask(&format!("{reason}{hint}")).into_owned()
 }
 
+/// [`check_connection`] off the async threads, when `client` turns on TLS or
+/// SASL; the refusal as a message.
+pub(crate) async fn check_if_secured(client: ClientConfig, who: &'static str) -> Result<(), String> {
+    if !is_secured(&client) {
+        return Ok(());
+    }
+    match tokio::task::spawn_blocking(move || check_connection(&client, who)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("connection check failed: {e}")),
+    }
+}
+
 /// Connects with `client`'s settings and asks for metadata. A refused TLS
 /// handshake or SASL authentication fails at once with its reason; brokers that
 /// are merely unreachable for [`CHECK_TIMEOUT`] are left to librdkafka's retries

@@ -55,21 +55,9 @@ impl SinkKind for KafkaSinkConfig {
     async fn open(&self) -> Result<KafkaOutput, SinkError> {
         // With TLS or SASL on, a refused handshake or login fails the start with
         // its reason instead of librdkafka retrying it forever.
-        let client = KafkaOutput::client_config(self);
-        if crate::kafka_client::is_secured(&client) {
-            let checked = tokio::task::spawn_blocking(move || {
-                crate::kafka_client::check_connection(&client, "kafka sink")
-            })
-            .await;
-            let failure = match checked {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(e) => Some(format!("connection check failed: {e}")),
-            };
-            if let Some(message) = failure {
-                return Err(SinkError::Kafka { topic: self.topic.clone(), message });
-            }
-        }
+        crate::kafka_client::check_if_secured(KafkaOutput::client_config(self), "kafka sink")
+            .await
+            .map_err(|message| SinkError::Kafka { topic: self.topic.clone(), message })?;
         KafkaOutput::open(self)
     }
 }

@@ -41,16 +41,21 @@ async fn receive(
     } else {
         receiver.script.lock().expect("script").pop_front().unwrap_or((200, "ok"))
     };
-    let body = match headers.get("content-encoding").map(|v| v.as_bytes()) {
+    let body = gunzip_if_encoded(&headers, &body);
+    receiver.requests.lock().expect("requests").push(Request { headers, body, answered: status });
+    (StatusCode::from_u16(status).expect("status"), answer.to_string())
+}
+
+/// The body, gunzipped when the request says it is gzip-encoded.
+pub fn gunzip_if_encoded(headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
+    match headers.get("content-encoding").map(|v| v.as_bytes()) {
         Some(b"gzip") => {
             let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).expect("valid gzip");
+            flate2::read::GzDecoder::new(body).read_to_end(&mut out).expect("valid gzip");
             out
         }
         _ => body.to_vec(),
-    };
-    receiver.requests.lock().expect("requests").push(Request { headers, body, answered: status });
-    (StatusCode::from_u16(status).expect("status"), answer.to_string())
+    }
 }
 
 /// Starts the server on a loopback port, in a runtime of its own thread.

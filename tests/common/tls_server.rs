@@ -4,7 +4,6 @@
 
 #![allow(dead_code)]
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -55,14 +54,7 @@ impl TraceService for Collector {
 }
 
 async fn keep(store: Store, uri: Uri, headers: HeaderMap, body: Bytes) -> (StatusCode, Vec<u8>) {
-    let body = match headers.get("content-encoding").map(|v| v.as_bytes()) {
-        Some(b"gzip") => {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).expect("gzip");
-            out
-        }
-        _ => body.to_vec(),
-    };
+    let body = super::receiver::gunzip_if_encoded(&headers, &body);
     let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
     let path = uri.path().to_string();
     store.lock().expect("lock").push(Seen { path: path.clone(), authorization, body });

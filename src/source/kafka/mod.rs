@@ -330,20 +330,9 @@ impl KafkaSource {
     /// With TLS or SASL on, a refused handshake or login ends the start here,
     /// with its reason, instead of librdkafka retrying it forever.
     async fn check_connection(&self) -> Result<(), SourceError> {
-        let client = self.client_config();
-        if !crate::kafka_client::is_secured(&client) {
-            return Ok(());
-        }
-        let checked = tokio::task::spawn_blocking(move || {
-            crate::kafka_client::check_connection(&client, "kafka source")
-        })
-        .await;
-        let message = match checked {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => format!("connection check failed: {e}"),
-        };
-        Err(SourceError::Kafka { brokers: self.config.brokers.clone(), message })
+        crate::kafka_client::check_if_secured(self.client_config(), "kafka source")
+            .await
+            .map_err(|message| SourceError::Kafka { brokers: self.config.brokers.clone(), message })
     }
 
     fn consumer(&self, context: Context) -> Result<StreamConsumer<Context>, SourceError> {
