@@ -1,14 +1,15 @@
-//! The pipeline core: one batch at a time, decode + validate → steps → route →
-//! hand to the sinks, each with its share of the batch's acknowledgement.
+//! The pipeline core: decode + validate → steps → route → hand to the sinks, each
+//! with its share of the batch's acknowledgement; a batch at a time on each of
+//! its workers.
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Instant;
 
 use bytes::Bytes;
 use prometheus::{Histogram, IntCounter, IntCounterVec};
 use tokio::sync::mpsc;
 
-use crate::ack::AckLedger;
+use crate::ack::{AckLedger, Tracker};
 use crate::event::{Batch, DeadLetter, Event, EventKind, Rejected, Rejection, SchemaMode, SideOutput, Stage};
 use crate::route::{route, Matcher, Selection};
 use crate::scrub::DeadLetterScrubber;
@@ -70,10 +71,10 @@ impl PipelineMetrics {
     }
 }
 
-pub struct Pipeline {
+/// What every worker shares: the routes, the dead-letter channel, the metrics.
+struct Core {
     schema: SchemaMode,
     max_event_bytes: usize,
-    steps: Vec<RunningStep>,
     sinks: Vec<SinkRoute>,
     side_sinks: Vec<SinkRoute>,
     matchers: Vec<Option<Matcher>>,
@@ -81,7 +82,69 @@ pub struct Pipeline {
     metrics: PipelineMetrics,
     ledger: Arc<AckLedger>,
     /// Set when the pipeline has a PII scrubber: every dead letter goes through it.
-    scrubber: Option<DeadLetterScrubber>,
+    /// Dead letters are rare: the workers share one.
+    scrubber: Option<Mutex<DeadLetterScrubber>>,
+    /// With several workers, batches are handed to the sinks in input order.
+    handover: Option<Turnstile>,
+}
+
+/// The pipeline: `workers` copies of the steps, each processing whole batches on a
+/// thread of its own. Steps that can be copied (plugins, tag, drop) run in
+/// parallel, each worker with its own plugin instances; the order-dependent ones
+/// (metrics, alerts, traces, degrade) exist once and take the batches one at a
+/// time in input order, as does the hand-over to the sinks. So N workers give the
+/// same metrics, alerts and outputs, in the same order, as one.
+pub struct Pipeline {
+    core: Core,
+    workers: Vec<Worker>,
+    /// The sequence number of the next batch `process` is given directly.
+    next_seq: u64,
+}
+
+/// One worker's steps.
+struct Worker {
+    stages: Vec<WorkerStep>,
+}
+
+enum WorkerStep {
+    /// This worker's own copy.
+    Own(RunningStep),
+    /// The one copy all workers share, taken in input order.
+    Ordered(Arc<OrderedStep>),
+}
+
+struct OrderedStep {
+    step: Mutex<RunningStep>,
+    turn: Turnstile,
+}
+
+/// Lets batches through in the order of their sequence numbers: batch `n` waits
+/// until batch `n - 1` has passed. Every batch passes every turnstile once.
+#[derive(Default)]
+struct Turnstile {
+    next: Mutex<u64>,
+    passed: Condvar,
+}
+
+/// A batch's turn at a turnstile; the next batch's turn begins when it is dropped
+/// (also when a worker unwinds from a panic, so that the others are not stuck).
+struct Turn<'a>(&'a Turnstile);
+
+impl Turnstile {
+    fn wait(&self, seq: u64) -> Turn<'_> {
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        while *next != seq {
+            next = self.passed.wait(next).unwrap_or_else(PoisonError::into_inner);
+        }
+        Turn(self)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *self.0.next.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.0.passed.notify_all();
+    }
 }
 
 /// The result of processing one batch, ready for the sinks: each surviving event as
@@ -94,6 +157,7 @@ pub struct Processed {
 }
 
 impl Pipeline {
+    /// A pipeline of one worker; [`Pipeline::with_workers`] adds more.
     pub fn new(
         schema: SchemaMode,
         max_event_bytes: usize,
@@ -105,10 +169,9 @@ impl Pipeline {
         let (side_sinks, sinks): (Vec<SinkRoute>, Vec<SinkRoute>) =
             sinks.into_iter().partition(|s| s.side_input.is_some());
         let matchers = sinks.iter().map(|s| s.matcher.clone()).collect();
-        Pipeline {
+        let core = Core {
             schema,
             max_event_bytes,
-            steps,
             sinks,
             side_sinks,
             matchers,
@@ -116,79 +179,127 @@ impl Pipeline {
             metrics: PipelineMetrics::register(&telemetry),
             ledger: Arc::new(AckLedger::default()),
             scrubber: None,
-        }
+            handover: None,
+        };
+        let worker = Worker { stages: steps.into_iter().map(WorkerStep::Own).collect() };
+        Pipeline { core, workers: vec![worker], next_seq: 0 }
     }
 
     /// Records what becomes of the records in `ledger` (the run summary's source).
     pub(crate) fn with_ledger(mut self, ledger: Arc<AckLedger>) -> Self {
-        self.ledger = ledger;
+        self.core.ledger = ledger;
         self
     }
 
     /// Scrubs every dead letter with `scrubber` before it is handed on.
     pub(crate) fn with_scrubber(mut self, scrubber: Option<DeadLetterScrubber>) -> Self {
-        self.scrubber = scrubber;
+        self.core.scrubber = scrubber.map(Mutex::new);
         self
     }
 
-    /// Processes batches until the source closes its channel.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<RawBatch>) {
-        while let Some(RawBatch { records, tracker }) = rx.recv().await {
-            let started = Instant::now();
-            let processed = self.process_blocking(records);
-            self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
-
-            for (sink, selection) in self.sinks.iter().zip(processed.selections) {
-                if selection.is_empty(processed.lines.len()) {
+    /// Runs `count` workers (at least one). Each gets its own copy of every step
+    /// that can be copied (a plugin's instance is started here: a pool too small
+    /// fails now); the others are shared and taken in input order.
+    pub fn with_workers(mut self, count: usize) -> anyhow::Result<Self> {
+        if count <= 1 || self.workers.len() != 1 {
+            return Ok(self);
+        }
+        let first = self.workers.remove(0);
+        let mut workers: Vec<Worker> =
+            (0..count).map(|_| Worker { stages: Vec::with_capacity(first.stages.len()) }).collect();
+        for stage in first.stages {
+            let step = match stage {
+                WorkerStep::Own(step) => step,
+                WorkerStep::Ordered(shared) => {
+                    workers.iter_mut().for_each(|w| w.stages.push(WorkerStep::Ordered(shared.clone())));
                     continue;
                 }
-                let input = SinkInput::Events { lines: processed.lines.clone(), selection };
-                if sink.tx.send(SinkMessage { input, delivery: tracker.delivery() }).await.is_err() {
-                    tracing::error!(sink = %sink.name, "sink task is gone; its events are not acknowledged");
+            };
+            match step.fork()? {
+                None => {
+                    let shared = Arc::new(OrderedStep { step: Mutex::new(step), turn: Turnstile::default() });
+                    workers.iter_mut().for_each(|w| w.stages.push(WorkerStep::Ordered(shared.clone())));
                 }
-            }
-            for side in &processed.side_outputs {
-                for sink in &self.side_sinks {
-                    if !sink.side_input.as_ref().is_some_and(|input| input.takes(side)) {
-                        continue;
+                Some(copy) => {
+                    let mut copies = Vec::with_capacity(count);
+                    while copies.len() + 2 < count {
+                        copies.push(step.fork()?.ok_or_else(|| {
+                            anyhow::anyhow!("step `{}` could be copied once and not again", step.name())
+                        })?);
                     }
-                    let input = SinkInput::Side(side.clone());
-                    if sink.tx.send(SinkMessage { input, delivery: tracker.delivery() }).await.is_err() {
-                        tracing::error!(sink = %sink.name, side_output = %side.name, "sink task is gone; its side output is not acknowledged");
+                    copies.push(copy);
+                    copies.push(step);
+                    for (worker, copy) in workers.iter_mut().zip(copies) {
+                        worker.stages.push(WorkerStep::Own(copy));
                     }
                 }
             }
-            if !processed.dead_letters.is_empty() {
-                let input = SinkInput::DeadLetters(processed.dead_letters);
-                if self.dead_letter.send(SinkMessage { input, delivery: tracker.delivery() }).await.is_err() {
-                    tracing::error!("dead-letter sink task is gone; its records are not acknowledged");
-                }
+        }
+        self.workers = workers;
+        self.core.handover = Some(Turnstile::default());
+        Ok(self)
+    }
+
+    /// How many workers process batches.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Processes batches until the source closes its channel: each worker on a
+    /// thread of its own (plugin calls block for up to their deadline, and WASI's
+    /// synchronous bindings drive futures of their own, which tokio allows only
+    /// outside its async context).
+    pub async fn run(self, rx: mpsc::Receiver<RawBatch>) {
+        // The receiver with the next sequence number: whoever takes a batch numbers
+        // it, so numbers follow the source's order.
+        let intake = Arc::new(Mutex::new((rx, 0u64)));
+        let core = Arc::new(self.core);
+        let mut threads = Vec::with_capacity(self.workers.len());
+        for mut worker in self.workers {
+            let (core, intake) = (core.clone(), intake.clone());
+            threads.push(tokio::task::spawn_blocking(move || loop {
+                let next = {
+                    let mut intake = intake.lock().unwrap_or_else(PoisonError::into_inner);
+                    let (rx, seq) = &mut *intake;
+                    let batch = rx.blocking_recv();
+                    *seq += 1;
+                    batch.map(|b| (*seq - 1, b))
+                };
+                let Some((seq, RawBatch { records, tracker })) = next else { break };
+                let started = Instant::now();
+                let processed = worker.process(&core, seq, records);
+                core.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+                let _turn = core.handover.as_ref().map(|t| t.wait(seq));
+                core.hand_over(processed, &tracker);
+                // The pipeline's own share; the batch completes when the sinks ack.
+                tracker.dispatched();
+            }));
+        }
+        for thread in threads {
+            if let Err(e) = thread.await {
+                // The task watching the pipeline learns of it this way.
+                std::panic::resume_unwind(e.into_panic());
             }
-            // The pipeline's own share; the batch completes when the sinks ack.
-            tracker.dispatched();
         }
     }
 
-    /// `process` on a runtime worker: plugin calls block for up to their deadline,
-    /// and WASI's synchronous bindings drive futures of their own, which tokio
-    /// allows only outside the worker's async context.
-    fn process_blocking(&mut self, records: Vec<RawRecord>) -> Processed {
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if multi_thread {
-            tokio::task::block_in_place(|| self.process(records))
-        } else {
-            self.process(records)
-        }
-    }
-
-    /// Decode, validate, run the steps and route one batch. No I/O.
+    /// Decode, validate, run the steps and route one batch, on the first worker. No
+    /// I/O.
     pub fn process(&mut self, records: Vec<RawRecord>) -> Processed {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.workers[0].process(&self.core, seq, records)
+    }
+}
+
+impl Worker {
+    /// Decode, validate, run the steps and route batch number `seq`.
+    fn process(&mut self, core: &Core, seq: u64, records: Vec<RawRecord>) -> Processed {
         let mut batch = Batch { events: Vec::with_capacity(records.len()), ..Batch::default() };
         let mut per_kind = [0u64; EventKind::KNOWN.len() + 1];
         let (mut decode_errors, mut schema_errors, mut warnings) = (0u64, 0u64, 0u64);
         for record in records {
-            match self.decode(record) {
+            match core.decode(record) {
                 Ok(event) => {
                     per_kind[event.kind() as usize] += 1;
                     warnings += u64::from(event.has_schema_warning());
@@ -203,36 +314,77 @@ impl Pipeline {
                 }
             }
         }
-        for (counter, n) in self.metrics.by_type.iter().zip(per_kind) {
+        let metrics = &core.metrics;
+        for (counter, n) in metrics.by_type.iter().zip(per_kind) {
             if n > 0 {
                 counter.inc_by(n);
             }
         }
-        self.metrics.dead_decode.inc_by(decode_errors);
-        self.metrics.dead_schema.inc_by(schema_errors);
-        self.metrics.schema_warnings.inc_by(warnings);
+        metrics.dead_decode.inc_by(decode_errors);
+        metrics.dead_schema.inc_by(schema_errors);
+        metrics.schema_warnings.inc_by(warnings);
 
         let before_steps = batch.dead_letters.len();
-        for step in &mut self.steps {
-            step.process(&mut batch);
+        for stage in &mut self.stages {
+            match stage {
+                WorkerStep::Own(step) => step.process(&mut batch),
+                WorkerStep::Ordered(shared) => {
+                    let _turn = shared.turn.wait(seq);
+                    shared.step.lock().unwrap_or_else(PoisonError::into_inner).process(&mut batch);
+                }
+            }
         }
         let step_letters = batch.dead_letters.len() - before_steps;
-        self.metrics.dead_step.inc_by(step_letters as u64);
-        if let Some(scrubber) = &mut self.scrubber {
+        metrics.dead_step.inc_by(step_letters as u64);
+        if let Some(scrubber) = &core.scrubber {
+            let mut scrubber = scrubber.lock().unwrap_or_else(PoisonError::into_inner);
             for letter in &mut batch.dead_letters {
                 scrubber.scrub(letter);
             }
         }
 
-        let (selections, unrouted) = route(&batch.events, &self.matchers);
-        self.metrics.unrouted.inc_by(unrouted as u64);
-        self.ledger.record_batch(batch.dead_letters.len(), batch.dropped, unrouted);
+        let (selections, unrouted) = route(&batch.events, &core.matchers);
+        metrics.unrouted.inc_by(unrouted as u64);
+        core.ledger.record_batch(batch.dead_letters.len(), batch.dropped, unrouted);
         let lines = batch.events.into_iter().map(Event::into_wire).collect();
         Processed {
             lines: Arc::new(lines),
             selections,
             dead_letters: batch.dead_letters,
             side_outputs: batch.side_outputs,
+        }
+    }
+}
+
+impl Core {
+    /// Hands a processed batch to its sinks, each with its share of the batch's
+    /// acknowledgement. Blocks while a sink's queue is full.
+    fn hand_over(&self, processed: Processed, tracker: &Tracker) {
+        for (sink, selection) in self.sinks.iter().zip(processed.selections) {
+            if selection.is_empty(processed.lines.len()) {
+                continue;
+            }
+            let input = SinkInput::Events { lines: processed.lines.clone(), selection };
+            if sink.tx.blocking_send(SinkMessage { input, delivery: tracker.delivery() }).is_err() {
+                tracing::error!(sink = %sink.name, "sink task is gone; its events are not acknowledged");
+            }
+        }
+        for side in &processed.side_outputs {
+            for sink in &self.side_sinks {
+                if !sink.side_input.as_ref().is_some_and(|input| input.takes(side)) {
+                    continue;
+                }
+                let input = SinkInput::Side(side.clone());
+                if sink.tx.blocking_send(SinkMessage { input, delivery: tracker.delivery() }).is_err() {
+                    tracing::error!(sink = %sink.name, side_output = %side.name, "sink task is gone; its side output is not acknowledged");
+                }
+            }
+        }
+        if !processed.dead_letters.is_empty() {
+            let input = SinkInput::DeadLetters(processed.dead_letters);
+            if self.dead_letter.blocking_send(SinkMessage { input, delivery: tracker.delivery() }).is_err() {
+                tracing::error!("dead-letter sink task is gone; its records are not acknowledged");
+            }
         }
     }
 

@@ -31,6 +31,8 @@ pub struct Config {
     pub source: SourceConfig,
     pub batch: BatchConfig,
     pub limits: LimitsConfig,
+    /// Pipeline workers in this process (`auto`: one per core).
+    pub workers: Workers,
     /// The plugin host: plugin directory, watching, instance pool.
     pub plugins: PluginHostConfig,
     /// Steps, run in this order on every batch.
@@ -43,6 +45,43 @@ pub struct Config {
     pub audit: Option<AuditConfig>,
     /// Where the config came from and the SHA-256 of its text, for the audit trail.
     pub origin: ConfigOrigin,
+}
+
+/// How many pipeline workers a process runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Workers {
+    /// One per core the process may use.
+    #[default]
+    Auto,
+    Fixed(usize),
+}
+
+impl Workers {
+    /// More workers than this gain nothing and cost plugin instances.
+    const MAX: usize = 256;
+
+    fn decode(node: Option<&Node>, cx: &mut Diagnostics) -> Workers {
+        let Some(node) = node else { return Workers::Auto };
+        if matches!(&node.kind, crate::decode::yaml::NodeKind::Scalar { text, .. } if text == "auto") {
+            return Workers::Auto;
+        }
+        match crate::decode::Decode::decode(node, cx) {
+            Some(n) if (1..=Self::MAX).contains(&n) => Workers::Fixed(n),
+            Some(_) => {
+                cx.error(node.pos, format!("workers must be `auto` or a number from 1 to {}", Self::MAX));
+                Workers::Auto
+            }
+            None => Workers::Auto,
+        }
+    }
+
+    /// The number of workers to run.
+    pub fn count(self) -> usize {
+        match self {
+            Workers::Fixed(n) => n,
+            Workers::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()).min(Self::MAX),
+        }
+    }
 }
 
 /// The config file's name and the SHA-256 of its text.
@@ -116,6 +155,7 @@ fn decode_config(root: &Node, base: &Path, cx: &mut Diagnostics) -> Option<Confi
     };
     let batch = BatchConfig::decode(map.node("batch"), cx);
     let limits = LimitsConfig::decode(map.node("limits"), cx);
+    let workers = Workers::decode(map.node("workers"), cx);
     let plugins = PluginHostConfig::decode(map.node("plugins"), base, cx);
     let pipeline =
         map.node("pipeline").map(|n| StepConfig::decode_list(n, &plugins, base, cx)).unwrap_or_default();
@@ -144,6 +184,7 @@ fn decode_config(root: &Node, base: &Path, cx: &mut Diagnostics) -> Option<Confi
         source: source?,
         batch,
         limits,
+        workers,
         plugins,
         pipeline,
         sinks,

@@ -63,8 +63,9 @@ impl Config {
             });
         }
 
+        let workers = self.workers.count();
         let mut cx = BuildContext::new(telemetry.clone(), self.schema);
-        cx.insert_shared(PluginHost::new(&self.plugins));
+        cx.insert_shared(PluginHost::new(&self.plugins_for(workers)));
         let steps =
             self.pipeline.iter().map(|step| step.build(&mut cx)).collect::<anyhow::Result<Vec<_>>>()?;
         let services = cx.finish()?;
@@ -78,11 +79,31 @@ impl Config {
         let pipeline =
             Pipeline::new(self.schema, max_event_bytes, steps, routes, dead_letter_tx, telemetry.clone())
                 .with_scrubber(scrubber)
-                .with_ledger(ledger.clone());
-        let (batch_tx, batches) = mpsc::channel(1);
+                .with_ledger(ledger.clone())
+                .with_workers(workers)?;
+        tracing::info!(workers, "pipeline workers");
+        // One batch ready for each worker.
+        let (batch_tx, batches) = mpsc::channel(workers);
         let (emitter, acks) = Emitter::new(batch_tx, &self.batch, &self.limits, telemetry, ledger);
         let source = Source::build(&self.source, max_event_bytes, telemetry);
         Ok(Topology { source, emitter, acks, pipeline, batches, sinks, services })
+    }
+
+    /// The plugin host's settings, its instance pool large enough for `workers`:
+    /// each worker holds an instance of every plugin, and a swap one more.
+    fn plugins_for(&self, workers: usize) -> crate::plugin::PluginHostConfig {
+        let mut plugins = self.plugins.clone();
+        let steps = self.pipeline.iter().filter(|s| matches!(s.kind, super::StepKind::Plugin(_))).count();
+        let needed = u32::try_from(steps.saturating_mul(workers + 1)).unwrap_or(u32::MAX);
+        if needed > plugins.max_instances {
+            tracing::info!(
+                configured = plugins.max_instances,
+                needed,
+                "plugins.max_instances raised: {steps} plugin steps on {workers} workers"
+            );
+            plugins.max_instances = needed;
+        }
+        plugins
     }
 
     /// Warnings about the pipeline's order (steps that export event text before the

@@ -2,7 +2,7 @@
 //! contained to their batch; new versions swapped in between batches; a new version
 //! that keeps failing rolled back.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -34,19 +34,35 @@ struct Probation {
     failures: u32,
 }
 
+/// What the copies of one plugin step in the pipeline's workers share: the version
+/// in service and its generation, the swap and rollback state, and the updates
+/// from the watcher. Locked twice per batch (before and after it), never during.
+struct Shared {
+    current: Version,
+    /// Changes with every swap and rollback; a worker whose instance belongs to
+    /// another generation starts one of the current version.
+    generation: u64,
+    /// The instance the watcher started for the newest version, for the first
+    /// worker to take; the others start their own.
+    spare: Option<Box<dyn Instance>>,
+    /// The version before a swap, kept until the new one has passed probation.
+    previous: Option<Version>,
+    probation: Option<Probation>,
+    updates: mpsc::Receiver<Prepared>,
+}
+
 pub struct PluginStep {
     name: String,
     on_error: OnError,
     schema: SchemaMode,
-    current: Version,
+    policy: RollbackPolicy,
+    shared: Arc<Mutex<Shared>>,
+    /// The version this copy processes the current batch with, and its generation.
+    version: Version,
+    generation: u64,
     /// `None` after a failure that may have left the instance broken; the next
     /// batch starts a fresh one.
     instance: Option<Box<dyn Instance>>,
-    /// The version before a swap, kept until the new one has passed probation.
-    previous: Option<Version>,
-    probation: Option<Probation>,
-    policy: RollbackPolicy,
-    updates: mpsc::Receiver<Prepared>,
     buffer: BatchBuffer,
     metrics: PluginMetrics,
 }
@@ -62,16 +78,23 @@ impl PluginStep {
         metrics: PluginMetrics,
     ) -> Self {
         metrics.set_version(first.version.code.runtime(), &first.version.hash);
+        let shared = Shared {
+            current: first.version.clone(),
+            generation: 0,
+            spare: None,
+            previous: None,
+            probation: None,
+            updates,
+        };
         PluginStep {
             name: name.to_string(),
             on_error,
             schema,
-            current: first.version,
-            instance: Some(first.instance),
-            previous: None,
-            probation: None,
             policy,
-            updates,
+            shared: Arc::new(Mutex::new(shared)),
+            version: first.version,
+            generation: 0,
+            instance: Some(first.instance),
             buffer: BatchBuffer::default(),
             metrics,
         }
@@ -79,41 +102,52 @@ impl PluginStep {
 
     /// The content hash of the version in service.
     #[cfg(test)]
-    pub(crate) fn version_hash(&self) -> &str {
-        &self.current.hash
+    pub(crate) fn version_hash(&self) -> String {
+        self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner).current.hash.clone()
     }
 
-    /// Takes the newest prepared version, if any. Called only between batches, so
-    /// that every batch is processed wholly by one version.
+    /// Takes the newest prepared version, if any, and moves this copy to the
+    /// version in service. Called only between batches, so that every batch is
+    /// processed wholly by one version.
     fn take_update(&mut self) {
-        let Some(prepared) = self.updates.try_iter().last() else { return };
-        if prepared.version.hash == self.current.hash {
-            return;
+        // The shared state is consistent between statements: a worker that
+        // panicked while holding it left nothing half-done.
+        let mut shared = self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(prepared) = shared.updates.try_iter().last() {
+            if prepared.version.hash != shared.current.hash {
+                self.metrics.swaps.inc();
+                self.metrics.set_version(prepared.version.code.runtime(), &prepared.version.hash);
+                tracing::info!(
+                    plugin = %self.name,
+                    from = %shared.current.hash,
+                    to = %prepared.version.hash,
+                    "plugin swapped: the new version processes the next batch"
+                );
+                crate::audit::record(
+                    "local",
+                    "plugin.swapped",
+                    &self.name,
+                    "ok",
+                    serde_json::json!({"from": shared.current.hash, "to": prepared.version.hash}),
+                );
+                let old = std::mem::replace(&mut shared.current, prepared.version);
+                shared.previous = Some(old);
+                shared.generation += 1;
+                shared.spare = Some(prepared.instance);
+                shared.probation = Some(Probation::default());
+            }
         }
-        self.metrics.swaps.inc();
-        self.metrics.set_version(prepared.version.code.runtime(), &prepared.version.hash);
-        tracing::info!(
-            plugin = %self.name,
-            from = %self.current.hash,
-            to = %prepared.version.hash,
-            "plugin swapped: the new version processes the next batch"
-        );
-        crate::audit::record(
-            "local",
-            "plugin.swapped",
-            &self.name,
-            "ok",
-            serde_json::json!({"from": self.current.hash, "to": prepared.version.hash}),
-        );
-        self.previous = Some(std::mem::replace(&mut self.current, prepared.version));
-        self.instance = Some(prepared.instance);
-        self.probation = Some(Probation::default());
+        if shared.generation != self.generation {
+            self.version = shared.current.clone();
+            self.generation = shared.generation;
+            self.instance = shared.spare.take();
+        }
     }
 
     fn run(&mut self, batch: &mut Batch) -> Result<(), PluginError> {
         let instance = match &mut self.instance {
             Some(instance) => instance,
-            None => self.instance.insert(self.current.code.start()?),
+            None => self.instance.insert(self.version.code.start()?),
         };
         self.buffer.clear();
         for event in &batch.events {
@@ -168,7 +202,7 @@ impl PluginStep {
     fn dead_letter(&self, event: &Event, what: &str) -> DeadLetter {
         DeadLetter::new(
             Stage::Step(self.name.clone()),
-            format!("plugin {} ({}) {what}", self.name, self.current.hash),
+            format!("plugin {} ({}) {what}", self.name, self.version.hash),
             event.position().clone(),
             Bytes::from(event.wire().into_owned()),
         )
@@ -183,7 +217,7 @@ impl PluginStep {
         self.metrics.failure(error.failure_kind()).inc();
         tracing::warn!(
             plugin = %self.name,
-            version = %self.current.hash,
+            version = %self.version.hash,
             events = batch.events.len(),
             error = %error,
             on_error = ?self.on_error,
@@ -225,22 +259,28 @@ impl PluginStep {
     }
 
     /// Counts a batch against a new version's probation; rolls it back when it has
-    /// failed too often.
+    /// failed too often. A batch run by an older generation (a worker that started
+    /// it before a swap) does not count.
     fn judge(&mut self, failed: bool) {
-        let Some(probation) = &mut self.probation else { return };
+        let mut guard = self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let shared = &mut *guard;
+        if shared.generation != self.generation {
+            return;
+        }
+        let Some(probation) = &mut shared.probation else { return };
         probation.batches += 1;
         probation.failures += u32::from(failed);
         if probation.failures >= self.policy.failures {
             let failures = probation.failures;
             let batches = probation.batches;
-            self.probation = None;
-            let Some(previous) = self.previous.take() else { return };
+            shared.probation = None;
+            let Some(previous) = shared.previous.take() else { return };
             // Metrics first: whoever reads the log line then finds them updated.
             self.metrics.rollbacks.inc();
             self.metrics.set_version(previous.code.runtime(), &previous.hash);
             tracing::error!(
                 plugin = %self.name,
-                withdrawn = %self.current.hash,
+                withdrawn = %shared.current.hash,
                 restored = %previous.hash,
                 failures,
                 batches,
@@ -251,14 +291,15 @@ impl PluginStep {
                 "plugin.rolled_back",
                 &self.name,
                 "ok",
-                serde_json::json!({"withdrawn": self.current.hash, "restored": previous.hash, "failures": failures, "batches": batches}),
+                serde_json::json!({"withdrawn": shared.current.hash, "restored": previous.hash, "failures": failures, "batches": batches}),
             );
-            self.current = previous;
-            self.instance = None;
+            shared.current = previous;
+            shared.generation += 1;
+            shared.spare = None;
         } else if probation.batches >= self.policy.window {
-            tracing::info!(plugin = %self.name, version = %self.current.hash, "plugin version passed its first batches");
-            self.probation = None;
-            self.previous = None;
+            tracing::info!(plugin = %self.name, version = %shared.current.hash, "plugin version passed its first batches");
+            shared.probation = None;
+            shared.previous = None;
         }
     }
 }
@@ -266,6 +307,28 @@ impl PluginStep {
 impl Step for PluginStep {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn fork(&self) -> anyhow::Result<Option<Box<dyn Step>>> {
+        // The copy's instance is started now, so that a pool too small for the
+        // workers fails the start instead of the first batches.
+        let instance = self
+            .version
+            .code
+            .start()
+            .map_err(|e| anyhow::anyhow!("plugin `{}`: starting an instance for another worker: {e}", self.name))?;
+        Ok(Some(Box::new(PluginStep {
+            name: self.name.clone(),
+            on_error: self.on_error,
+            schema: self.schema,
+            policy: self.policy,
+            shared: self.shared.clone(),
+            version: self.version.clone(),
+            generation: self.generation,
+            instance: Some(instance),
+            buffer: BatchBuffer::default(),
+            metrics: self.metrics.clone(),
+        })))
     }
 
     fn process(&mut self, batch: &mut Batch) {

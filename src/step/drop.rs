@@ -29,6 +29,7 @@ impl DropStepConfig {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct DropStep {
     name: String,
     matcher: Matcher,
@@ -43,6 +44,10 @@ impl DropStep {
 impl Step for DropStep {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn fork(&self) -> anyhow::Result<Option<Box<dyn Step>>> {
+        Ok(Some(Box::new(self.clone())))
     }
 
     fn process(&mut self, batch: &mut Batch) {

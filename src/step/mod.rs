@@ -34,6 +34,14 @@ pub trait Step: Send {
     /// Processes the batch in place: change events, remove them (counting
     /// `batch.dropped`), or move them to `batch.dead_letters`.
     fn process(&mut self, batch: &mut Batch);
+    /// A copy of this step for another pipeline worker, sharing whatever must be
+    /// shared (a plugin's version and rollback state) and owning the rest (its
+    /// instance). `None` (the default) marks a step whose results depend on the
+    /// order of batches (metrics, alerts, traces, degrade): the workers then run its
+    /// one copy a batch at a time, in input order.
+    fn fork(&self) -> anyhow::Result<Option<Box<dyn Step>>> {
+        Ok(None)
+    }
 }
 
 /// A task that runs beside the pipeline for as long as the run lasts. It is shut
@@ -131,6 +139,16 @@ pub struct RunningStep {
 impl RunningStep {
     pub fn new(step: Box<dyn Step>, telemetry: &Telemetry) -> Self {
         RunningStep { counters: StepCounters::register(telemetry, step.name()), step }
+    }
+
+    /// This step for another worker, with the same counters; `None` for an
+    /// order-dependent step (see [`Step::fork`]).
+    pub fn fork(&self) -> anyhow::Result<Option<RunningStep>> {
+        Ok(self.step.fork()?.map(|step| RunningStep { step, counters: self.counters.clone() }))
+    }
+
+    pub fn name(&self) -> &str {
+        self.step.name()
     }
 
     pub fn process(&mut self, batch: &mut Batch) {

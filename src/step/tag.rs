@@ -24,6 +24,7 @@ impl TagStepConfig {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct TagStep {
     name: String,
     tags: Vec<(String, Value)>,
@@ -39,6 +40,10 @@ impl TagStep {
 impl Step for TagStep {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn fork(&self) -> anyhow::Result<Option<Box<dyn Step>>> {
+        Ok(Some(Box::new(self.clone())))
     }
 
     fn process(&mut self, batch: &mut Batch) {
