@@ -2,7 +2,7 @@
 //! with its share of the batch's acknowledgement; a batch at a time on each of
 //! its workers.
 
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -15,6 +15,7 @@ use crate::route::{route, Matcher, Selection};
 use crate::scrub::DeadLetterScrubber;
 use crate::sink::{SideInput, SinkInput, SinkMessage};
 use crate::source::{RawBatch, RawRecord};
+use crate::step::order::Turnstile;
 use crate::step::RunningStep;
 use crate::telemetry::Telemetry;
 
@@ -116,35 +117,6 @@ enum WorkerStep {
 struct OrderedStep {
     step: Mutex<RunningStep>,
     turn: Turnstile,
-}
-
-/// Lets batches through in the order of their sequence numbers: batch `n` waits
-/// until batch `n - 1` has passed. Every batch passes every turnstile once.
-#[derive(Default)]
-struct Turnstile {
-    next: Mutex<u64>,
-    passed: Condvar,
-}
-
-/// A batch's turn at a turnstile; the next batch's turn begins when it is dropped
-/// (also when a worker unwinds from a panic, so that the others are not stuck).
-struct Turn<'a>(&'a Turnstile);
-
-impl Turnstile {
-    fn wait(&self, seq: u64) -> Turn<'_> {
-        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
-        while *next != seq {
-            next = self.passed.wait(next).unwrap_or_else(PoisonError::into_inner);
-        }
-        Turn(self)
-    }
-}
-
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        *self.0.next.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        self.0.passed.notify_all();
-    }
 }
 
 /// The result of processing one batch, ready for the sinks: each surviving event as
@@ -295,7 +267,7 @@ impl Pipeline {
 impl Worker {
     /// Decode, validate, run the steps and route batch number `seq`.
     fn process(&mut self, core: &Core, seq: u64, records: Vec<RawRecord>) -> Processed {
-        let mut batch = Batch { events: Vec::with_capacity(records.len()), ..Batch::default() };
+        let mut batch = Batch { seq, events: Vec::with_capacity(records.len()), ..Batch::default() };
         let mut per_kind = [0u64; EventKind::KNOWN.len() + 1];
         let (mut decode_errors, mut schema_errors, mut warnings) = (0u64, 0u64, 0u64);
         for record in records {

@@ -592,6 +592,9 @@ pub fn paths_disagree(raw: &[u8]) -> Option<String> {
 /// dead letter, plus how many a step dropped on purpose.
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// The batch's place in input order (0, 1, 2, …), set by the pipeline: steps
+    /// shared by several workers take batches in this order.
+    pub seq: u64,
     pub events: Vec<Event>,
     pub dead_letters: Vec<DeadLetter>,
     pub dropped: usize,

@@ -2,6 +2,7 @@
 //! contained to their batch; new versions swapped in between batches; a new version
 //! that keeps failing rolled back.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
@@ -12,6 +13,7 @@ use super::config::OnError;
 use super::metrics::PluginMetrics;
 use super::{Instance, PluginError, Version};
 use crate::event::{Batch, DeadLetter, Event, SchemaMode, Stage};
+use crate::step::order::Turnstile;
 use crate::step::Step;
 
 /// A new version, compiled and started off the hot path, waiting for the next batch.
@@ -51,7 +53,18 @@ struct Shared {
     updates: mpsc::Receiver<Prepared>,
 }
 
+/// Where batches enter a step that has copies in other workers.
+#[derive(Default)]
+struct Entry {
+    turnstile: Turnstile,
+    /// Set once the step is copied (before the first batch).
+    ordered: AtomicBool,
+}
+
 pub struct PluginStep {
+    /// Set on a step with copies in other workers: batches look for a new version
+    /// in input order, so that versions never go backwards along the input.
+    entry: Arc<Entry>,
     name: String,
     on_error: OnError,
     schema: SchemaMode,
@@ -87,6 +100,7 @@ impl PluginStep {
             updates,
         };
         PluginStep {
+            entry: Arc::default(),
             name: name.to_string(),
             on_error,
             schema,
@@ -310,6 +324,7 @@ impl Step for PluginStep {
     }
 
     fn fork(&self) -> anyhow::Result<Option<Box<dyn Step>>> {
+        self.entry.ordered.store(true, Ordering::Relaxed);
         // The copy's instance is started now, so that a pool too small for the
         // workers fails the start instead of the first batches.
         let instance = self
@@ -318,6 +333,7 @@ impl Step for PluginStep {
             .start()
             .map_err(|e| anyhow::anyhow!("plugin `{}`: starting an instance for another worker: {e}", self.name))?;
         Ok(Some(Box::new(PluginStep {
+            entry: self.entry.clone(),
             name: self.name.clone(),
             on_error: self.on_error,
             schema: self.schema,
@@ -332,7 +348,13 @@ impl Step for PluginStep {
     }
 
     fn process(&mut self, batch: &mut Batch) {
-        self.take_update();
+        if self.entry.ordered.load(Ordering::Relaxed) {
+            let entry = self.entry.clone();
+            let _turn = entry.turnstile.wait(batch.seq);
+            self.take_update();
+        } else {
+            self.take_update();
+        }
         if batch.events.is_empty() {
             return;
         }
@@ -601,6 +623,41 @@ mod tests {
         let mut b = batch(2);
         step.process(&mut b);
         assert_eq!(b.events.len(), 2, "the restored version serves");
+    }
+
+    #[test]
+    fn copies_for_other_workers_share_the_version_the_swap_and_the_rollback() {
+        let (first, starts) = prepared("sha256:good", keep_all);
+        let (mut a, tx, metrics) = step(first, OnError::DeadLetter);
+        let mut b = a.fork().expect("forks").expect("a plugin step is copied");
+        assert_eq!(starts.load(Ordering::SeqCst), 2, "the copy has an instance of its own");
+        let mut seq = 0;
+        let mut next = |n| {
+            let mut numbered = batch(n);
+            numbered.seq = seq;
+            seq += 1;
+            numbered
+        };
+        a.process(&mut next(1));
+        b.process(&mut next(1));
+        let (bad, bad_starts) = prepared("sha256:bad", trap);
+        tx.send(bad).expect("step listens");
+        // One copy takes the new version; the other sees it on its next batch.
+        let mut first_bad = next(2);
+        b.process(&mut first_bad);
+        assert_eq!(first_bad.dead_letters.len(), 2);
+        let mut second_bad = next(2);
+        a.process(&mut second_bad);
+        assert_eq!(second_bad.dead_letters.len(), 2);
+        assert!(bad_starts.load(Ordering::SeqCst) >= 2, "each copy ran its own instance of the new version");
+        // Two failures among both copies' batches roll the version back for both.
+        assert_eq!(a.version_hash(), "sha256:good");
+        assert_eq!((metrics.swaps.get(), metrics.rollbacks.get()), (1, 1));
+        for step in [b.as_mut(), &mut a as &mut dyn Step] {
+            let mut restored = next(2);
+            step.process(&mut restored);
+            assert_eq!(restored.events.len(), 2, "the restored version serves every copy");
+        }
     }
 
     #[test]

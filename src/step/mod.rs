@@ -10,6 +10,7 @@
 
 mod degrade;
 mod drop;
+pub(crate) mod order;
 mod tag;
 pub mod traces;
 
