@@ -13,11 +13,14 @@ use common::{command, comparable, http_get, metric, read_lines, write_config, Ru
 use serde_json::Value;
 
 /// A pipeline config with one plugin step; `source` and `step` are YAML flow maps.
+/// Two workers: swaps, rollbacks and failures are tested with batches in flight
+/// in parallel.
 fn config(dir: &Path, source: &str, step: &str, batch: &str) -> PathBuf {
     write_config(
         dir,
         &format!(
-            "source: {source}\n\
+            "workers: 2\n\
+             source: {source}\n\
              batch: {batch}\n\
              plugins: {{dir: {plugins}, debounce: 50ms, poll_interval: 1s}}\n\
              pipeline:\n  - {step}\n\
@@ -380,10 +383,10 @@ fn a_new_version_that_keeps_trapping_is_rolled_back() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(metric(&body, "synaptic_telemetry_plugin_rollbacks_total{plugin=\"stamp\"}"), Some(1.0));
-    assert_eq!(
-        metric(&body, "synaptic_telemetry_plugin_failures_total{kind=\"trap\",plugin=\"stamp\"}"),
-        Some(3.0)
-    );
+    // Three failures roll back; the other worker may have had a batch of the
+    // withdrawn version in flight, which fails too.
+    let failures = metric(&body, "synaptic_telemetry_plugin_failures_total{kind=\"trap\",plugin=\"stamp\"}");
+    assert!(failures.is_some_and(|f| (3.0..=4.0).contains(&f)), "failures: {failures:?}");
     assert!(
         body.contains(&format!(
             "synaptic_telemetry_plugin_info{{hash=\"{first_hash}\",plugin=\"stamp\",runtime=\"wasm\"}} 1"
@@ -408,8 +411,8 @@ fn a_new_version_that_keeps_trapping_is_rolled_back() {
     assert_eq!(out + dead.len() as u64, summary["read"].as_u64().expect("read"), "nothing lost");
     assert!(dead.iter().all(|d| d["reason"].as_str().is_some_and(|r| r.contains("trapped"))));
     assert!(
-        !dead.is_empty() && dead.len() <= 300,
-        "only the three failed batches of 100 were dead-lettered: {}",
+        !dead.is_empty() && dead.len() <= 400,
+        "only the failed batches of 100 (three, and one in flight) were dead-lettered: {}",
         dead.len()
     );
     // The audit trail has the swap and the rollback, each with both hashes.
@@ -463,7 +466,7 @@ fn a_plugin_that_cannot_load_stops_the_start_with_a_clear_error() {
     let output = command().arg("validate").arg(&config).output().expect("runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success());
-    assert!(stdout.contains(":5:") && stdout.contains("missing.wasm` does not exist"), "{stdout}");
+    assert!(stdout.contains(":6:") && stdout.contains("missing.wasm` does not exist"), "{stdout}");
 }
 
 #[test]
