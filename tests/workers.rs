@@ -56,8 +56,11 @@ fn run(dir: &Path, input: &Path, workers: usize) -> Outcome {
     for name in ["pii_scrub", "sample"] {
         std::fs::copy(wasm(name), plugins.join(format!("{name}.wasm"))).expect("copy plugin");
     }
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/filter.rhai"), plugins.join("filter.rhai"))
-        .expect("copy filter.rhai");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/filter.rhai"),
+        plugins.join("filter.rhai"),
+    )
+    .expect("copy filter.rhai");
     std::fs::write(out.join("rules.yaml"), RULES).expect("rules");
     let config = write_config(
         &out,
@@ -205,7 +208,11 @@ fn four_workers_give_the_same_metrics_alerts_and_outputs_as_one() {
     let four = run(dir.path(), &input, 4);
 
     // The comparisons mean something only if there is something to compare.
-    for derived in ["codex_synaptic_agent_active", "codex_synaptic_consensus_proposals_pending", "codex_synaptic_mesh_nodes"] {
+    for derived in [
+        "codex_synaptic_agent_active",
+        "codex_synaptic_consensus_proposals_pending",
+        "codex_synaptic_mesh_nodes",
+    ] {
         assert!(one.metrics.keys().any(|k| k.starts_with(derived)), "no {derived} on /metrics");
     }
     assert!(one.metrics.len() > 100, "{} series", one.metrics.len());
@@ -217,11 +224,21 @@ fn four_workers_give_the_same_metrics_alerts_and_outputs_as_one() {
         .iter()
         .filter(|(k, v)| four.metrics.get(*k) != Some(*v))
         .map(|(k, v)| format!("{k}: {v} vs {:?}", four.metrics.get(k)))
-        .chain(four.metrics.keys().filter(|k| !one.metrics.contains_key(*k)).map(|k| format!("{k}: only with 4")))
+        .chain(
+            four.metrics
+                .keys()
+                .filter(|k| !one.metrics.contains_key(*k))
+                .map(|k| format!("{k}: only with 4")),
+        )
         .collect();
     assert!(differing.is_empty(), "metrics differ:\n{}", differing.join("\n"));
     assert_eq!(one.alerts, four.alerts, "alerts differ");
-    assert!(one.events == four.events, "output events differ ({} vs {} distinct)", one.events.len(), four.events.len());
+    assert!(
+        one.events == four.events,
+        "output events differ ({} vs {} distinct)",
+        one.events.len(),
+        four.events.len()
+    );
     assert!(one.dead == four.dead, "dead letters differ ({} vs {})", one.dead.len(), four.dead.len());
     for key in ["read", "acknowledged", "dead_lettered", "dropped"] {
         assert_eq!(one.summary[key], four.summary[key], "summary {key}: {} vs {}", one.summary, four.summary);

@@ -40,6 +40,9 @@ pub struct PluginHostConfig {
     /// batches is withdrawn and the previous version restored.
     pub rollback_failures: u32,
     pub rollback_window: u32,
+    /// Compiled WebAssembly plugins are kept here and reused while the plugin file
+    /// and the engine are unchanged (`cache: off`: compile every time).
+    pub cache: Option<PathBuf>,
 }
 
 impl Default for PluginHostConfig {
@@ -53,6 +56,7 @@ impl Default for PluginHostConfig {
             max_memory: 256 << 20,
             rollback_failures: 3,
             rollback_window: 10,
+            cache: super::cache::default_dir(),
         }
     }
 }
@@ -117,6 +121,11 @@ impl PluginHostConfig {
             max_memory: map.optional::<ByteSize>("max_memory", cx).map_or(d.max_memory, |b| b.0),
             rollback_failures: map.or("rollback_failures", d.rollback_failures, cx),
             rollback_window: map.or("rollback_window", d.rollback_window, cx),
+            cache: match map.optional::<String>("cache", cx) {
+                Some(off) if off == "off" => None,
+                Some(dir) => Some(base.join(dir)),
+                None => d.cache,
+            },
         };
         if config.max_instances < 2 {
             cx.error(

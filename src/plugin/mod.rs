@@ -9,11 +9,12 @@
 //!   the verdicts, contains failures, swaps versions between batches and rolls a
 //!   failing new version back.
 //! - [`watch`] watches the plugin directory and prepares new versions off the hot
-//!   path.
+//!   path; `cache` keeps compiled components on disk for the next start or swap.
 //!
 //! A runtime is a trait object ([`Code`] and [`Instance`]): the only open set in the
 //! service, because plugins are what operators swap at run time.
 
+mod cache;
 mod config;
 mod metrics;
 mod rhai_json;

@@ -327,11 +327,9 @@ impl Step for PluginStep {
         self.entry.ordered.store(true, Ordering::Relaxed);
         // The copy's instance is started now, so that a pool too small for the
         // workers fails the start instead of the first batches.
-        let instance = self
-            .version
-            .code
-            .start()
-            .map_err(|e| anyhow::anyhow!("plugin `{}`: starting an instance for another worker: {e}", self.name))?;
+        let instance = self.version.code.start().map_err(|e| {
+            anyhow::anyhow!("plugin `{}`: starting an instance for another worker: {e}", self.name)
+        })?;
         Ok(Some(Box::new(PluginStep {
             entry: self.entry.clone(),
             name: self.name.clone(),

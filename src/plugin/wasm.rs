@@ -17,6 +17,7 @@ use wasmtime::{
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::cache::CompiledCache;
 use super::config::{Grants, PluginHostConfig};
 use super::metrics::PluginMetrics;
 use super::{Code, Instance, PluginError};
@@ -40,6 +41,8 @@ const MAX_GUEST_COUNTERS: usize = 32;
 /// The engine and linker all WebAssembly plugins share.
 pub struct WasmRuntime {
     engine: Engine,
+    /// Compiled components from earlier runs, when the cache is on and usable.
+    cache: Option<CompiledCache>,
     linker: Linker<HostState>,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -82,7 +85,14 @@ impl WasmRuntime {
                 }
             })
             .map_err(|e| PluginError::Instantiate(format!("starting the deadline clock: {e}")))?;
-        Ok(Arc::new(WasmRuntime { engine, linker, ticker_stop }))
+        let cache = host.cache.as_ref().and_then(|dir| match CompiledCache::open(dir, &engine) {
+            Ok(cache) => Some(cache),
+            Err(e) => {
+                tracing::warn!("{e}");
+                None
+            }
+        });
+        Ok(Arc::new(WasmRuntime { engine, cache, linker, ticker_stop }))
     }
 
     /// Compiles a component and checks that it implements the contract. Slow
@@ -93,8 +103,7 @@ impl WasmRuntime {
         settings: Arc<InstanceSettings>,
     ) -> Result<WasmCode, PluginError> {
         check_header(bytes)?;
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| PluginError::Compile(one_line(&format!("{e:#}"))))?;
+        let component = self.component(bytes)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -105,6 +114,40 @@ impl WasmRuntime {
             ))
         })?;
         Ok(WasmCode { runtime: self.clone(), pre, settings })
+    }
+}
+
+impl WasmRuntime {
+    /// The compiled component: from the cache when it holds this file's build for
+    /// this engine, else compiled now (and stored).
+    fn component(&self, bytes: &[u8]) -> Result<Component, PluginError> {
+        if let Some(cache) = &self.cache {
+            if let Some(artifact) = cache.load(bytes) {
+                // SAFETY: the artifact is one this process's engine configuration
+                // serialized (the key covers the engine's settings), read back from a
+                // directory only this user can write, and its SHA-256 was checked
+                // against the one stored with it; wasmtime checks the engine again.
+                match unsafe { Component::deserialize(&self.engine, &artifact) } {
+                    Ok(component) => {
+                        tracing::debug!("compiled plugin taken from the cache");
+                        return Ok(component);
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "compiled plugin in the cache does not fit this engine; compiling");
+                        cache.forget(bytes);
+                    }
+                }
+            }
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| PluginError::Compile(one_line(&format!("{e:#}"))))?;
+        if let Some(cache) = &self.cache {
+            match component.serialize() {
+                Ok(artifact) => cache.store(bytes, &artifact),
+                Err(e) => tracing::warn!(error = %e, "could not serialize a compiled plugin for the cache"),
+            }
+        }
+        Ok(component)
     }
 }
 

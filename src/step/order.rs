@@ -31,7 +31,6 @@ impl Drop for Turn<'_> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
