@@ -13,8 +13,11 @@
 #   vector    the same chain in Vector, when a `vector` binary is on PATH
 # Part 2, scaling: the demo's chain (pii_scrub → metrics → traces → alerts →
 # drop → filter → sample → file sink) on SCALE_EVENTS generated events with
-# workers 1, 2 and 4: events/s from wall time.
-# Part 3, start-up: one event through part 1's chain, cache cold and warm.
+# workers 1, 2 and 4: events/s from wall time; beside it, two serde_json loops at
+# once against one, for what the machine's cores give together.
+# Part 3, start-up: one event through part 1's chain, cache cold and warm; the time
+# to serving with the pii_scrub plugin, cache cold and warm, and the swap latency to
+# a new version and back to a cached one (benches/chain/swap_latency.py).
 #
 #   benches/chain.sh [EVENTS] [ROUNDS] [SCALE_EVENTS]
 set -euo pipefail
@@ -96,6 +99,9 @@ run_leg() { # leg → appends "cpu wall" to $work/leg.times
   local leg=$1 result
   case $leg in
     baseline) result=$(measure "$baseline_bin" "$work/pii.jsonl") ;;
+    # Two baselines at once: what the machine's cores give together (shared or
+    # throttled cores give less than 2×), the ceiling of any scaling figure.
+    pair) result=$(measure bash -c "'$baseline_bin' '$work/pii.jsonl' > /dev/null & '$baseline_bin' '$work/pii.jsonl'; wait") ;;
     vector) result=$(measure vector --quiet --config "$root/benches/chain/vector.yaml" \
               --threads 1 < "$work/pii.jsonl") ;;
     scale*) rm -f "$work/$leg-out.jsonl"; result=$(measure "$bin" run --config "$work/$leg.yaml") ;;
@@ -111,7 +117,7 @@ command -v vector > /dev/null && legs+=(vector) || echo "(no vector binary on PA
 "$bin" run --config "$work/one_warm.yaml" > /dev/null 2>&1
 for round in $(seq 1 "$rounds"); do
   echo "round $round"
-  for leg in "${legs[@]}" scale1 scale2 scale4; do run_leg "$leg"; done
+  for leg in "${legs[@]}" pair scale1 scale2 scale4; do run_leg "$leg"; done
   run_leg one_cold; run_leg one_warm
 done
 
@@ -141,6 +147,11 @@ for workers in 1 2 4; do
     "$(awk -v n="$scale_events" -v w="$w" 'BEGIN {print n / w}')" "$(ratio "$w1" "$w")" "$(cpu "scale$workers")"
 done
 echo "  workers 4 / workers 2: $(ratio "$(wall scale2)" "$(wall scale4)")× (events/s)"
+echo "  the machine: two serde_json loops at once do $(awk -v a="$(wall baseline)" -v b="$(wall pair)" \
+  'BEGIN {printf "%.2f", 2 * a / b}')× the work of one in the same wall time"
+echo
+rm -rf "$work/swap-cache"
+python3 "$root/benches/chain/swap_latency.py" "$bin" "$work" "$work/plugins"
 echo
 echo "start-up, one event through the chain: cold cache $(cpu one_cold) CPU-s, $(wall one_cold) s wall;" \
   "warm cache $(cpu one_warm) CPU-s, $(wall one_warm) s wall"

@@ -37,16 +37,21 @@
 //! - [`ack`] — the per-batch tracker and per-sink deliveries behind at-least-once;
 //!   the `Acks` stream and the ledger the run summary is read from.
 //! - [`pipeline`] — decode + validate → steps → dead-letter scrubbing → route →
-//!   hand-over to the sinks (events, and side outputs to their subscribers).
+//!   hand-over to the sinks (events, and side outputs to their subscribers), on
+//!   `workers` threads: copyable steps per worker, the others shared and taken in
+//!   input order.
 //! - [`step`] — the `Step` trait, the `BuildContext` steps are built with, the
-//!   `Service`s they may run beside the pipeline; the built-in steps `tag`, `drop`
-//!   and `traces` (spans from events with a duration, a `spans` side output).
+//!   `Service`s they may run beside the pipeline; `order`: the turnstile that lets
+//!   batches through a shared step in input order; the built-in steps `tag`,
+//!   `drop`, `degrade` and `traces` (spans from events with a duration, a `spans`
+//!   side output).
 //! - [`plugin`] — hot-swappable plugin steps: their config (`config`) and metrics
 //!   (`metrics`), the WebAssembly runtime (`wasm`: pooled instances, epoch
 //!   deadlines, a memory cap enforced by a resource limiter, WASI denied by
 //!   default), the Rhai runtime on the same contract (`script`), the step that
 //!   applies verdicts, contains failures, swaps and rolls back (`step`), the
-//!   directory watcher (`watch`), and `test plugin` (`tester`). The contract is
+//!   directory watcher (`watch`), compiled components kept on disk (`cache`), and
+//!   `test plugin` (`tester`). The contract is
 //!   `plugins/wit/plugin.wit`; the SDK (`plugins/sdk`) holds its Rust encoding; the
 //!   standard plugins live in `plugins/standard`.
 //! - [`metrics`] — the `metrics` step: its config (`config`), the declarative
