@@ -37,6 +37,9 @@ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || 
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# python3 and GNU time for benches/chain.sh (its events; CPU-seconds per process).
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+[ -x /usr/bin/time ] || missing+=(time)
 if [ ${#missing[@]} -gt 0 ]; then
     step "installing ${missing[*]} (Debian packages)"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
@@ -86,3 +89,6 @@ ALERTS_BENCH_EVENTS=20000 cargo bench --locked --bench alerts
 
 step "kafka benchmark smoke run (20,000 events; the full run is: cargo bench --bench kafka)"
 KAFKA_BENCH_EVENTS=20000 cargo bench --locked --bench kafka
+
+step "full-chain benchmark smoke run (20,000 events; the full run is: benches/chain.sh)"
+benches/chain.sh 20000 1 20000
