@@ -38,6 +38,8 @@ struct PipelineMetrics {
     schema_warnings: IntCounter,
     unrouted: IntCounter,
     batch_seconds: Histogram,
+    /// Time a worker waited for its turn at a shared step or the hand-over.
+    order_wait_seconds: Histogram,
 }
 
 impl PipelineMetrics {
@@ -63,6 +65,11 @@ impl PipelineMetrics {
             schema_warnings: telemetry
                 .counter("schema_warnings_total", "Events with schema problems passed on in lenient mode"),
             unrouted: telemetry.counter("unrouted_events_total", "Events that matched no sink"),
+            order_wait_seconds: telemetry.histogram(
+                "order_wait_seconds",
+                "Time a pipeline worker waited for the batch before its own to pass a shared step or the hand-over",
+                &[0.00001, 0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
+            ),
             batch_seconds: telemetry.histogram(
                 "batch_duration_seconds",
                 "Time to decode, validate, run the steps and route one batch",
@@ -95,6 +102,16 @@ struct Core {
 /// (metrics, alerts, traces, degrade) exist once and take the batches one at a
 /// time in input order, as does the hand-over to the sinks. So N workers give the
 /// same metrics, alerts and outputs, in the same order, as one.
+impl PipelineMetrics {
+    /// Runs `wait`, observing how long it took.
+    fn waited<T>(&self, wait: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let turn = wait();
+        self.order_wait_seconds.observe(started.elapsed().as_secs_f64());
+        turn
+    }
+}
+
 pub struct Pipeline {
     core: Core,
     workers: Vec<Worker>,
@@ -241,7 +258,7 @@ impl Pipeline {
                 let started = Instant::now();
                 let processed = worker.process(&core, seq, records);
                 core.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
-                let _turn = core.handover.as_ref().map(|t| t.wait(seq));
+                let _turn = core.handover.as_ref().map(|t| core.metrics.waited(|| t.wait(seq)));
                 core.hand_over(processed, &tracker);
                 // The pipeline's own share; the batch completes when the sinks ack.
                 tracker.dispatched();
@@ -301,7 +318,7 @@ impl Worker {
             match stage {
                 WorkerStep::Own(step) => step.process(&mut batch),
                 WorkerStep::Ordered(shared) => {
-                    let _turn = shared.turn.wait(seq);
+                    let _turn = metrics.waited(|| shared.turn.wait(seq));
                     shared.step.lock().unwrap_or_else(PoisonError::into_inner).process(&mut batch);
                 }
             }
