@@ -243,10 +243,10 @@ impl Pipeline {
         // it, so numbers follow the source's order.
         let intake = Arc::new(Mutex::new((rx, 0u64)));
         let core = Arc::new(self.core);
-        let mut threads = Vec::with_capacity(self.workers.len());
+        let mut threads = tokio::task::JoinSet::new();
         for mut worker in self.workers {
             let (core, intake) = (core.clone(), intake.clone());
-            threads.push(tokio::task::spawn_blocking(move || loop {
+            threads.spawn_blocking(move || loop {
                 let next = {
                     let mut intake = intake.lock().unwrap_or_else(PoisonError::into_inner);
                     let (rx, seq) = &mut *intake;
@@ -262,12 +262,16 @@ impl Pipeline {
                 core.hand_over(processed, &tracker);
                 // The pipeline's own share; the batch completes when the sinks ack.
                 tracker.dispatched();
-            }));
+            });
         }
-        for thread in threads {
-            if let Err(e) = thread.await {
-                // The task watching the pipeline learns of it this way.
-                std::panic::resume_unwind(e.into_panic());
+        // In the order they end: a worker that died must be reported while the
+        // others may be waiting for a turn its batch will never take.
+        while let Some(ended) = threads.join_next().await {
+            if let Err(e) = ended {
+                if e.is_panic() {
+                    // The task watching the pipeline learns of it this way.
+                    std::panic::resume_unwind(e.into_panic());
+                }
             }
         }
     }
@@ -392,5 +396,88 @@ impl Core {
             };
             Box::new(DeadLetter::new(stage, rejection.to_string(), position, raw))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ack::Tracker;
+    use crate::event::Position;
+    use crate::step::Step;
+
+    /// A copyable step that panics on the batch numbered `seq`.
+    #[derive(Clone)]
+    struct PanicsOn(u64);
+
+    impl Step for PanicsOn {
+        fn name(&self) -> &str {
+            "panics_on"
+        }
+        fn process(&mut self, batch: &mut Batch) {
+            assert_ne!(batch.seq, self.0, "this worker dies");
+        }
+        fn fork(&self) -> anyhow::Result<Option<Box<dyn Step>>> {
+            Ok(Some(Box::new(self.clone())))
+        }
+    }
+
+    /// An order-dependent step that does nothing.
+    struct Shared;
+
+    impl Step for Shared {
+        fn name(&self) -> &str {
+            "shared"
+        }
+        fn process(&mut self, _batch: &mut Batch) {}
+    }
+
+    fn raw_batch(id: u64, notify: &tokio::sync::mpsc::UnboundedSender<crate::ack::AckNotice>) -> RawBatch {
+        let record = RawRecord {
+            bytes: Bytes::from_static(
+                br#"{"event_id":"e","timestamp":1,"component":"c","event_type":"x.y","severity":"INFO"}"#,
+            ),
+            position: Position::Generator { seq: id },
+            oversize: None,
+        };
+        RawBatch { records: vec![record], tracker: Tracker::new(id, 1, notify.clone(), None) }
+    }
+
+    #[test]
+    fn a_worker_that_dies_is_reported_while_the_others_wait_for_its_turn() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let joined = runtime.block_on(async {
+            let telemetry = Arc::new(Telemetry::new());
+            let steps = vec![
+                RunningStep::new(Box::new(PanicsOn(1)), &telemetry),
+                RunningStep::new(Box::new(Shared), &telemetry),
+            ];
+            let (dead_letter, _dead_rx) = mpsc::channel(16);
+            let pipeline =
+                Pipeline::new(SchemaMode::Lenient, 1 << 20, steps, Vec::new(), dead_letter, telemetry)
+                    .with_workers(2)
+                    .expect("two workers");
+            let (tx, rx) = mpsc::channel(4);
+            let (notify, _notices) = tokio::sync::mpsc::unbounded_channel();
+            // Batch 1's worker dies before the shared step; batch 2's waits there
+            // for batch 1's turn, which never comes.
+            for id in 0..3 {
+                tx.send(raw_batch(id, &notify)).await.expect("pipeline takes batches");
+            }
+            let run = tokio::spawn(pipeline.run(rx));
+            let ended = tokio::time::timeout(Duration::from_secs(20), run).await;
+            drop(tx);
+            ended.expect("the run ends instead of waiting forever")
+        });
+        assert!(joined.is_err_and(|e| e.is_panic()), "the worker's panic reaches the pipeline task");
+        // The waiting worker stays blocked; the process exits around it (main
+        // shuts its runtime down with a timeout, as here).
+        runtime.shutdown_timeout(Duration::from_millis(100));
     }
 }
