@@ -329,7 +329,7 @@ impl Worker {
         }
         let step_letters = batch.dead_letters.len() - before_steps;
         metrics.dead_step.inc_by(step_letters as u64);
-        if let Some(scrubber) = &core.scrubber {
+        if let Some(scrubber) = core.scrubber.as_ref().filter(|_| !batch.dead_letters.is_empty()) {
             let mut scrubber = scrubber.lock().unwrap_or_else(PoisonError::into_inner);
             for letter in &mut batch.dead_letters {
                 scrubber.scrub(letter);

@@ -53,6 +53,12 @@ struct Shared {
     updates: mpsc::Receiver<Prepared>,
 }
 
+/// The shared state, also after a worker panicked while holding it: it is
+/// consistent between statements, so that worker left nothing half-done.
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Where batches enter a step that has copies in other workers.
 #[derive(Default)]
 struct Entry {
@@ -117,16 +123,14 @@ impl PluginStep {
     /// The content hash of the version in service.
     #[cfg(test)]
     pub(crate) fn version_hash(&self) -> String {
-        self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner).current.hash.clone()
+        lock(&self.shared).current.hash.clone()
     }
 
     /// Takes the newest prepared version, if any, and moves this copy to the
     /// version in service. Called only between batches, so that every batch is
     /// processed wholly by one version.
     fn take_update(&mut self) {
-        // The shared state is consistent between statements: a worker that
-        // panicked while holding it left nothing half-done.
-        let mut shared = self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut shared = lock(&self.shared);
         if let Some(prepared) = shared.updates.try_iter().last() {
             if prepared.version.hash != shared.current.hash {
                 self.metrics.swaps.inc();
@@ -276,7 +280,7 @@ impl PluginStep {
     /// failed too often. A batch run by an older generation (a worker that started
     /// it before a swap) does not count.
     fn judge(&mut self, failed: bool) {
-        let mut guard = self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = lock(&self.shared);
         let shared = &mut *guard;
         if shared.generation != self.generation {
             return;
