@@ -475,7 +475,7 @@ fn plan_for(rules: &[Rule], event_type: &str) -> KindPlan {
             })
         })
         .collect();
-    KindPlan { reads: slots.reads(), rules: plans }
+    KindPlan { reads: slots.reads(event_type), rules: plans }
 }
 
 /// One event into the groups of the rules its plan names.

@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 
 pub use dead_letter::DeadLetter;
 pub(crate) use dead_letter::Stage;
+pub(crate) use scan::RECORDED_FIELDS;
 use scan::{Header, Text};
 use synaptic_plugin_sdk::field::{Finder, Scalar};
 
@@ -278,6 +279,7 @@ impl Event {
             timestamp_ms,
             sections: scan::Sections::default(),
             sample_rate: doc.get("sample_rate").and_then(Value::as_f64),
+            data_fields: scan::FieldStarts::default(),
         };
         let multiline = memchr::memchr(b'\n', &raw).is_some();
         let schema_warning = !problems.is_empty();
@@ -387,6 +389,37 @@ impl Event {
             let value = root.and_then(|root| path.iter().try_fold(root, |v, key| v.as_object()?.get(key)));
             *slot = value.and_then(scalar_of);
         }
+    }
+
+    /// Where validation found the value of `data`'s schema field number `index`
+    /// (its place in `schema::fields(self.kind())`): `Some(Some(at))` at byte `at`
+    /// of [`Event::raw`], `Some(None)` when the event has no such field. `None`
+    /// when that was not recorded (the precise path took the event, a step changed
+    /// it, or the index is beyond the recorded ones): then scan for it.
+    pub(crate) fn recorded_data_field(&self, index: usize) -> Option<Option<usize>> {
+        let fields = &self.header.data_fields;
+        if self.dirty || !fields.recorded {
+            return None;
+        }
+        let key_end = *fields.starts.get(index)? as usize;
+        if key_end == 0 {
+            return Some(None);
+        }
+        // Only space lies between a key and its `:` (validated): the value
+        // starts after it, with any space before it left to the reader.
+        let after = self.raw.get(key_end..)?;
+        let colon = match after.first() {
+            Some(b':') => 0,
+            _ => memchr::memchr(b':', after)?,
+        };
+        Some(Some(key_end + colon + 1))
+    }
+
+    /// Whether `data` may hold keys besides the places recorded (see
+    /// [`Event::recorded_data_field`]); when not, any other field is absent.
+    pub(crate) fn has_unrecorded_data_fields(&self) -> bool {
+        let fields = &self.header.data_fields;
+        self.dirty || !fields.recorded || fields.others
     }
 
     /// The whole document, parsed on first use.
@@ -583,6 +616,28 @@ pub fn paths_disagree(raw: &[u8]) -> Option<String> {
         }
         if event.doc().is_empty() {
             return Some("accepted an event with an empty document".to_string());
+        }
+        if let Some(problem) = places_disagree(&event) {
+            return Some(problem);
+        }
+    }
+    None
+}
+
+/// Whether the places of `data`'s fields recorded by validation read the same
+/// values as scanning `data` for them (for `paths_disagree`).
+fn places_disagree(event: &Event) -> Option<String> {
+    let raw = event.raw();
+    for (index, field) in schema::fields(event.kind()).iter().enumerate() {
+        let Some(place) = event.recorded_data_field(index) else { continue };
+        let direct = place.and_then(|at| synaptic_plugin_sdk::field::scalar_at(raw, at));
+        let mut scanned = [None];
+        event.read_section(Section::Data, &Finder::new(&[[field.name]]), &mut scanned);
+        if direct != scanned[0] {
+            return Some(format!(
+                "data.{}: recorded place reads {direct:?}, a scan {:?}",
+                field.name, scanned[0]
+            ));
         }
     }
     None

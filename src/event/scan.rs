@@ -65,6 +65,27 @@ pub(crate) struct Header {
     pub(crate) sections: Sections,
     /// The `sample_rate` a sampler stamped on the event, if any.
     pub(crate) sample_rate: Option<f64>,
+    /// Where the values of `data`'s schema fields start; recorded on the fast path.
+    pub(crate) data_fields: FieldStarts,
+}
+
+/// How many of a type's `data` fields validation records the place of: every
+/// type of schema v1.0 has fewer (a later field is found by scanning).
+pub(crate) const RECORDED_FIELDS: usize = 12;
+
+/// Where `data`'s schema fields are in the raw bytes, recorded while the fast
+/// path checks them: a step that reads those fields (metrics, alerts) goes
+/// straight to each value instead of scanning `data` again. Each start is the
+/// byte just past the key's closing quote (the value follows after `:` and any
+/// space); the index is the field's place in `schema::fields(kind)`; 0 means
+/// absent (no key ends at byte 0).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FieldStarts {
+    pub(crate) recorded: bool,
+    /// `data` has keys besides the recorded fields (a reader of another field
+    /// must scan; without them, any other field is known to be absent).
+    pub(crate) others: bool,
+    pub(crate) starts: [u32; RECORDED_FIELDS],
 }
 
 /// Byte ranges of the envelope's objects within the raw event.
@@ -130,10 +151,17 @@ pub fn scan(raw: &[u8]) -> Option<Header> {
     }
     let event_type = envelope.event_type?;
     let (kind, alias) = EventKind::from_event_type(&event_type);
+    let mut data_fields = FieldStarts::default();
     if kind != EventKind::Unknown {
         let data = envelope.data?;
-        let mut de = serde_json::Deserializer::from_str(data.get());
-        ObjectCheck(schema::fields(kind)).deserialize(&mut de).ok()?;
+        let (offset, _) = span_of(Some(data), raw)?;
+        let text = data.get();
+        let mut record =
+            Record { fields: &mut data_fields, text_at: text.as_ptr() as usize, offset, lost: false };
+        let mut de = serde_json::Deserializer::from_str(text);
+        ObjectCheck { fields: schema::fields(kind), record: Some(&mut record) }.deserialize(&mut de).ok()?;
+        let lost = record.lost;
+        data_fields.recorded = !lost;
     }
     let event_type = match (alias, kind.canonical_name()) {
         (true, Some(name)) => Text::Static(name),
@@ -154,28 +182,64 @@ pub fn scan(raw: &[u8]) -> Option<Header> {
         timestamp_ms,
         sections,
         sample_rate: envelope.sample_rate,
+        data_fields,
     })
 }
 
-/// Checks that a value is an object whose fields satisfy the table.
-struct ObjectCheck(&'static [Field]);
+/// Checks that a value is an object whose fields satisfy the table; at the top
+/// of `data`, also records where each field's value starts.
+struct ObjectCheck<'r, 'f> {
+    fields: &'static [Field],
+    record: Option<&'r mut Record<'f>>,
+}
 
-impl<'de> DeserializeSeed<'de> for ObjectCheck {
+/// Where to note the places of `data`'s fields: the address of the text being
+/// checked, and the offset of that text in the raw event.
+struct Record<'r> {
+    fields: &'r mut FieldStarts,
+    text_at: usize,
+    offset: u32,
+    /// A schema key whose place is unknown (written with escapes, so the parser
+    /// handed over a decoded copy): nothing recorded can be trusted.
+    lost: bool,
+}
+
+impl Record<'_> {
+    /// `key_end` is the address just past the key's text, when it was borrowed.
+    fn note(&mut self, index: Option<usize>, key_end: Option<usize>) {
+        let Some(index) = index.filter(|i| *i < RECORDED_FIELDS) else {
+            self.fields.others = true;
+            return;
+        };
+        // Past the closing quote, which sits right after the borrowed text.
+        let within = key_end.and_then(|end| (end + 1).checked_sub(self.text_at));
+        let at = within.and_then(|w| u32::try_from(w).ok()).and_then(|w| w.checked_add(self.offset));
+        match at {
+            Some(at) => self.fields.starts[index] = at,
+            None => self.lost = true,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ObjectCheck<'_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for ObjectCheck {
+impl<'de> Visitor<'de> for ObjectCheck<'_, '_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let fields = self.0;
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let fields = self.fields;
         let mut seen: u64 = 0;
-        while let Some(index) = map.next_key_seed(FieldIndex(fields))? {
+        while let Some((index, key_end)) = map.next_key_seed(FieldIndex(fields))? {
+            if let Some(record) = self.record.as_mut() {
+                record.note(index, key_end);
+            }
             match index {
                 Some(i) => {
                     if map.next_value_seed(ValueCheck(fields[i].ty))? {
@@ -195,23 +259,30 @@ impl<'de> Visitor<'de> for ObjectCheck {
     }
 }
 
-/// A key's position in the field table, without allocating the key.
+/// A key's position in the field table, without allocating the key; and, when
+/// the key is borrowed from the input (no escapes), the address just past it.
 struct FieldIndex(&'static [Field]);
 
+type KeyFound = (Option<usize>, Option<usize>);
+
 impl<'de> DeserializeSeed<'de> for FieldIndex {
-    type Value = Option<usize>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<usize>, D::Error> {
+    type Value = KeyFound;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<KeyFound, D::Error> {
         deserializer.deserialize_str(self)
     }
 }
 
 impl<'de> Visitor<'de> for FieldIndex {
-    type Value = Option<usize>;
+    type Value = KeyFound;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a field name")
     }
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<usize>, E> {
-        Ok(self.0.iter().position(|f| f.name == key))
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<KeyFound, E> {
+        let index = self.0.iter().position(|f| f.name == key);
+        Ok((index, Some(key.as_ptr() as usize + key.len())))
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<KeyFound, E> {
+        Ok((self.0.iter().position(|f| f.name == key), None))
     }
 }
 
@@ -273,7 +344,9 @@ impl<'de> Visitor<'de> for ValueCheck {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
         match self.0 {
-            FieldType::Object(inner) => ObjectCheck(inner).visit_map(map).map(|()| true),
+            FieldType::Object(inner) => {
+                ObjectCheck { fields: inner, record: None }.visit_map(map).map(|()| true)
+            }
             FieldType::AnyObject => {
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 Ok(true)

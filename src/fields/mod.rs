@@ -9,13 +9,13 @@
 
 use std::borrow::Cow;
 
-use synaptic_plugin_sdk::field::{Finder, Scalar};
+use synaptic_plugin_sdk::field::{scalar_at, Finder, Scalar};
 
 mod key;
 mod lang;
 mod plans;
 
-use crate::event::{Event, Section};
+use crate::event::{schema, Event, EventKind, Section, RECORDED_FIELDS};
 
 pub(crate) use key::{IdentityMap, KeyHash, LowBits};
 pub use lang::Test;
@@ -112,8 +112,10 @@ impl FieldSlots {
             .collect()
     }
 
-    /// One read per section, with the section's first slot.
-    pub(crate) fn reads(&self) -> Reads {
+    /// The reads of a plan for `event_type`: one per section, with the section's
+    /// first slot; and for a schema type, where validation recorded the places of
+    /// `data`'s fields, reads that go straight to them.
+    pub(crate) fn reads(&self, event_type: &str) -> Reads {
         let mut grouped: Vec<(Section, Vec<Vec<String>>, usize)> = Vec::new();
         for (i, (section, path)) in self.fields.iter().enumerate().take(MAX_PLAN_FIELDS) {
             match grouped.last_mut() {
@@ -126,26 +128,129 @@ impl FieldSlots {
                 .into_iter()
                 .map(|(section, paths, first)| (section, Finder::new(&paths), first))
                 .collect(),
+            data: DataReads::plan(event_type, &self.fields),
             slots: self.fields.len().min(MAX_PLAN_FIELDS),
         }
     }
 }
 
-/// The compiled reads of one plan: per section, a `Finder` and its first slot.
+/// The compiled reads of one plan: per section, a `Finder` and its first slot;
+/// for `data`, the direct reads used when the event has its fields' places.
 #[derive(Debug, Clone, Default)]
 pub struct Reads {
     sections: Vec<(Section, Finder, usize)>,
+    data: Option<DataReads>,
     slots: usize,
 }
 
 impl Reads {
     /// Fills `slots` with the event's values (absent fields stay `None`).
     pub fn read<'e>(&self, event: &'e Event, slots: &mut [Option<Scalar<'e>>; MAX_PLAN_FIELDS]) -> usize {
+        let data_read = self.data.as_ref().is_some_and(|data| data.read(event, slots));
         for (section, finder, first) in &self.sections {
+            if data_read && *section == Section::Data {
+                continue;
+            }
             let end = (first + finder.paths().len()).min(MAX_PLAN_FIELDS);
             event.read_section(*section, finder, &mut slots[*first..end]);
         }
         self.slots
+    }
+}
+
+/// A plan's `data` fields read through the places validation recorded: a schema
+/// field straight from where its value starts, a path under a schema field by
+/// scanning that value alone, and fields the schema does not define by scanning
+/// `data` only when it has keys the schema does not define.
+#[derive(Debug, Clone)]
+struct DataReads {
+    kind: EventKind,
+    /// (slot, the field's place in the schema's list)
+    direct: Vec<(usize, usize)>,
+    /// (the schema field's place, the rest of the paths under it, first slot)
+    nested: Vec<(usize, Finder, usize)>,
+    /// Paths off the schema, and the slot of each.
+    rest: Option<(Finder, Vec<usize>)>,
+}
+
+impl DataReads {
+    fn plan(event_type: &str, fields: &[(Section, Vec<String>)]) -> Option<DataReads> {
+        let (kind, _) = EventKind::from_event_type(event_type);
+        if kind == EventKind::Unknown {
+            return None;
+        }
+        let schema = schema::fields(kind);
+        let mut direct = Vec::new();
+        let mut nested: Vec<(usize, Vec<Vec<String>>, usize)> = Vec::new();
+        let (mut rest, mut rest_slots) = (Vec::new(), Vec::new());
+        for (slot, (section, path)) in fields.iter().enumerate().take(MAX_PLAN_FIELDS) {
+            if *section != Section::Data {
+                continue;
+            }
+            let (first, under) = path.split_first()?;
+            let index = schema.iter().position(|f| f.name == first).filter(|i| *i < RECORDED_FIELDS);
+            match (index, under) {
+                (Some(index), []) => direct.push((slot, index)),
+                // Paths are sorted: those under one field sit together, slots in a row.
+                (Some(index), under) => match nested.last_mut() {
+                    Some((at, paths, _)) if *at == index => paths.push(under.to_vec()),
+                    _ => nested.push((index, vec![under.to_vec()], slot)),
+                },
+                (None, _) => {
+                    rest.push(path.clone());
+                    rest_slots.push(slot);
+                }
+            }
+        }
+        if direct.is_empty() && nested.is_empty() {
+            return None;
+        }
+        Some(DataReads {
+            kind,
+            direct,
+            nested: nested
+                .into_iter()
+                .map(|(index, paths, first)| (index, Finder::new(&paths), first))
+                .collect(),
+            rest: (!rest.is_empty()).then(|| (Finder::new(&rest), rest_slots)),
+        })
+    }
+
+    /// Fills the `data` slots; false (and the caller scans) when the event has no
+    /// recorded places.
+    fn read<'e>(&self, event: &'e Event, slots: &mut [Option<Scalar<'e>>; MAX_PLAN_FIELDS]) -> bool {
+        if event.kind() != self.kind || event.recorded_data_field(0).is_none() {
+            return false;
+        }
+        let raw = event.raw();
+        for &(slot, index) in &self.direct {
+            let Some(at) = event.recorded_data_field(index) else { return false };
+            slots[slot] = at.and_then(|at| scalar_at(raw, at));
+        }
+        for (index, finder, first) in &self.nested {
+            let Some(at) = event.recorded_data_field(*index) else { return false };
+            let out = &mut slots[*first..(first + finder.paths().len()).min(MAX_PLAN_FIELDS)];
+            match at.and_then(|at| raw.get(at..)) {
+                Some(value) => {
+                    finder.find(value, out);
+                }
+                None => out.fill(None),
+            }
+        }
+        if let Some((finder, targets)) = &self.rest {
+            if !event.has_unrecorded_data_fields() {
+                // Validation saw every key of `data`: none of these is there.
+                targets.iter().for_each(|slot| slots[*slot] = None);
+                return true;
+            }
+            let mut found: [Option<Scalar<'e>>; MAX_PLAN_FIELDS] = Default::default();
+            let n = targets.len().min(MAX_PLAN_FIELDS);
+            event.read_section(Section::Data, finder, &mut found[..n]);
+            for (value, slot) in found.iter_mut().zip(targets) {
+                slots[*slot] = value.take();
+            }
+        }
+        true
     }
 }
 
@@ -203,6 +308,84 @@ pub fn holds(test: &Test, value: Option<Scalar<'_>>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{Position, SchemaMode};
+    use crate::source::traffic::Traffic;
+    use crate::source::GeneratorConfig;
+
+    /// Reads every field of `event_type`'s schema, a path under each object field
+    /// and two off the schema, both ways: straight from the places validation
+    /// recorded, and by scanning `data` (the way for events without them).
+    fn both_ways(event: &Event, counted: &mut [usize; 2]) {
+        let kind = event.kind();
+        let mut paths: Vec<Vec<String>> =
+            schema::fields(kind).iter().map(|f| vec![f.name.to_string()]).collect();
+        for nested in
+            [["resource_usage", "cpu_percent"], ["parameters", "particles"], ["resource_usage", "x"]]
+        {
+            paths.push(nested.iter().map(|s| s.to_string()).collect());
+        }
+        paths.push(vec!["task_type".into()]);
+        paths.push(vec!["not_in_schema".into()]);
+        let refs: Vec<FieldRef> = paths.into_iter().map(|p| FieldRef::In(Section::Data, p)).collect();
+        for chunk in refs.chunks(MAX_PLAN_FIELDS) {
+            let slots = FieldSlots::new(chunk);
+            let direct = slots.reads(event.event_type());
+            let scanning = Reads { data: None, ..direct.clone() };
+            let (mut a, mut b): (
+                [Option<Scalar<'_>>; MAX_PLAN_FIELDS],
+                [Option<Scalar<'_>>; MAX_PLAN_FIELDS],
+            ) = Default::default();
+            direct.read(event, &mut a);
+            scanning.read(event, &mut b);
+            assert_eq!(a, b, "{}", String::from_utf8_lossy(event.raw()));
+            let took = direct.data.as_ref().is_some_and(|d| d.read(event, &mut Default::default()));
+            counted[usize::from(took)] += 1;
+        }
+    }
+
+    #[test]
+    fn recorded_places_read_the_same_values_as_a_scan() {
+        let config = GeneratorConfig {
+            rate: 1000.0,
+            total: 0,
+            seed: 7,
+            malformed_ratio: 0.0,
+            start_ms: Some(1_767_225_600_000),
+        };
+        let mut traffic = Traffic::new(&config, 0);
+        let mut counted = [0usize; 2];
+        for seq in 0..20_000 {
+            let raw = bytes::Bytes::from(traffic.next_event());
+            let Ok(event) = Event::decode(raw, Position::Generator { seq }, SchemaMode::Strict) else {
+                continue;
+            };
+            both_ways(&event, &mut counted);
+        }
+        assert!(counted[1] > 15_000, "the recorded places were used: {counted:?}");
+
+        // Input shapes the generator does not make: nulls, escapes, a
+        // surrogate pair, spaces, number forms, a deeper object holding a wanted key,
+        // a field off the schema, keys written with escapes. (Repeated keys and lone surrogates never get
+        // this far: the guard rejects them.)
+        let data = [
+            r#"{"agent_id":"a","agent_type":"w\u00e9","state_from":"idle","state_to":"busy","resource_usage":{"cpu_percent":2.5e1,"memory_mb":1}}"#,
+            r#"{ "agent_id" : "a\ud83d\ude00z\n" , "agent_type":"x","state_from":"idle","state_to":"busy","transition_reason":null,"resource_usage": { "memory_mb" : -0.0 } }"#,
+            r#"{"agent_id":"a","agent_type":"t","state_from":"idle","state_to":"busy","task_type":"off \"schema\"","resource_usage":null}"#,
+            r#"{"agent_id":"a","agent_type":"t","state_from":"idle","state_to":"busy","resource_usage":{"cpu_percent":12.50,"nested":{"cpu_percent":9}}}"#,
+            r#"{"agent\u005fid":"a","agent_type":"t","state_from":"idle","state_to":"busy","x\u0041":1}"#,
+        ];
+        let before = counted;
+        for (i, data) in data.iter().enumerate() {
+            let raw = format!(
+                r#"{{"event_id":"e{i}","timestamp":1,"component":"c","event_type":"agent.lifecycle","severity":"INFO","data":{data}}}"#
+            );
+            let event =
+                Event::decode(raw.into_bytes().into(), Position::Generator { seq: 0 }, SchemaMode::Strict)
+                    .unwrap_or_else(|e| panic!("valid: {e}: {data}"));
+            both_ways(&event, &mut counted);
+        }
+        assert!(counted[1] > before[1], "crafted events took the recorded places: {counted:?}");
+    }
 
     #[test]
     fn exported_text_is_capped_and_stays_distinct() {

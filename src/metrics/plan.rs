@@ -96,7 +96,7 @@ pub(super) fn build(mapping: &Mapping, event_type: &str) -> Plan {
             Some(PlanMetric { metric: i, conditions, labels, value, key, remove_when })
         })
         .collect();
-    Plan { reads: builder.reads(), lookups, metrics }
+    Plan { reads: builder.reads(event_type), lookups, metrics }
 }
 
 /// Every field the lookups and metrics that can match `event_type` read.

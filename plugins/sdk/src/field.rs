@@ -75,6 +75,13 @@ where
     found.is_some()
 }
 
+/// The scalar whose JSON starts at `at` (after any whitespace), as [`Finder`]
+/// reads it: `None` for null, an object or an array, and for bytes that are not a
+/// JSON value there.
+pub fn scalar_at(raw: &[u8], at: usize) -> Option<Scalar<'_>> {
+    Scan { raw, at }.scalar().flatten()
+}
+
 /// Where the JSON value starting at `at` (after any whitespace) ends: the index
 /// just past it. `None` when the bytes there are not a JSON value.
 pub fn value_end(raw: &[u8], at: usize) -> Option<usize> {
