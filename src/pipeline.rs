@@ -77,6 +77,14 @@ impl PipelineMetrics {
             ),
         }
     }
+
+    /// Runs `wait`, observing how long it took.
+    fn waited<T>(&self, wait: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let turn = wait();
+        self.order_wait_seconds.observe(started.elapsed().as_secs_f64());
+        turn
+    }
 }
 
 /// What every worker shares: the routes, the dead-letter channel, the metrics.
@@ -102,16 +110,6 @@ struct Core {
 /// (metrics, alerts, traces, degrade) exist once and take the batches one at a
 /// time in input order, as does the hand-over to the sinks. So N workers give the
 /// same metrics, alerts and outputs, in the same order, as one.
-impl PipelineMetrics {
-    /// Runs `wait`, observing how long it took.
-    fn waited<T>(&self, wait: impl FnOnce() -> T) -> T {
-        let started = Instant::now();
-        let turn = wait();
-        self.order_wait_seconds.observe(started.elapsed().as_secs_f64());
-        turn
-    }
-}
-
 pub struct Pipeline {
     core: Core,
     workers: Vec<Worker>,

@@ -391,35 +391,12 @@ impl Event {
         }
     }
 
-    /// Where validation found the value of `data`'s schema field number `index`
-    /// (its place in `schema::fields(self.kind())`): `Some(Some(at))` at byte `at`
-    /// of [`Event::raw`], `Some(None)` when the event has no such field. `None`
-    /// when that was not recorded (the precise path took the event, a step changed
-    /// it, or the index is beyond the recorded ones): then scan for it.
-    pub(crate) fn recorded_data_field(&self, index: usize) -> Option<Option<usize>> {
+    /// The places of `data`'s schema fields that validation recorded, while they
+    /// hold: `None` when the precise path took the event or a step changed it
+    /// (then scan for the fields).
+    pub(crate) fn data_places(&self) -> Option<DataPlaces<'_>> {
         let fields = &self.header.data_fields;
-        if self.dirty || !fields.recorded {
-            return None;
-        }
-        let key_end = *fields.starts.get(index)? as usize;
-        if key_end == 0 {
-            return Some(None);
-        }
-        // Only space lies between a key and its `:` (validated): the value
-        // starts after it, with any space before it left to the reader.
-        let after = self.raw.get(key_end..)?;
-        let colon = match after.first() {
-            Some(b':') => 0,
-            _ => memchr::memchr(b':', after)?,
-        };
-        Some(Some(key_end + colon + 1))
-    }
-
-    /// Whether `data` may hold keys besides the places recorded (see
-    /// [`Event::recorded_data_field`]); when not, any other field is absent.
-    pub(crate) fn has_unrecorded_data_fields(&self) -> bool {
-        let fields = &self.header.data_fields;
-        self.dirty || !fields.recorded || fields.others
+        (!self.dirty && fields.recorded).then_some(DataPlaces { raw: &self.raw, fields })
     }
 
     /// The whole document, parsed on first use.
@@ -624,13 +601,47 @@ pub fn paths_disagree(raw: &[u8]) -> Option<String> {
     None
 }
 
+/// Where `data`'s schema fields are in an unchanged event (see
+/// [`Event::data_places`]).
+#[derive(Clone, Copy)]
+pub(crate) struct DataPlaces<'e> {
+    raw: &'e [u8],
+    fields: &'e scan::FieldStarts,
+}
+
+impl DataPlaces<'_> {
+    /// Where the value of schema field number `index` (its place in
+    /// `schema::fields(kind)`, below [`RECORDED_FIELDS`]) starts in the raw event,
+    /// or `None` when the event has no such field.
+    pub(crate) fn value_at(&self, index: usize) -> Option<usize> {
+        let key_end = *self.fields.starts.get(index)? as usize;
+        if key_end == 0 {
+            return None;
+        }
+        // Only space lies between a key and its `:` (validated): the value
+        // starts after it, with any space before it left to the reader.
+        let after = self.raw.get(key_end..)?;
+        let colon = match after.first() {
+            Some(b':') => 0,
+            _ => memchr::memchr(b':', after)?,
+        };
+        Some(key_end + colon + 1)
+    }
+
+    /// Whether `data` has keys besides the recorded fields; when not, any other
+    /// field is absent.
+    pub(crate) fn has_others(&self) -> bool {
+        self.fields.others
+    }
+}
+
 /// Whether the places of `data`'s fields recorded by validation read the same
 /// values as scanning `data` for them (for `paths_disagree`).
 fn places_disagree(event: &Event) -> Option<String> {
-    let raw = event.raw();
-    for (index, field) in schema::fields(event.kind()).iter().enumerate() {
-        let Some(place) = event.recorded_data_field(index) else { continue };
-        let direct = place.and_then(|at| synaptic_plugin_sdk::field::scalar_at(raw, at));
+    let places = event.data_places()?;
+    for (index, field) in schema::fields(event.kind()).iter().enumerate().take(RECORDED_FIELDS) {
+        let direct =
+            places.value_at(index).and_then(|at| synaptic_plugin_sdk::field::scalar_at(event.raw(), at));
         let mut scanned = [None];
         event.read_section(Section::Data, &Finder::new(&[[field.name]]), &mut scanned);
         if direct != scanned[0] {

@@ -65,7 +65,7 @@ pub(crate) struct Header {
     pub(crate) sections: Sections,
     /// The `sample_rate` a sampler stamped on the event, if any.
     pub(crate) sample_rate: Option<f64>,
-    /// Where the values of `data`'s schema fields start; recorded on the fast path.
+    /// Where `data`'s schema fields are; recorded on the fast path.
     pub(crate) data_fields: FieldStarts,
 }
 
@@ -160,8 +160,7 @@ pub fn scan(raw: &[u8]) -> Option<Header> {
             Record { fields: &mut data_fields, text_at: text.as_ptr() as usize, offset, lost: false };
         let mut de = serde_json::Deserializer::from_str(text);
         ObjectCheck { fields: schema::fields(kind), record: Some(&mut record) }.deserialize(&mut de).ok()?;
-        let lost = record.lost;
-        data_fields.recorded = !lost;
+        data_fields.recorded = !record.lost;
     }
     let event_type = match (alias, kind.canonical_name()) {
         (true, Some(name)) => Text::Static(name),
@@ -187,7 +186,7 @@ pub fn scan(raw: &[u8]) -> Option<Header> {
 }
 
 /// Checks that a value is an object whose fields satisfy the table; at the top
-/// of `data`, also records where each field's value starts.
+/// of `data`, also records where each field's key ends.
 struct ObjectCheck<'r, 'f> {
     fields: &'static [Field],
     record: Option<&'r mut Record<'f>>,

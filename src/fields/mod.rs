@@ -219,18 +219,16 @@ impl DataReads {
     /// Fills the `data` slots; false (and the caller scans) when the event has no
     /// recorded places.
     fn read<'e>(&self, event: &'e Event, slots: &mut [Option<Scalar<'e>>; MAX_PLAN_FIELDS]) -> bool {
-        if event.kind() != self.kind || event.recorded_data_field(0).is_none() {
+        let Some(places) = event.data_places().filter(|_| event.kind() == self.kind) else {
             return false;
-        }
+        };
         let raw = event.raw();
         for &(slot, index) in &self.direct {
-            let Some(at) = event.recorded_data_field(index) else { return false };
-            slots[slot] = at.and_then(|at| scalar_at(raw, at));
+            slots[slot] = places.value_at(index).and_then(|at| scalar_at(raw, at));
         }
         for (index, finder, first) in &self.nested {
-            let Some(at) = event.recorded_data_field(*index) else { return false };
             let out = &mut slots[*first..(first + finder.paths().len()).min(MAX_PLAN_FIELDS)];
-            match at.and_then(|at| raw.get(at..)) {
+            match places.value_at(*index).and_then(|at| raw.get(at..)) {
                 Some(value) => {
                     finder.find(value, out);
                 }
@@ -238,7 +236,7 @@ impl DataReads {
             }
         }
         if let Some((finder, targets)) = &self.rest {
-            if !event.has_unrecorded_data_fields() {
+            if !places.has_others() {
                 // Validation saw every key of `data`: none of these is there.
                 targets.iter().for_each(|slot| slots[*slot] = None);
                 return true;
@@ -363,10 +361,10 @@ mod tests {
         }
         assert!(counted[1] > 15_000, "the recorded places were used: {counted:?}");
 
-        // Input shapes the generator does not make: nulls, escapes, a
-        // surrogate pair, spaces, number forms, a deeper object holding a wanted key,
-        // a field off the schema, keys written with escapes. (Repeated keys and lone surrogates never get
-        // this far: the guard rejects them.)
+        // Input shapes the generator does not make: nulls, escapes, a surrogate
+        // pair, spaces, number forms, a deeper object holding a wanted key, a
+        // field off the schema, keys written with escapes. (Repeated keys and
+        // lone surrogates never get this far: the guard rejects them.)
         let data = [
             r#"{"agent_id":"a","agent_type":"w\u00e9","state_from":"idle","state_to":"busy","resource_usage":{"cpu_percent":2.5e1,"memory_mb":1}}"#,
             r#"{ "agent_id" : "a\ud83d\ude00z\n" , "agent_type":"x","state_from":"idle","state_to":"busy","transition_reason":null,"resource_usage": { "memory_mb" : -0.0 } }"#,
