@@ -12,7 +12,10 @@
 //! Targets: the Wasm chain ≥ 300,000 events/s; Rhai sample + filter ≥ 100,000
 //! events/s, on one core: `taskset -c 1 cargo bench --bench standard_plugins`.
 //! Optional: `STANDARD_BENCH_EVENTS=N` (default 100,000); `STANDARD_BENCH_ONLY=text`
-//! runs only the lines whose label contains `text` (and the baseline).
+//! runs only the lines whose label contains `text` (and the baseline);
+//! `STANDARD_BENCH_BEFORE=DIR` also measures the `pii_scrub.wasm`, `sample.wasm`
+//! and `filter.wasm` in DIR (say, the builds before a change) alone and chained,
+//! in the same rounds.
 
 #[path = "common.rs"]
 mod common;
@@ -108,12 +111,37 @@ fn main() {
         ("identity (wasm, PII-heavy events)", 1, vec![step("identity", w("identity.wasm"), "{}")]),
         ("pii_scrub (wasm, PII-heavy events)", 1, vec![step("pii_scrub", w("pii_scrub.wasm"), "{}")]),
     ])
-    .enumerate()
-    .filter(|(_, (label, _, _))| {
-        label.starts_with("identity") || only.as_deref().is_none_or(|text| label.contains(text))
-    })
-    .map(|(_, (label, data, steps))| Chain { label, data, steps, best: Duration::MAX, out: 0 })
     .collect::<Vec<_>>();
+    if let Some(before) = std::env::var_os("STANDARD_BENCH_BEFORE").map(PathBuf::from) {
+        let b = |file: &str| before.join(file);
+        chains.extend([
+            ("pii_scrub (wasm, before)", 0, vec![step("pii_scrub", b("pii_scrub.wasm"), "{}")]),
+            ("sample (wasm, before)", 0, vec![step("sample", b("sample.wasm"), "{}")]),
+            ("filter (wasm, before)", 0, vec![step("filter", b("filter.wasm"), FILTER)]),
+            (
+                "pii_scrub -> sample -> filter (wasm, before)",
+                0,
+                vec![
+                    step("pii_scrub", b("pii_scrub.wasm"), "{}"),
+                    step("sample", b("sample.wasm"), "{}"),
+                    step("filter", b("filter.wasm"), FILTER),
+                ],
+            ),
+            (
+                "pii_scrub (wasm, PII-heavy events, before)",
+                1,
+                vec![step("pii_scrub", b("pii_scrub.wasm"), "{}")],
+            ),
+        ]);
+    }
+    let mut chains = chains
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (label, _, _))| {
+            label.starts_with("identity") || only.as_deref().is_none_or(|text| label.contains(text))
+        })
+        .map(|(_, (label, data, steps))| Chain { label, data, steps, best: Duration::MAX, out: 0 })
+        .collect::<Vec<_>>();
 
     let decode = |lines: &[bytes::Bytes]| -> Vec<Vec<Event>> {
         lines

@@ -28,3 +28,17 @@ pub fn run_with<P: Plugin>(plugin: &mut P, events: &[&[u8]]) -> Result<Vec<Verdi
 pub fn counters() -> std::collections::BTreeMap<String, u64> {
     crate::host::imp::COUNTERS.with(|c| c.borrow().clone())
 }
+
+/// Runs every line of a JSON Lines file through `plugin` in batches of 512, as
+/// the host would: the number of events and the time per event in nanoseconds.
+/// For profiling a plugin natively (`valgrind --tool=callgrind`, `perf`).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn time_file<P: Plugin>(plugin: &mut P, path: &std::path::Path) -> Result<(usize, f64), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let lines: Vec<&[u8]> = text.lines().map(str::as_bytes).collect();
+    let started = std::time::Instant::now();
+    for batch in lines.chunks(512) {
+        run_with(plugin, batch)?;
+    }
+    Ok((lines.len(), started.elapsed().as_nanos() as f64 / lines.len().max(1) as f64))
+}

@@ -13,7 +13,7 @@
 //! as `filtered`.
 
 use serde_json::Value;
-use synaptic_plugin_sdk::field::{find_many, Scalar};
+use synaptic_plugin_sdk::field::{Finder, Scalar};
 use synaptic_plugin_sdk::glob::Glob;
 use synaptic_plugin_sdk::{host, Config, Event, Plugin, Severity, Verdict};
 
@@ -38,6 +38,8 @@ pub struct Filter {
     tags: Vec<(usize, Glob)>,
     predicates: Vec<Predicate>,
     paths: Vec<Vec<String>>,
+    /// `paths` compiled for the per-event lookup, once the config is read.
+    finder: Finder,
 }
 
 const EVENT_TYPE: usize = 0;
@@ -162,7 +164,7 @@ impl Filter {
 impl Filter {
     fn verdict<'a>(&self, raw: &'a [u8], slots: &mut [Option<Scalar<'a>>]) -> Verdict {
         // Bytes that are not JSON match nothing; the host validated them anyway.
-        let matched = find_many(raw, &self.paths, slots) && self.matches(slots);
+        let matched = self.finder.find(raw, slots) && self.matches(slots);
         if matched == self.keep_matching {
             Verdict::Keep
         } else {
@@ -195,6 +197,7 @@ impl Plugin for Filter {
             tags: Vec::new(),
             predicates: Vec::new(),
             paths: ["event_type", "component", "severity"].iter().map(|p| vec![p.to_string()]).collect(),
+            finder: Finder::default(),
         };
         match config.get("tags") {
             None => {}
@@ -219,6 +222,7 @@ impl Plugin for Filter {
             }
             Some(other) => return Err(format!("config.where: expected a list of predicates, got {other}")),
         }
+        filter.finder = Finder::new(&filter.paths);
         Ok(filter)
     }
 

@@ -32,7 +32,7 @@
 use std::borrow::Cow;
 
 use serde_json::{Map, Value};
-use synaptic_plugin_sdk::field::{find_many, Scalar};
+use synaptic_plugin_sdk::field::{Finder, Scalar};
 use synaptic_plugin_sdk::glob::Glob;
 use synaptic_plugin_sdk::{sampling, Config, Event, Plugin, Severity, Verdict};
 
@@ -54,6 +54,8 @@ pub struct Sample {
     always_keep: Option<Severity>,
     /// Every field the decision reads, looked up in one pass per event.
     paths: Vec<Path>,
+    /// `paths` compiled for the per-event lookup, once the config is read.
+    finder: Finder,
     /// `"sample_rate":…,` per rate, written once.
     rate_fields: Vec<(u64, String)>,
 }
@@ -230,7 +232,7 @@ fn stamp(raw: &[u8], rate: f64, carried: Option<f64>, written: &mut Vec<(u64, St
 
 impl Sample {
     fn verdict<'a>(&mut self, raw: &'a [u8], slots: &mut [Option<Scalar<'a>>]) -> Verdict {
-        if !find_many(raw, &self.paths, slots) {
+        if !self.finder.find(raw, slots) {
             // Not JSON: not the sampler's business (the host validated it).
             return Verdict::Keep;
         }
@@ -258,6 +260,7 @@ impl Plugin for Sample {
             default_key: Vec::new(),
             always_keep: Some(Severity::Error),
             paths: FIXED.iter().map(|p| path(p)).collect(),
+            finder: Finder::default(),
             rate_fields: Vec::new(),
         };
         let default_key = match config.get("key") {
@@ -307,6 +310,7 @@ impl Plugin for Sample {
                 return Err(format!("config.rates: expected a map of event_type to rate, got {other}"))
             }
         }
+        sample.finder = Finder::new(&sample.paths);
         Ok(sample)
     }
 

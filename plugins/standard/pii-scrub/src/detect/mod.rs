@@ -527,8 +527,14 @@ impl Detectors {
     /// digits among number punctuation (phone, card, SSN), 4 digits and 3 dots
     /// or dashes in one (IPv4), a word starting `XX00` with `XX` a country that
     /// issues IBANs, a 40-character base64 run (AWS secret) or a keyword at the
-    /// start of a word. Most strings of an event — hex ids included, whose
-    /// digits are split by letters — have none, and this costs one pass.
+    /// start of a word (labels of numbers only with 7 digits or more in the
+    /// text). Most strings of an event — hex ids included, whose digits are
+    /// split by letters — have none.
+    ///
+    /// One pass, each byte looked up once in [`BYTE_CLASSES`]: a letter inside a
+    /// word, the most common byte, costs a lookup and two tests; keywords are
+    /// looked up only where a word starts. (This runs on every string of every
+    /// event, in WebAssembly: a second pass for the keywords cost as much again.)
     pub fn worth_scanning(&self, text: &str) -> bool {
         let bytes = text.as_bytes();
         let mut colons = 0usize;
@@ -536,8 +542,29 @@ impl Detectors {
         // Digits and dots of the current run of digits and number punctuation.
         let (mut digits, mut dots) = (0usize, 0usize);
         let mut base64_run = 0usize;
-        for (i, &b) in bytes.iter().enumerate() {
-            if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' {
+        let mut number_label = false;
+        // Class of the byte before: none at the start, which starts a word.
+        let mut before = 0u8;
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            let class = BYTE_CLASSES[usize::from(b)];
+            if class == LOWER && before & ALNUM != 0 {
+                // Inside a word, the common case: the rest of its lower-case
+                // letters at once. They start nothing (no word, no camel-case
+                // hump), end a run of digits and extend a base64 run.
+                let start = i;
+                while bytes.get(i).is_some_and(|b| b.is_ascii_lowercase()) {
+                    i += 1;
+                }
+                base64_run += i - start;
+                if base64_run >= 40 {
+                    return true;
+                }
+                (digits, dots) = (0, 0);
+                before = LOWER;
+                continue;
+            }
+            if class & BASE64 != 0 {
                 base64_run += 1;
                 if base64_run >= 40 {
                     return true;
@@ -545,33 +572,104 @@ impl Detectors {
             } else {
                 base64_run = 0;
             }
-            match b {
-                b'0'..=b'9' => {
-                    digits += 1;
-                    all_digits += 1;
-                    if digits >= 8 || (dots >= 3 && digits >= 4) {
-                        return true;
-                    }
+            // Where a keyword may start: a word (or a camel-case hump:
+            // `clientSecret`), or one of the marks that start keywords anywhere.
+            let keyword_may_start = if class & LETTER != 0 {
+                before & ALNUM == 0 || (before & LOWER != 0 && class & UPPER != 0)
+            } else if class & DIGIT != 0 {
+                before & ALNUM == 0
+            } else {
+                class & MARK != 0
+            };
+            if class & DIGIT != 0 {
+                digits += 1;
+                all_digits += 1;
+                if digits >= 8 || (dots >= 3 && digits >= 4) {
+                    return true;
                 }
-                b'.' | b'-' => dots += 1,
-                b' ' | b'(' | b')' | b'/' | b'+' => {}
-                b'@' => return true,
-                _ => {
-                    colons += usize::from(b == b':');
-                    let word_start = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
-                    if let [a @ (b'A'..=b'Z' | b'a'..=b'z'), c @ (b'A'..=b'Z' | b'a'..=b'z'), b'0'..=b'9', b'0'..=b'9', ..] =
-                        bytes[i..]
-                    {
-                        if word_start && iban_country(&[a.to_ascii_uppercase(), c.to_ascii_uppercase()]) {
+            } else if class & NUMBER_PUNCT != 0 {
+                dots += 1;
+            } else if class & NUMBER_SPACE == 0 {
+                if b == b'@' {
+                    return true;
+                }
+                colons += usize::from(b == b':');
+                (digits, dots) = (0, 0);
+                if class & LETTER != 0 && before & ALNUM == 0 {
+                    if let [a, c, b'0'..=b'9', b'0'..=b'9', ..] = bytes[i..] {
+                        if c.is_ascii_alphabetic()
+                            && iban_country(&[a.to_ascii_uppercase(), c.to_ascii_uppercase()])
+                        {
                             return true;
                         }
                     }
-                    (digits, dots) = (0, 0);
                 }
             }
+            if keyword_may_start {
+                match self.keywords.at(bytes, i) {
+                    Some(Label::Secret) => return true,
+                    Some(Label::Number) => number_label = true,
+                    None => {}
+                }
+            }
+            before = class;
+            i += 1;
         }
-        colons >= 2 || self.keywords.found_in(bytes, all_digits >= 7)
+        colons >= 2 || (number_label && all_digits >= 7)
     }
+}
+
+// Byte classes of `worth_scanning`'s one pass (bits of one byte).
+const LOWER: u8 = 1;
+const UPPER: u8 = 2;
+const DIGIT: u8 = 4;
+/// `+` and `/`: base64 beside letters and digits.
+const BASE64_MARK: u8 = 8;
+/// `.` and `-`: the dots of a dotted number.
+const NUMBER_PUNCT: u8 = 16;
+/// ` `, `(`, `)`, `/`, `+`: inside a number, neither ending it nor dots.
+const NUMBER_SPACE: u8 = 32;
+/// `-`, `:`, `@`: start keywords wherever they are (`-us`, `:AA`, `@tcp(`).
+const MARK: u8 = 64;
+const LETTER: u8 = LOWER | UPPER;
+const ALNUM: u8 = LETTER | DIGIT;
+const BASE64: u8 = ALNUM | BASE64_MARK;
+
+static BYTE_CLASSES: [u8; 256] = byte_classes();
+
+const fn byte_classes() -> [u8; 256] {
+    let mut classes = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        classes[b] = if byte.is_ascii_lowercase() {
+            LOWER
+        } else if byte.is_ascii_uppercase() {
+            UPPER
+        } else if byte.is_ascii_digit() {
+            DIGIT
+        } else {
+            match byte {
+                b'+' | b'/' => BASE64_MARK | NUMBER_SPACE,
+                b' ' | b'(' | b')' => NUMBER_SPACE,
+                b'.' => NUMBER_PUNCT,
+                b'-' => NUMBER_PUNCT | MARK,
+                b':' | b'@' => MARK,
+                _ => 0,
+            }
+        };
+        b += 1;
+    }
+    classes
+}
+
+/// What a keyword labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Label {
+    /// A secret, a scheme or a key prefix: the text is worth scanning.
+    Secret,
+    /// A number (phone, SSN, …): worth scanning only with enough digits.
+    Number,
 }
 
 /// The keywords, looked up by their first two bytes (lower-cased) at each
@@ -579,65 +677,75 @@ impl Detectors {
 /// automaton would read every byte through a table (and in WebAssembly, without
 /// the SIMD prefilters that make that cheap natively).
 struct Keywords {
-    /// (first two bytes, keyword, whether it labels a number), sorted.
-    entries: Vec<([u8; 2], &'static [u8], bool)>,
+    /// (first two bytes, keyword, what it labels), sorted.
+    entries: Vec<([u8; 2], &'static [u8], Label)>,
     /// One bit per pair of first bytes that starts a keyword: most words are
     /// ruled out by one lookup.
-    pairs: Vec<u64>,
+    pairs: Box<[u64; 1024]>,
+    /// For each word of `pairs`, how many bits are set in the words before it:
+    /// a pair's rank among the pairs, found in constant time.
+    ranks: Box<[u16; 1024]>,
+    /// By rank: the range of `entries` with that pair.
+    spans: Vec<(u16, u16)>,
 }
 
 impl Keywords {
     fn new() -> Keywords {
-        let mut entries: Vec<([u8; 2], &'static [u8], bool)> = KEYWORDS
+        let mut entries: Vec<([u8; 2], &'static [u8], Label)> = KEYWORDS
             .iter()
-            .map(|k| (k, false))
-            .chain(NUMBER_KEYWORDS.iter().map(|k| (k, true)))
-            .map(|(k, number)| ([k.as_bytes()[0], k.as_bytes()[1]], k.as_bytes(), number))
+            .map(|k| (k, Label::Secret))
+            .chain(NUMBER_KEYWORDS.iter().map(|k| (k, Label::Number)))
+            .map(|(k, label)| ([k.as_bytes()[0], k.as_bytes()[1]], k.as_bytes(), label))
             .collect();
-        entries.sort();
-        let mut pairs = vec![0u64; 1 << 10];
-        for (key, _, _) in &entries {
-            let bit = usize::from(key[0]) << 8 | usize::from(key[1]);
-            pairs[bit >> 6] |= 1 << (bit & 63);
+        // Sorted by pair, the pairs' order is their bits' order in `pairs`.
+        entries.sort_by_key(|(key, word, _)| (*key, *word));
+        let mut pairs = Box::new([0u64; 1024]);
+        let mut spans: Vec<(u16, u16)> = Vec::new();
+        for (i, (key, _, _)) in entries.iter().enumerate() {
+            let bit = Keywords::bit(*key);
+            let index = u16::try_from(i).unwrap_or(u16::MAX);
+            if pairs[bit >> 6] & (1 << (bit & 63)) == 0 {
+                pairs[bit >> 6] |= 1 << (bit & 63);
+                spans.push((index, index + 1));
+            } else if let Some(last) = spans.last_mut() {
+                last.1 = index + 1;
+            }
         }
-        Keywords { entries, pairs }
+        let mut ranks = Box::new([0u16; 1024]);
+        let mut set = 0u16;
+        for (rank, word) in ranks.iter_mut().zip(pairs.iter()) {
+            *rank = set;
+            set += word.count_ones() as u16;
+        }
+        Keywords { entries, pairs, ranks, spans }
     }
 
-    /// Whether a keyword starts a word of `text` (or, for those that start with
-    /// punctuation — `-us`, `@tcp(` — sits anywhere); labels of numbers count
-    /// only when `digits` says the text has enough of them.
-    fn found_in(&self, text: &[u8], digits: bool) -> bool {
-        for i in 0..text.len().saturating_sub(1) {
-            let b = text[i];
-            let starts = if b.is_ascii_alphanumeric() {
-                match i.checked_sub(1).map(|p| text[p]) {
-                    None => true,
-                    Some(p) if !p.is_ascii_alphanumeric() => true,
-                    // A camel-case hump: `clientSecret`, `apiKey`.
-                    Some(p) => p.is_ascii_lowercase() && b.is_ascii_uppercase(),
+    fn bit(key: [u8; 2]) -> usize {
+        usize::from(key[0]) << 8 | usize::from(key[1])
+    }
+
+    /// The keyword starting at `at` of `text`, ignoring ASCII case: a label of a
+    /// secret when there is one, else of a number.
+    fn at(&self, text: &[u8], at: usize) -> Option<Label> {
+        let [first, second] = [text[at], *text.get(at + 1)?];
+        let bit = Keywords::bit([first.to_ascii_lowercase(), second.to_ascii_lowercase()]);
+        let word = self.pairs[bit >> 6];
+        let below = 1u64 << (bit & 63);
+        if word & below == 0 {
+            return None;
+        }
+        let rank = usize::from(self.ranks[bit >> 6]) + (word & (below - 1)).count_ones() as usize;
+        let (start, end) = self.spans[rank];
+        let mut found = None;
+        for (_, word, label) in &self.entries[usize::from(start)..usize::from(end)] {
+            if text.get(at..at + word.len()).is_some_and(|w| w.eq_ignore_ascii_case(word)) {
+                if *label == Label::Secret {
+                    return Some(Label::Secret);
                 }
-            } else {
-                matches!(b, b'-' | b':' | b'@')
-            };
-            if !starts {
-                continue;
-            }
-            let key = [b.to_ascii_lowercase(), text[i + 1].to_ascii_lowercase()];
-            let bit = usize::from(key[0]) << 8 | usize::from(key[1]);
-            if self.pairs[bit >> 6] & (1 << (bit & 63)) == 0 {
-                continue;
-            }
-            let first = self.entries.partition_point(|(k, _, _)| *k < key);
-            let hit =
-                self.entries[first..].iter().take_while(|(k, _, _)| *k == key).any(|(_, word, number)| {
-                    (digits || !number)
-                        && text.get(i..i + word.len()).is_some_and(|w| w.eq_ignore_ascii_case(word))
-                });
-            if hit {
-                return true;
+                found = Some(Label::Number);
             }
         }
-        false
+        found
     }
 }
 

@@ -203,3 +203,119 @@ fn checks_are_the_real_algorithms() {
     );
     assert!(valid_ssn_digits("912-70-1234") && !valid_ssn_digits("912-40-1234"));
 }
+
+/// `worth_scanning` written the plain way — one pass for the counts, then every
+/// word start looked up against every keyword — as the reference its one-pass
+/// form must agree with.
+fn worth_scanning_plainly(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let (mut colons, mut all_digits, mut digits, mut dots, mut base64_run) = (0, 0, 0, 0, 0);
+    for (i, &b) in bytes.iter().enumerate() {
+        base64_run = if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' { base64_run + 1 } else { 0 };
+        if base64_run >= 40 || b == b'@' {
+            return true;
+        }
+        match b {
+            b'0'..=b'9' => {
+                digits += 1;
+                all_digits += 1;
+                if digits >= 8 || (dots >= 3 && digits >= 4) {
+                    return true;
+                }
+            }
+            b'.' | b'-' => dots += 1,
+            b' ' | b'(' | b')' | b'/' | b'+' => {}
+            _ => {
+                colons += usize::from(b == b':');
+                let word_start = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+                let iban = bytes.len() >= i + 4
+                    && bytes[i].is_ascii_alphabetic()
+                    && bytes[i + 1].is_ascii_alphabetic()
+                    && bytes[i + 2].is_ascii_digit()
+                    && bytes[i + 3].is_ascii_digit()
+                    && iban_country(&[bytes[i].to_ascii_uppercase(), bytes[i + 1].to_ascii_uppercase()]);
+                if word_start && iban {
+                    return true;
+                }
+                (digits, dots) = (0, 0);
+            }
+        }
+    }
+    if colons >= 2 {
+        return true;
+    }
+    (0..bytes.len().saturating_sub(1)).any(|i| {
+        let b = bytes[i];
+        let starts = match (b.is_ascii_alphanumeric(), i.checked_sub(1).map(|p| bytes[p])) {
+            (true, None) => true,
+            (true, Some(p)) => {
+                !p.is_ascii_alphanumeric() || (p.is_ascii_lowercase() && b.is_ascii_uppercase())
+            }
+            (false, _) => matches!(b, b'-' | b':' | b'@'),
+        };
+        let keyword = |words: &[&str]| {
+            words
+                .iter()
+                .any(|w| bytes.get(i..i + w.len()).is_some_and(|s| s.eq_ignore_ascii_case(w.as_bytes())))
+        };
+        starts && (keyword(KEYWORDS) || (all_digits >= 7 && keyword(NUMBER_KEYWORDS)))
+    })
+}
+
+#[test]
+fn the_one_pass_prefilter_agrees_with_the_plain_one() {
+    let detectors = Detectors::new(|_| true).expect("patterns compile");
+    let mut checked = 0usize;
+    let mut agree = |text: &str| {
+        assert_eq!(detectors.worth_scanning(text), worth_scanning_plainly(text), "{text:?}");
+        checked += 1;
+    };
+    // Every string of the checked-in corpora, and every line whole.
+    let corpus = concat!(
+        include_str!("../../tests/corpus/pii-corpus.jsonl"),
+        include_str!("../../tests/corpus/pii-forms.jsonl")
+    );
+    for line in corpus.lines() {
+        agree(line);
+        for part in line.split('"') {
+            agree(part);
+        }
+    }
+    // Random texts built from what the prefilter reacts to: keywords of both
+    // kinds (in any case, at and inside words), digits, number punctuation,
+    // colons, IBAN-like words, base64 runs, non-ASCII letters.
+    let pieces: Vec<String> = KEYWORDS
+        .iter()
+        .chain(NUMBER_KEYWORDS)
+        .map(|k| k.to_string())
+        .chain(KEYWORDS.iter().map(|k| k.to_ascii_uppercase()))
+        .chain(
+            [
+                "0", "12", "345", "6789", ".", "-", " ", "(", ")", "/", "+", ":", "a", "Zb", "xY", "DE89",
+                "gb12", "é", "\u{200b}", "_", "=", "\"", "q",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        )
+        .chain(["A".repeat(39), "b".repeat(40), "9".repeat(7)])
+        .collect();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut differ_in_outcome = [0usize; 2];
+    for _ in 0..200_000 {
+        let mut text = String::new();
+        for _ in 0..next(12) {
+            text.push_str(&pieces[next(pieces.len())]);
+        }
+        differ_in_outcome[usize::from(worth_scanning_plainly(&text))] += 1;
+        agree(&text);
+    }
+    // Both outcomes were exercised, or the comparison proves little.
+    assert!(differ_in_outcome.iter().all(|n| *n > 10_000), "{differ_in_outcome:?}");
+    assert!(checked > 200_000);
+}
