@@ -9,7 +9,7 @@
 //! forms the detectors cover (encoded addresses, national phone numbers, cards,
 //! IBANs, tokens, labelled secrets), against identity on those same events.
 //!
-//! Targets: the Wasm chain ≥ 300,000 events/s; Rhai sample + filter ≥ 100,000
+//! Targets: the Wasm chain ≥ 400,000 events/s; Rhai sample + filter ≥ 100,000
 //! events/s, on one core: `taskset -c 1 cargo bench --bench standard_plugins`.
 //! Optional: `STANDARD_BENCH_EVENTS=N` (default 100,000); `STANDARD_BENCH_ONLY=text`
 //! runs only the lines whose label contains `text` (and the baseline);
