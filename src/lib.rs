@@ -43,8 +43,9 @@
 //! - [`step`] — the `Step` trait, the `BuildContext` steps are built with, the
 //!   `Service`s they may run beside the pipeline; `order`: the turnstile that lets
 //!   batches through a shared step in input order; the built-in steps `tag`,
-//!   `drop`, `degrade` and `traces` (spans from events with a duration, a `spans`
-//!   side output).
+//!   `drop`, `degrade`, `traces` (spans from events with a duration, a `spans`
+//!   side output) and the privacy steps `consent` (the opt-out list, reloaded on
+//!   change), `minimize` (only the schema's fields) and `retention` (the class tag).
 //! - [`plugin`] — hot-swappable plugin steps: their config (`config`) and metrics
 //!   (`metrics`), the WebAssembly runtime (`wasm`: pooled instances, epoch
 //!   deadlines, a memory cap enforced by a resource limiter, WASI denied by

@@ -10,7 +10,8 @@ use crate::decode::{check_unique_name, list_items, one_of, Diagnostics, MapReade
 use crate::metrics::MetricsStepConfig;
 use crate::plugin::{PluginHostConfig, PluginStepConfig};
 use crate::step::{
-    BuildContext, DegradeStepConfig, DropStepConfig, RunningStep, TagStepConfig, TracesConfig,
+    BuildContext, ConsentStepConfig, DegradeStepConfig, DropStepConfig, MinimizeStepConfig,
+    RetentionStepConfig, RunningStep, TagStepConfig, TracesConfig,
 };
 
 #[derive(Debug, Clone)]
@@ -117,6 +118,27 @@ steps! {
         only_one: None,
         exports: None,
     },
+    Consent("consent", ConsentStepConfig) {
+        decode: |map, env, cx| ConsentStepConfig::decode(map, env.base, cx),
+        build: |c, name, cx| c.build(name, cx),
+        named: |_c, _index| "consent".to_string(),
+        only_one: Some("only one consent step: it must be the first step"),
+        exports: None,
+    },
+    Minimize("minimize", MinimizeStepConfig) {
+        decode: |map, _env, cx| MinimizeStepConfig::decode(map, cx),
+        build: |c, name, cx| Ok(c.build(name, cx)),
+        named: |_c, _index| "minimize".to_string(),
+        only_one: None,
+        exports: None,
+    },
+    Retention("retention", RetentionStepConfig) {
+        decode: |map, _env, cx| RetentionStepConfig::decode(map, cx),
+        build: |c, name, cx| Ok(c.build(name, cx)),
+        named: |_c, _index| "retention".to_string(),
+        only_one: None,
+        exports: None,
+    },
     Degrade("degrade", DegradeStepConfig) {
         decode: |map, env, cx| DegradeStepConfig::decode(map, env.what, cx),
         build: |c, name, cx| Ok(c.build(name, cx)),
@@ -182,6 +204,12 @@ impl StepConfig {
                     cx.error(map.pos(), only_one);
                 }
                 seen.push(only_one);
+            }
+            if matches!(kind, Some(Kind::Consent)) && index > 0 {
+                cx.error(
+                    map.pos(),
+                    "the consent step must be the first step: the steps before it would see the events of subjects who opted out",
+                );
             }
             let env = DecodeEnv { base, plugins, what: &what };
             let kind = kind.and_then(|k| k.decode(&mut map, &env, cx));

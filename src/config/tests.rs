@@ -35,20 +35,22 @@ fn the_embedded_demo_config_is_valid() {
     let dir = fake_plugin_dir();
     let config =
         Config::parse_relative_to(crate::DEMO_CONFIG, "demo.yaml", dir.path()).expect("demo config parses");
-    assert_eq!(config.pipeline.len(), 9);
-    let StepKind::Plugin(scrub) = &config.pipeline[1].kind else { panic!("second step is a plugin") };
+    assert_eq!(config.pipeline.len(), 10);
+    let StepKind::Minimize(minimize) = &config.pipeline[0].kind else { panic!("first step minimizes") };
+    assert_eq!(minimize.allow, [("system.health".to_string(), vec!["data.*".to_string()])]);
+    let StepKind::Plugin(scrub) = &config.pipeline[2].kind else { panic!("third step is a plugin") };
     assert_eq!(scrub.path, dir.path().join("plugins/pii_scrub.wasm"));
     assert_eq!(scrub.config.get("mode"), Some(&serde_json::json!("redact")));
     assert_eq!(scrub.deadline, Duration::from_millis(200));
     assert_eq!(scrub.memory, 32 << 20);
-    let StepKind::Metrics(metrics) = &config.pipeline[2].kind else { panic!("third step is metrics") };
+    let StepKind::Metrics(metrics) = &config.pipeline[3].kind else { panic!("fourth step is metrics") };
     assert_eq!(metrics.mapping.metrics.len(), 31, "the built-in spec mapping");
-    let StepKind::Traces(traces) = &config.pipeline[3].kind else { panic!("fourth step is traces") };
+    let StepKind::Traces(traces) = &config.pipeline[4].kind else { panic!("fifth step is traces") };
     assert_eq!(traces.sampling_rate, 0.1);
-    let StepKind::Alerts(alerts) = &config.pipeline[4].kind else { panic!("fifth step is alerts") };
+    let StepKind::Alerts(alerts) = &config.pipeline[5].kind else { panic!("sixth step is alerts") };
     assert_eq!(alerts.rules.len(), 20, "the default rule pack");
     assert_eq!(alerts.receivers.len(), 1);
-    let StepKind::Plugin(filter) = &config.pipeline[6].kind else { panic!("seventh step is a plugin") };
+    let StepKind::Plugin(filter) = &config.pipeline[7].kind else { panic!("eighth step is a plugin") };
     assert_eq!(filter.path, dir.path().join("plugins/filter.rhai"));
     assert_eq!(filter.config.get("min_severity"), Some(&serde_json::json!("INFO")));
     assert_eq!(config.sinks.len(), 2);
@@ -198,4 +200,34 @@ fn a_dead_letter_sink_that_takes_only_spans_is_refused() {
         "{}",
         errs[0]
     );
+}
+
+#[test]
+fn the_consent_step_must_come_first_and_its_list_is_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("opt-out.txt"), "data.agent_id=agent-017\n").expect("list");
+    std::fs::write(dir.path().join("bad.txt"), "data.agent_id=agent-017\nnonsense\n").expect("list");
+    let with = |pipeline: &str| {
+        let text = format!("{MINIMAL}pipeline:\n{pipeline}");
+        match Config::parse_relative_to(&text, "c.yaml", dir.path()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }
+    };
+    assert_eq!(
+        with("  - {type: consent, opt_out: opt-out.txt}\n  - {type: minimize}\n"),
+        Vec::<String>::new()
+    );
+    let late = with("  - {type: minimize}\n  - {type: consent, opt_out: opt-out.txt}\n");
+    assert!(
+        late.iter()
+            .any(|e| e.contains("c.yaml:7:5") && e.contains("the consent step must be the first step")),
+        "{late:?}"
+    );
+    let bad = with("  - {type: consent, opt_out: bad.txt}\n");
+    assert!(bad.iter().any(|e| e.contains("bad.txt:2: expected FIELD=VALUE")), "{bad:?}");
+    let keyless = with("  - {type: consent, opt_out: opt-out.txt, action: pseudonymize}\n");
+    assert!(keyless.iter().any(|e| e.contains("needs `hash_key`")), "{keyless:?}");
+    let minimize = with("  - {type: minimize, allow: {\"task.*\": [data.queue], \"*\": [.bad]}}\n");
+    assert!(minimize.iter().any(|e| e.contains("`.bad` is not a field path")), "{minimize:?}");
 }

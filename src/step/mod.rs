@@ -5,12 +5,15 @@
 //! the pipeline's metrics registry and schema mode, resources shared by steps of
 //! one kind (the plugin host), and the background [`Service`]s a step needs beside
 //! the batch path (the alert engine's evaluation task), which the app shuts down
-//! after the last batch without knowing what they are. The built-in `tag`, `drop`
-//! and `traces` steps live here; `plugin`, `metrics` and `alerts` with their modules.
+//! after the last batch without knowing what they are. The built-in `tag`, `drop`,
+//! `consent`, `minimize`, `retention` and `traces` steps live here; `plugin`, `metrics` and `alerts` with their modules.
 
+mod consent;
 mod degrade;
 mod drop;
+mod minimize;
 pub(crate) mod order;
+mod retention;
 mod tag;
 pub mod traces;
 
@@ -24,8 +27,11 @@ use prometheus::IntCounter;
 use crate::event::{Batch, SchemaMode};
 use crate::telemetry::Telemetry;
 
+pub(crate) use consent::ConsentStepConfig;
 pub(crate) use degrade::DegradeStepConfig;
 pub(crate) use drop::DropStepConfig;
+pub(crate) use minimize::MinimizeStepConfig;
+pub(crate) use retention::RetentionStepConfig;
 pub(crate) use tag::TagStepConfig;
 pub use traces::{TracesConfig, TracesStep};
 

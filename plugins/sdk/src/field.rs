@@ -75,6 +75,30 @@ where
     found.is_some()
 }
 
+/// Whether the top-level object of `raw` has a key for which `wanted` is true.
+/// Values are stepped over, not read; the walk stops at the first such key.
+/// `None` when the bytes are not a JSON object.
+pub fn any_top_level_key(raw: &[u8], mut wanted: impl FnMut(&[u8]) -> bool) -> Option<bool> {
+    let mut scan = Scan { raw, at: 0 };
+    scan.space();
+    if scan.peek()? != b'{' {
+        return None;
+    }
+    let mut found = false;
+    let walked = scan.entries(|cursor, key| {
+        if wanted(key) {
+            found = true;
+            // Stop the walk: the answer is known.
+            return None;
+        }
+        cursor.value()
+    });
+    if found {
+        return Some(true);
+    }
+    walked.map(|()| false)
+}
+
 /// The scalar whose JSON starts at `at` (after any whitespace), as [`Finder`]
 /// reads it: `None` for null, an object or an array, and for bytes that are not a
 /// JSON value there.
@@ -468,6 +492,25 @@ fn text(bytes: &[u8], escaped: bool) -> Option<Cow<'_, str>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn any_top_level_key_steps_over_values_and_stops_at_the_first_hit() {
+        let raw = br#"{"a":{"x":1,"y":"}"},"b":[1,{"c":2}],"d":"e"}"#;
+        assert_eq!(super::any_top_level_key(raw, |k| k == b"d"), Some(true));
+        assert_eq!(
+            super::any_top_level_key(raw, |k| k == b"x" || k == b"c"),
+            Some(false),
+            "nested keys are not top-level"
+        );
+        assert_eq!(
+            super::any_top_level_key(br#"{"a\u0062":1}"#, |k| k == b"ab"),
+            Some(true),
+            "escaped keys decoded"
+        );
+        assert_eq!(super::any_top_level_key(b"[1]", |_| true), None);
+        assert_eq!(super::any_top_level_key(br#"{"a":"#, |_| false), None);
+        assert_eq!(super::any_top_level_key(b"{}", |_| true), Some(false));
+    }
+
     use super::{find_str, find_text};
     use std::borrow::Cow;
 
