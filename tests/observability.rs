@@ -459,3 +459,126 @@ fn influxdb_receives_every_event_as_a_point() {
         syncs.iter().filter_map(|e| data(e, "namespace").and_then(Value::as_str)).collect();
     assert_eq!(namespaces, expected.len(), "{answer}");
 }
+
+/// An InfluxQL statement sent as InfluxDB wants writes (`SELECT … INTO`): POST.
+fn influx_post(influx: SocketAddr, statement: &str) -> Value {
+    use std::io::Read;
+    let body = format!("q={}", encode(statement));
+    let mut stream = std::net::TcpStream::connect_timeout(&influx, Duration::from_secs(5)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    write!(
+        stream,
+        "POST /query?db=codex_metrics HTTP/1.0\r\nHost: {influx}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (_, json) = response.split_once("\r\n\r\n").expect("a response");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"))
+}
+
+#[test]
+fn influxdb_rollups_set_up_retention_policies_and_continuous_queries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_influx, influx) = common::influxdb(dir.path());
+    // Stamped over the last ~3 hours: inside the raw policy's 7 days.
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis();
+    let start = (now_ms - 3 * 3_600_000).to_string();
+    let input = dir.path().join("recent.jsonl");
+    let status = command()
+        .args(["generate", "--count", "2000", "--seed", "4", "--rate", "0.2", "--start-ms", &start, "--out"])
+        .arg(&input)
+        .status()
+        .expect("generate runs");
+    assert!(status.success());
+    let events: Vec<Value> = std::fs::read_to_string(&input)
+        .expect("input")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let run = |raw: &str| {
+        let config = write_config(
+            dir.path(),
+            &format!(
+                "source: {{type: file, path: {input}}}\n\
+                 sinks:\n  - {{name: influx, type: influxdb, url: \"http://{influx}\", rollups: {{raw: {raw}, hourly: 30d, daily: 365d}}}}\n\
+                 dead_letter: {{type: file, path: {dead}}}\n",
+                input = input.display(),
+                dead = dir.path().join("dead.jsonl").display(),
+            ),
+        );
+        let mut cmd = command();
+        cmd.args(["run", "--listen", "127.0.0.1:0", "--config"]).arg(&config);
+        let (code, summary) = Running::spawn(cmd).finish(Duration::from_secs(60));
+        assert_eq!(code, 0, "{summary}");
+        assert_eq!(summary["acknowledged"], events.len() as u64, "{summary}");
+    };
+    run("7d");
+    let query = |q: &str| get_json(influx, &format!("/query?db=codex_metrics&q={}", encode(q))).expect(q);
+
+    let policies = query("SHOW RETENTION POLICIES ON codex_metrics");
+    let policies: Vec<(String, String, bool)> = policies["results"][0]["series"][0]["values"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .map(|p| {
+            (p[0].as_str().unwrap_or("").to_string(), p[1].as_str().unwrap_or("").to_string(), p[4] == true)
+        })
+        .collect();
+    for expected in [("raw", "168h0m0s", true), ("hourly", "720h0m0s", false), ("daily", "8760h0m0s", false)]
+    {
+        let found = policies.iter().any(|(n, d, def)| (n.as_str(), d.as_str(), *def) == expected);
+        assert!(found, "{expected:?} in {policies:?}");
+    }
+    let cqs = query("SHOW CONTINUOUS QUERIES");
+    let series = cqs["results"][0]["series"].as_array().expect("series");
+    let ours = series.iter().find(|s| s["name"] == "codex_metrics").expect("our database's queries");
+    let queries: BTreeMap<String, String> = ours["values"]
+        .as_array()
+        .expect("queries")
+        .iter()
+        .map(|q| (q[0].as_str().unwrap_or("").to_string(), q[1].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert!(queries.contains_key("rollup_daily"), "{queries:?}");
+    let hourly = queries.get("rollup_hourly").unwrap_or_else(|| panic!("{queries:?}"));
+
+    // Raw points land in the default policy `raw`, one per event.
+    let syncs: Vec<&Value> = of_type(&events, &["memory.bridge.sync"]).collect();
+    assert!(syncs.len() > 20, "enough events to roll up: {}", syncs.len());
+    assert_eq!(common::influx_points(influx, "memory.bridge.sync"), syncs.len() as u64);
+
+    // The installed query, run now over the last hours instead of waiting for its
+    // schedule: what it writes into `hourly` must add up to the raw points.
+    let begin = hourly.find("BEGIN ").expect("BEGIN") + "BEGIN ".len();
+    let end = hourly.rfind(" END").expect("END");
+    let select = &hourly[begin..end];
+    let group = select.find(" GROUP BY").expect("GROUP BY");
+    let backfill = format!("{} WHERE time >= now() - 6h{}", &select[..group], &select[group..]);
+    let written = influx_post(influx, &backfill);
+    assert!(written["results"][0].get("error").is_none(), "{backfill}: {written}");
+    let rolled = query("SELECT sum(\"count_sync_duration_ms\"), max(\"max_sync_duration_ms\") FROM \"codex_metrics\".\"hourly\".\"memory.bridge.sync\"");
+    let row = &rolled["results"][0]["series"][0]["values"][0];
+    let durations: Vec<f64> =
+        syncs.iter().filter_map(|e| data(e, "sync_duration_ms").and_then(Value::as_f64)).collect();
+    assert_eq!(row[1].as_f64(), Some(durations.len() as f64), "{rolled}");
+    let max = durations.iter().copied().fold(f64::MIN, f64::max);
+    assert_eq!(row[2].as_f64(), Some(max), "{rolled}");
+
+    // A restart with another raw age alters the policy and keeps the queries.
+    run("8d");
+    let policies = query("SHOW RETENTION POLICIES ON codex_metrics");
+    let raw = policies["results"][0]["series"][0]["values"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p[0] == "raw").cloned())
+        .expect("raw policy");
+    assert_eq!(raw[1], "192h0m0s", "{policies}");
+    let cqs = query("SHOW CONTINUOUS QUERIES").to_string();
+    assert!(cqs.contains("rollup_hourly") && cqs.contains("rollup_daily"), "{cqs}");
+    assert_eq!(
+        common::influx_points(influx, "memory.bridge.sync"),
+        syncs.len() as u64,
+        "a replay doubles nothing"
+    );
+}

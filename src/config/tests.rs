@@ -231,3 +231,24 @@ fn the_consent_step_must_come_first_and_its_list_is_checked() {
     let minimize = with("  - {type: minimize, allow: {\"task.*\": [data.queue], \"*\": [.bad]}}\n");
     assert!(minimize.iter().any(|e| e.contains("`.bad` is not a field path")), "{minimize:?}");
 }
+
+#[test]
+fn influxdb_rollups_are_checked() {
+    let with = |sink: &str| {
+        errors(&format!("source: {{type: generator}}\nsinks:\n  - {sink}\ndead_letter: {{type: stdout}}\n"))
+    };
+    assert_eq!(
+        with("{name: i, type: influxdb, url: \"http://127.0.0.1:8086\", rollups: {}}"),
+        Vec::<String>::new()
+    );
+    let both = with(
+        "{name: i, type: influxdb, url: \"http://127.0.0.1:8086\", rollups: {}, retention_policy: autogen}",
+    );
+    assert!(both.iter().any(|e| e.contains("remove `retention_policy`")), "{both:?}");
+    let short =
+        with("{name: i, type: influxdb, url: \"http://127.0.0.1:8086\", rollups: {raw: 1d, hourly: 90m}}");
+    assert!(short.iter().any(|e| e.contains("`hourly` must be a whole number of hours")), "{short:?}");
+    assert!(short.iter().any(|e| e.contains("`raw` must be at least 2d")), "{short:?}");
+    let unknown = with("{name: i, type: influxdb, url: \"http://127.0.0.1:8086\", rollups: {weekly: 7d}}");
+    assert!(unknown.iter().any(|e| e.contains("unknown key `weekly`")), "{unknown:?}");
+}

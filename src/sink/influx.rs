@@ -10,6 +10,16 @@
 //! time, so two events of one millisecond must not share a time, while a replayed
 //! event must: it then writes the same point again, stored once, and at-least-once
 //! delivery doubles nothing.
+//!
+//! With `rollups`, the sink keeps the spec's metric retention in InfluxDB itself:
+//! before its first write it creates the database and three retention policies —
+//! `raw` (the default, where points are written; 7 days), `hourly` (30 days) and
+//! `daily` (365 days) — and two continuous queries that write, per series (every
+//! tag kept), the mean, min, max and count of every field per hour into `hourly`
+//! and per day into `daily`. Existing policies are altered to the configured
+//! durations and continuous queries replaced, so a restart with new durations
+//! applies them. A failed set-up is retried like a failed write: no point is
+//! written before it succeeded.
 
 use std::fmt::Write;
 
@@ -33,6 +43,96 @@ pub struct InfluxSinkConfig {
     /// Fields written as tags besides component and severity (`data.namespace`).
     pub(crate) tag_fields: Vec<String>,
     pub(crate) gzip: bool,
+    /// Retention policies and continuous queries set up before the first write.
+    pub(crate) rollups: Option<Rollups>,
+}
+
+/// How long each resolution is kept (the spec's metrics retention by default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollups {
+    pub(crate) raw: std::time::Duration,
+    pub(crate) hourly: std::time::Duration,
+    pub(crate) daily: std::time::Duration,
+}
+
+const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+impl Default for Rollups {
+    fn default() -> Self {
+        Rollups { raw: 7 * DAY, hourly: 30 * DAY, daily: 365 * DAY }
+    }
+}
+
+impl Rollups {
+    fn decode(map: &mut MapReader<'_>, cx: &mut Diagnostics) -> Option<Option<Rollups>> {
+        let pos = map.key_pos("rollups");
+        let node = map.node("rollups")?;
+        let mut rollups = MapReader::new(node, "influxdb sink rollups", cx)?;
+        let defaults = Rollups::default();
+        let found = Rollups {
+            raw: rollups.or("raw", defaults.raw, cx),
+            hourly: rollups.or("hourly", defaults.hourly, cx),
+            daily: rollups.or("daily", defaults.daily, cx),
+        };
+        rollups.finish(cx);
+        for (name, age) in [("raw", found.raw), ("hourly", found.hourly), ("daily", found.daily)] {
+            // InfluxDB keeps whole hours, at least one.
+            if age.as_secs() < 3600 || age.as_secs() % 3600 != 0 {
+                cx.error(
+                    pos,
+                    format!("influxdb sink rollups: `{name}` must be a whole number of hours, at least 1h"),
+                );
+            }
+        }
+        if found.raw < 2 * DAY {
+            cx.error(pos, "influxdb sink rollups: `raw` must be at least 2d: the daily rollup reads the last two days of raw points");
+        }
+        Some(Some(found))
+    }
+
+    /// The statements that set the database up, in order: each with the statement
+    /// to run instead when InfluxDB answers that the thing already exists.
+    fn statements(&self, db: &str) -> Vec<(String, Option<String>)> {
+        let db = quote_ident(db);
+        let hours = |age: std::time::Duration| age.as_secs() / 3600;
+        let mut statements = vec![(format!("CREATE DATABASE {db}"), None)];
+        for (name, age, default) in
+            [("raw", self.raw, " DEFAULT"), ("hourly", self.hourly, ""), ("daily", self.daily, "")]
+        {
+            statements.push((
+                format!(
+                    "CREATE RETENTION POLICY \"{name}\" ON {db} DURATION {}h REPLICATION 1{default}",
+                    hours(age)
+                ),
+                Some(format!("ALTER RETENTION POLICY \"{name}\" ON {db} DURATION {}h{default}", hours(age))),
+            ));
+        }
+        for (name, into, every, window, period) in
+            [("rollup_hourly", "hourly", "10m", "2h", "1h"), ("rollup_daily", "daily", "1h", "2d", "1d")]
+        {
+            let create = format!(
+                "CREATE CONTINUOUS QUERY \"{name}\" ON {db} RESAMPLE EVERY {every} FOR {window} BEGIN {} END",
+                rollup_select(&db, into, period)
+            );
+            // Replacing an existing query: drop it, then create (both in one request).
+            statements
+                .push((create.clone(), Some(format!("DROP CONTINUOUS QUERY \"{name}\" ON {db}; {create}"))));
+        }
+        statements
+    }
+}
+
+/// The rollup of every measurement of `raw` into the policy `into`, per `period`
+/// and per series: the mean, min, max and count of every field.
+fn rollup_select(db: &str, into: &str, period: &str) -> String {
+    format!(
+        "SELECT mean(*), min(*), max(*), count(*) INTO {db}.\"{into}\".:MEASUREMENT FROM {db}.\"raw\"./.*/ GROUP BY time({period}), *"
+    )
+}
+
+/// An InfluxQL identifier, double-quoted.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 impl SinkKind for InfluxSinkConfig {
@@ -46,10 +146,19 @@ impl SinkKind for InfluxSinkConfig {
                 cx.error(map.key_pos("tag_fields"), e);
             }
         }
+        let rollups = Rollups::decode(map, cx).flatten();
+        let retention_policy: Option<String> = map.optional("retention_policy", cx);
+        if rollups.is_some() && retention_policy.is_some() {
+            cx.error(
+                map.key_pos("retention_policy"),
+                "influxdb sink: with `rollups`, points are written to the policy `raw`; remove `retention_policy`",
+            );
+        }
         Some(InfluxSinkConfig {
             endpoint: endpoint?,
             database: map.or("database", "codex_metrics".to_string(), cx),
-            retention_policy: map.optional("retention_policy", cx),
+            retention_policy,
+            rollups,
             username: map.optional("username", cx),
             password: map.optional("password", cx),
             tag_fields,
@@ -82,6 +191,14 @@ pub(crate) struct InfluxOutput {
     tag_fields: Vec<(String, FieldRef)>,
     gzip: bool,
     body: String,
+    /// Set-up still to run before the first write (rollups).
+    setup: Option<Setup>,
+}
+
+struct Setup {
+    /// `{url}/query`.
+    url: String,
+    statements: Vec<(String, Option<String>)>,
 }
 
 impl InfluxOutput {
@@ -95,9 +212,14 @@ impl InfluxOutput {
             config.endpoint.url.trim_end_matches('/'),
             query_escape(&config.database)
         );
-        if let Some(rp) = &config.retention_policy {
+        let policy = if config.rollups.is_some() { Some("raw") } else { config.retention_policy.as_deref() };
+        if let Some(rp) = policy {
             let _ = write!(url, "&rp={}", query_escape(rp));
         }
+        let setup = config.rollups.as_ref().map(|r| Setup {
+            url: format!("{}/query", config.endpoint.url.trim_end_matches('/')),
+            statements: r.statements(&config.database),
+        });
         // Checked at config load; a field that does not parse is left out.
         let tag_fields = config
             .tag_fields
@@ -113,10 +235,57 @@ impl InfluxOutput {
             tag_fields,
             gzip: config.gzip,
             body: String::new(),
+            setup,
         })
     }
 
+    /// Runs the set-up statements (see the module's doc); `Ok` once all succeeded.
+    async fn set_up(&mut self) -> Result<(), SinkError> {
+        let Some(setup) = &self.setup else { return Ok(()) };
+        let error = |message: String| SinkError::Influx { url: self.shown_url.clone(), message };
+        for (statement, instead) in &setup.statements {
+            let mut answer = self.query(&setup.url, statement).await.map_err(error)?;
+            if let (Some(problem), Some(instead)) = (&answer, instead) {
+                if problem.contains("already exists") {
+                    answer = self.query(&setup.url, instead).await.map_err(error)?;
+                }
+            }
+            if let Some(problem) = answer {
+                return Err(error(format!("set-up `{statement}`: {problem}")));
+            }
+        }
+        tracing::info!(url = %self.shown_url, "InfluxDB retention policies and rollups in place");
+        self.setup = None;
+        Ok(())
+    }
+
+    /// One InfluxQL request: `Ok(None)` when every statement succeeded, `Ok(Some)`
+    /// with InfluxDB's error for a statement it refused, `Err` when the request
+    /// itself failed.
+    async fn query(&self, url: &str, statement: &str) -> Result<Option<String>, String> {
+        let mut request = self.endpoint.with_headers(self.client.post(url)).form(&[("q", statement)]);
+        if let Some((user, password)) = &self.auth {
+            request = request.basic_auth(user, password.as_ref().map(Secret::expose));
+        }
+        let response =
+            request.send().await.map_err(|e| format!("POST /query: {}", describe_http_error(e)))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| format!("POST /query: {}", describe_http_error(e)))?;
+        let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let refused = answer["results"]
+            .as_array()
+            .and_then(|results| results.iter().find_map(|r| r["error"].as_str().map(str::to_string)));
+        match (status.is_success(), refused, answer["error"].as_str()) {
+            (true, refused, _) => Ok(refused),
+            (false, _, Some(problem)) => Err(format!("HTTP {status}: {problem}")),
+            (false, _, None) => {
+                Err(format!("HTTP {status}: {}", text.trim().chars().take(200).collect::<String>()))
+            }
+        }
+    }
+
     pub(crate) async fn write(&mut self, lines: &[&[u8]]) -> Result<(), SinkError> {
+        self.set_up().await?;
         self.body.clear();
         for line in lines {
             // Lines are events the pipeline validated as JSON objects.
