@@ -275,3 +275,100 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
         }
     }
 }
+
+/// The privacy steps through the binary: an opted-out subject's events go nowhere,
+/// what is left is minimized, and the file sink files each event under its
+/// retention class and day.
+#[test]
+fn opted_out_subjects_are_dropped_and_events_are_filed_by_retention_class_and_day() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input.jsonl");
+    // 3,000 events over about 40 hours of event time: two or three days.
+    let status = command()
+        .args(["generate", "--count", "3000", "--seed", "11", "--rate", "0.02", "--out"])
+        .arg(&input)
+        .status()
+        .expect("generate runs");
+    assert!(status.success());
+    let events: Vec<Value> =
+        read_lines(&input).iter().map(|l| serde_json::from_str(l).expect("generated JSON")).collect();
+    // The subject who opts out: the agent with the most events.
+    let mut per_agent = std::collections::BTreeMap::<String, usize>::new();
+    for e in &events {
+        if let Some(agent) = e["data"]["agent_id"].as_str() {
+            *per_agent.entry(agent.to_string()).or_default() += 1;
+        }
+    }
+    let (subject, subject_events) = per_agent.iter().max_by_key(|(_, n)| **n).expect("agents");
+    assert!(*subject_events > 10, "{subject}: {subject_events}");
+    std::fs::write(dir.path().join("opt-out.txt"), format!("# opted out\ndata.agent_id={subject}\n"))
+        .expect("list");
+    let out = dir.path().join("out");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "source: {{type: file, path: {input}}}\n\
+             pipeline:\n\
+             \x20 - {{type: consent, opt_out: {list}}}\n\
+             \x20 - {{type: minimize, allow: {{system.health: [data.*]}}}}\n\
+             \x20 - {{type: retention}}\n\
+             sinks:\n  - {{name: archive, type: file, path: \"{out}/{{retention}}/events-{{date}}.jsonl\", delete_after: {{\"*\": 3650d}}}}\n\
+             dead_letter: {{type: file, path: {dead}}}\n",
+            input = input.display(),
+            list = dir.path().join("opt-out.txt").display(),
+            out = out.display(),
+            dead = dir.path().join("dead.jsonl").display(),
+        ),
+    );
+    let mut cmd = command();
+    cmd.args(["run", "--listen", "127.0.0.1:0", "--config"]).arg(&config);
+    let (code, summary, log) = Running::spawn(cmd).finish_with_log(Duration::from_secs(60));
+    assert_eq!(code, 0, "{summary}: {}", log.join("\n"));
+
+    let mut written = 0;
+    let mut classes = std::collections::BTreeMap::<String, usize>::new();
+    for class_dir in std::fs::read_dir(&out).expect("out dir") {
+        let class_dir = class_dir.expect("entry").path();
+        let class = class_dir.file_name().expect("name").to_string_lossy().into_owned();
+        for file in std::fs::read_dir(&class_dir).expect("class dir") {
+            let file = file.expect("entry").path();
+            let name = file.file_name().expect("name").to_string_lossy().into_owned();
+            for line in read_lines(&file) {
+                let event: Value = serde_json::from_str(&line).expect("JSON");
+                assert_eq!(event["tags"]["retention"], class.as_str(), "{name}: {line}");
+                let ms = event["timestamp"].as_u64().expect("timestamp");
+                let day =
+                    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+                        .to_string();
+                assert_eq!(name, format!("events-{}.jsonl", &day[..10]), "{line}");
+                assert_ne!(
+                    event["data"]["agent_id"],
+                    subject.as_str(),
+                    "an opted-out subject's event: {line}"
+                );
+                written += 1;
+                *classes.entry(class.clone()).or_default() += 1;
+            }
+        }
+    }
+    let expected = |e: &Value| {
+        let t = e["event_type"].as_str().unwrap_or("");
+        if matches!(e["severity"].as_str(), Some("ERROR" | "FATAL"))
+            || t.starts_with("security.")
+            || t.starts_with("consensus.")
+        {
+            "high"
+        } else if t.starts_with("task.") || t.starts_with("mesh.") {
+            "medium"
+        } else {
+            "low"
+        }
+    };
+    let mut wanted = std::collections::BTreeMap::<String, usize>::new();
+    for e in events.iter().filter(|e| e["data"]["agent_id"] != subject.as_str()) {
+        *wanted.entry(expected(e).to_string()).or_default() += 1;
+    }
+    assert_eq!(written, events.len() - subject_events, "{summary}");
+    assert_eq!(classes, wanted);
+    assert_eq!(summary["acknowledged"], events.len() as u64, "dropped events count as done: {summary}");
+}

@@ -252,3 +252,18 @@ fn influxdb_rollups_are_checked() {
     let unknown = with("{name: i, type: influxdb, url: \"http://127.0.0.1:8086\", rollups: {weekly: 7d}}");
     assert!(unknown.iter().any(|e| e.contains("unknown key `weekly`")), "{unknown:?}");
 }
+
+#[test]
+fn file_sink_templates_and_deletion_are_checked() {
+    let with = |sink: &str| {
+        errors(&format!("source: {{type: generator}}\nsinks:\n  - {sink}\ndead_letter: {{type: stdout}}\n"))
+    };
+    let ok = "{name: a, type: file, path: \"out/{retention}/e-{date}.jsonl\", delete_after: {high: 90d, \"*\": 7d}}";
+    assert_eq!(with(ok), Vec::<String>::new());
+    let unknown = with("{name: a, type: file, path: \"out/{region}.jsonl\"}");
+    assert!(unknown.iter().any(|e| e.contains("unknown placeholder `{region}`")), "{unknown:?}");
+    let undated = with("{name: a, type: file, path: \"out/{retention}.jsonl\", delete_after: {low: 7d}}");
+    assert!(undated.iter().any(|e| e.contains("`delete_after` needs `{date}`")), "{undated:?}");
+    let bad_age = with("{name: a, type: file, path: \"out/{date}.jsonl\", delete_after: {low: soon}}");
+    assert!(bad_age.iter().any(|e| e.contains("delete_after.low: `soon` is not a duration")), "{bad_age:?}");
+}

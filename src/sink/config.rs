@@ -87,7 +87,7 @@ impl SinkConfig {
 
     /// Opens the output and the buffer, and registers the sink's metrics.
     pub(crate) async fn open(&self, telemetry: &Telemetry) -> Result<SinkParts, SinkError> {
-        let output = self.output.open().await?;
+        let output = self.output.open(&super::OpenContext { sink: &self.name, telemetry }).await?;
         let buffer = Buffer::open(&self.buffer)?;
         let circuit_gauge = telemetry
             .gauge_vec(

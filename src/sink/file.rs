@@ -3,14 +3,20 @@
 //! A rotated file is renamed `<stem>-<UTC time>.<ext>` beside the live one, so the
 //! live path is stable for `tail -F`. A write that fails is cut back to the length
 //! before it, so a retry does not leave half a batch behind.
+//!
+//! A path with `{retention}` and `{date}` writes one file per retention class and
+//! day, and `delete_after` deletes them once past their class's age (see
+//! [`super::file_split`]).
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 
-use super::{Encoded, SinkError, SinkKind, Write};
+use super::file_split::{DeleteAfter, Enforcer, PathTemplate, Splitter, MAX_OPEN_FILES};
+use super::{Encoded, OpenContext, SinkError, SinkKind, Write};
 use crate::decode::{ByteSize, Diagnostics, MapReader};
 use crate::seal::Sealer;
 
@@ -25,6 +31,10 @@ pub struct FileSinkConfig {
     pub(crate) fsync: bool,
     /// Each batch written as one sealed frame (`decrypt` reads the file back).
     pub(crate) encryption: Option<Sealer>,
+    /// `path` with `{retention}` / `{date}`: one file per class and day.
+    pub(crate) template: Option<PathTemplate>,
+    /// Deletes the template's files past their class's age.
+    pub(crate) delete_after: Option<DeleteAfter>,
 }
 
 impl SinkKind for FileSinkConfig {
@@ -36,11 +46,33 @@ impl SinkKind for FileSinkConfig {
         let rotate_interval = map.optional::<std::time::Duration>("rotate_interval", cx);
         let fsync = map.or("fsync", false, cx);
         let encryption = Sealer::decode_key(map, "file sink", cx);
-        let path = PathBuf::from(path?);
-        if let Err(message) = check_writable_dir(&path) {
+        let path = path?;
+        let template = match PathTemplate::parse(&path) {
+            Ok(template) => template,
+            Err(message) => {
+                cx.error(map.key_pos("path"), format!("file sink path {message}"));
+                None
+            }
+        };
+        let delete_after = decode_delete_after(map, template.as_ref(), cx);
+        let path = PathBuf::from(path);
+        // A template's files go under the directory above its first placeholder.
+        let checked = match path.to_string_lossy().find('{') {
+            Some(at) => PathBuf::from(&path.to_string_lossy()[..at]).join("file"),
+            None => path.clone(),
+        };
+        if let Err(message) = check_writable_dir(&checked) {
             cx.error(map.key_pos("path"), message);
         }
-        Some(FileSinkConfig { path, rotate_bytes, rotate_interval, fsync, encryption })
+        Some(FileSinkConfig {
+            path,
+            rotate_bytes,
+            rotate_interval,
+            fsync,
+            encryption,
+            template,
+            delete_after,
+        })
     }
 
     fn describe(&self) -> String {
@@ -50,13 +82,91 @@ impl SinkKind for FileSinkConfig {
         }
     }
 
-    async fn open(&self) -> Result<FileOutput, SinkError> {
-        FileOutput::open(self).await
+    async fn open(&self, cx: &OpenContext<'_>) -> Result<FileOutput, SinkError> {
+        let Some(template) = &self.template else { return FileOutput::open(self).await };
+        let enforcer = self.delete_after.as_ref().map(|rules| {
+            let deleted = cx.telemetry.counter_vec(
+                "file_retention_deleted_total",
+                "Files a file sink deleted past their retention class's age",
+                &["sink", "class"],
+            );
+            Enforcer::start(template.clone(), rules.clone(), cx.sink.to_string(), deleted)
+        });
+        Ok(FileOutput {
+            config: self.clone(),
+            file: None,
+            size: 0,
+            opened: Instant::now(),
+            split: Some(Split {
+                splitter: Splitter::new(template.clone()),
+                outputs: HashMap::new(),
+                _enforcer: enforcer,
+            }),
+        })
     }
+}
+
+/// `delete_after: {high: 90d, medium: 30d, low: 7d, "*": 30d}` and `delete_check`.
+fn decode_delete_after(
+    map: &mut MapReader<'_>,
+    template: Option<&PathTemplate>,
+    cx: &mut Diagnostics,
+) -> Option<DeleteAfter> {
+    let pos = map.key_pos("delete_after");
+    let check_every = map.or("delete_check", std::time::Duration::from_secs(3600), cx);
+    let ages: BTreeMap<String, std::time::Duration> = map
+        .optional::<BTreeMap<String, String>>("delete_after", cx)?
+        .into_iter()
+        .filter_map(|(class, age)| match humantime::parse_duration(&age) {
+            Ok(age) => Some((class, age)),
+            Err(e) => {
+                cx.error(pos, format!("file sink delete_after.{class}: `{age}` is not a duration ({e})"));
+                None
+            }
+        })
+        .collect();
+    if !template.is_some_and(|t| t.has("date")) {
+        cx.error(pos, "file sink: `delete_after` needs `{date}` in the path (files are aged by their day)");
+        return None;
+    }
+    Some(DeleteAfter { ages, check_every })
+}
+
+/// The files of a path template, opened as they are first written.
+pub(crate) struct Split {
+    splitter: Splitter,
+    outputs: HashMap<PathBuf, FileOutput>,
+    _enforcer: Option<Enforcer>,
 }
 
 impl Write for FileOutput {
     async fn write(&mut self, batch: &Encoded<'_>) -> Result<(), SinkError> {
+        if let Some(split) = &mut self.split {
+            // A failure part-way is retried whole: files already written get those
+            // lines again (at-least-once), the others get them once.
+            for (path, bytes) in split.splitter.split(&batch.lines(), SystemTime::now()) {
+                if !split.outputs.contains_key(&path) {
+                    if split.outputs.len() >= MAX_OPEN_FILES {
+                        for (_, mut output) in split.outputs.drain() {
+                            output.close().await?;
+                        }
+                    }
+                    let config = FileSinkConfig {
+                        path: path.clone(),
+                        template: None,
+                        delete_after: None,
+                        ..self.config.clone()
+                    };
+                    split.outputs.insert(path.clone(), FileOutput::open(&config).await?);
+                }
+                let Some(output) = split.outputs.get_mut(&path) else { continue };
+                match &self.config.encryption {
+                    Some(sealer) => output.write(&sealer.seal(&bytes)).await?,
+                    None => output.write(&bytes).await?,
+                }
+            }
+            return Ok(());
+        }
         match &self.config.encryption {
             Some(sealer) => {
                 let sealed = sealer.seal(batch.buf);
@@ -102,12 +212,14 @@ pub(crate) struct FileOutput {
     file: Option<File>,
     size: u64,
     opened: Instant,
+    /// With a path template: the files it writes instead of `file`.
+    split: Option<Split>,
 }
 
 impl FileOutput {
     pub(crate) async fn open(config: &FileSinkConfig) -> Result<Self, SinkError> {
         let (file, size) = open_append(&config.path).await?;
-        Ok(FileOutput { config: config.clone(), file: Some(file), size, opened: Instant::now() })
+        Ok(FileOutput { config: config.clone(), file: Some(file), size, opened: Instant::now(), split: None })
     }
 
     fn path_str(&self) -> String {
@@ -182,6 +294,12 @@ impl FileOutput {
     }
 
     pub(crate) async fn close(&mut self) -> Result<(), SinkError> {
+        if let Some(split) = &mut self.split {
+            for output in split.outputs.values_mut() {
+                Box::pin(output.close()).await?;
+            }
+            return Ok(());
+        }
         let path = self.path_str();
         let Some(file) = &mut self.file else { return Ok(()) };
         file.flush().await.map_err(|source| SinkError::Write { path: path.clone(), source })?;
@@ -238,6 +356,8 @@ mod tests {
             rotate_interval: None,
             fsync: false,
             encryption: None,
+            template: None,
+            delete_after: None,
         };
         let mut out = FileOutput::open(&config).await.expect("open");
         let line = b"0123456789012345678901234567890123456789\n"; // 41 bytes
@@ -270,6 +390,8 @@ mod tests {
             rotate_interval: None,
             fsync: false,
             encryption: None,
+            template: None,
+            delete_after: None,
         };
         let mut out = FileOutput::open(&config).await.expect("open");
         out.write(b"first\n").await.expect("write");

@@ -47,7 +47,7 @@ impl SinkKind for HttpSinkConfig {
         format!("HTTP POST to {}", self.endpoint.shown_url())
     }
 
-    async fn open(&self) -> Result<HttpOutput, SinkError> {
+    async fn open(&self, _cx: &super::OpenContext<'_>) -> Result<HttpOutput, SinkError> {
         let client = self
             .endpoint
             .client("http sink")

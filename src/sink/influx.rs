@@ -170,7 +170,7 @@ impl SinkKind for InfluxSinkConfig {
         format!("InfluxDB {} database {}", self.endpoint.shown_url(), self.database)
     }
 
-    async fn open(&self) -> Result<InfluxOutput, SinkError> {
+    async fn open(&self, _cx: &super::OpenContext<'_>) -> Result<InfluxOutput, SinkError> {
         InfluxOutput::open(self)
     }
 }

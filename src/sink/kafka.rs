@@ -52,7 +52,7 @@ impl SinkKind for KafkaSinkConfig {
         format!("kafka topic {} at {}", self.topic, self.brokers)
     }
 
-    async fn open(&self) -> Result<KafkaOutput, SinkError> {
+    async fn open(&self, _cx: &super::OpenContext<'_>) -> Result<KafkaOutput, SinkError> {
         // With TLS or SASL on, a refused handshake or login fails the start with
         // its reason instead of librdkafka retrying it forever.
         crate::kafka_client::check_if_secured(KafkaOutput::client_config(self), "kafka sink")

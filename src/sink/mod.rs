@@ -11,6 +11,7 @@
 
 mod config;
 mod file;
+mod file_split;
 mod http;
 mod influx;
 mod kafka;
@@ -82,7 +83,14 @@ pub(crate) trait SinkKind: Sized {
     fn side_input(&self) -> Option<SideInput> {
         None
     }
-    async fn open(&self) -> Result<Self::Output, SinkError>;
+    async fn open(&self, cx: &OpenContext<'_>) -> Result<Self::Output, SinkError>;
+}
+
+/// What an output is opened with besides its config.
+pub(crate) struct OpenContext<'a> {
+    /// The sink's name (for its metrics and logs).
+    pub(crate) sink: &'a str,
+    pub(crate) telemetry: &'a crate::telemetry::Telemetry,
 }
 
 /// The side outputs a sink subscribes to (see [`crate::event::SideOutput`]).
@@ -291,9 +299,9 @@ macro_rules! sinks {
                 }
             }
 
-            pub(crate) async fn open(&self) -> Result<Output, SinkError> {
+            pub(crate) async fn open(&self, cx: &OpenContext<'_>) -> Result<Output, SinkError> {
                 Ok(match self {
-                    $(OutputConfig::$variant(c) => Output::$variant(c.open().await?),)*
+                    $(OutputConfig::$variant(c) => Output::$variant(c.open(cx).await?),)*
                 })
             }
         }

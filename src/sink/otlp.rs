@@ -86,7 +86,7 @@ impl SinkKind for OtlpSinkConfig {
         Some(SideInput { kind: SPANS, from: self.spans_from.clone(), what: "the traces step's spans" })
     }
 
-    async fn open(&self) -> Result<OtlpOutput, SinkError> {
+    async fn open(&self, _cx: &super::OpenContext<'_>) -> Result<OtlpOutput, SinkError> {
         OtlpOutput::open(self)
     }
 }

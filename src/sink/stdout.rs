@@ -20,7 +20,7 @@ impl SinkKind for StdoutConfig {
         "this terminal".to_string()
     }
 
-    async fn open(&self) -> Result<StdoutOutput, SinkError> {
+    async fn open(&self, _cx: &super::OpenContext<'_>) -> Result<StdoutOutput, SinkError> {
         Ok(StdoutOutput::new())
     }
 }
