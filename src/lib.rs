@@ -67,9 +67,11 @@
 //! - [`sink`] — sink tasks (`task`: an intake into the sink's buffer, a delivery
 //!   loop behind its circuit breaker, refused records to dead letter) and the
 //!   `sinks!` list of outputs: `stdout`,
-//!   `file` (rotation), `kafka` (idempotent producer), `otlp` (the traces step's
-//!   spans over OTLP/gRPC or OTLP/HTTP), `influxdb` (line protocol) and `http`
-//!   (JSON lines or an array, POSTed), each with its config.
+//!   `file` (rotation; `file_split`: one file per retention class and day, and
+//!   their deletion), `kafka` (idempotent producer), `otlp` (the traces step's
+//!   spans over OTLP/gRPC or OTLP/HTTP), `influxdb` (line protocol, rollups),
+//!   `http` (JSON lines or an array, POSTed) and `elasticsearch` (`_bulk`, per-item
+//!   results, index template, index deletion), each with its config.
 //! - [`scrub`] — in a pipeline with the `pii_scrub` plugin, dead letters pass
 //!   through the same detectors (run natively) before they are written.
 //! - [`fields`] — the field and condition language shared by metrics and alerts

@@ -439,16 +439,22 @@ fn decode_auth(node: &crate::decode::yaml::Node, what: &str, cx: &mut Diagnostic
     let bearer: Option<Secret> = map.optional("bearer", cx);
     let username: Option<String> = map.optional("username", cx);
     let password: Option<Secret> = map.optional("password", cx);
+    let api_key: Option<Secret> = map.optional("api_key", cx);
     let pos = map.pos();
     map.finish(cx);
-    let value = match (bearer, username, password) {
-        (Some(token), None, None) => format!("Bearer {}", token.expose()),
-        (None, Some(user), Some(password)) => {
+    let value = match (bearer, username, password, api_key) {
+        (Some(token), None, None, None) => format!("Bearer {}", token.expose()),
+        // Elasticsearch's API keys: the encoded `id:api_key` it hands out.
+        (None, None, None, Some(key)) => format!("ApiKey {}", key.expose()),
+        (None, Some(user), Some(password), None) => {
             let raw = format!("{user}:{}", password.expose());
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
         }
         _ => {
-            cx.error(pos, format!("{label} takes either `bearer` or both `username` and `password`"));
+            cx.error(
+                pos,
+                format!("{label} takes one of `bearer`, `api_key`, or both `username` and `password`"),
+            );
             return None;
         }
     };

@@ -157,7 +157,9 @@ fn validate_reports_all_three_mistakes_with_positions() {
     assert!(errors[0].contains("three-mistakes.bad.yaml:5:3: unknown key `seeed` in source"), "{text}");
     assert!(errors[1].contains(":8:11: expected a duration"), "{text}");
     assert!(
-        errors[2].contains(":11:11: expected one of stdout, file, kafka, otlp, influxdb, http, got `s3`"),
+        errors[2].contains(
+            ":11:11: expected one of stdout, file, kafka, otlp, influxdb, http, elasticsearch, got `s3`"
+        ),
         "{text}"
     );
 

@@ -100,7 +100,7 @@ fn missing_sections_and_types_are_named() {
     assert!(errs.iter().any(|e| e.contains("source is missing required key `type`")), "{errs:#?}");
     assert!(
         errs.iter().any(|e| e.contains(
-            "c.yaml:2:25: expected one of stdout, file, kafka, otlp, influxdb, http, got `kafkaa`"
+            "c.yaml:2:25: expected one of stdout, file, kafka, otlp, influxdb, http, elasticsearch, got `kafkaa`"
         )),
         "{errs:#?}"
     );
@@ -266,4 +266,20 @@ fn file_sink_templates_and_deletion_are_checked() {
     assert!(undated.iter().any(|e| e.contains("`delete_after` needs `{date}`")), "{undated:?}");
     let bad_age = with("{name: a, type: file, path: \"out/{date}.jsonl\", delete_after: {low: soon}}");
     assert!(bad_age.iter().any(|e| e.contains("delete_after.low: `soon` is not a duration")), "{bad_age:?}");
+}
+
+#[test]
+fn elasticsearch_sinks_are_checked() {
+    let with = |sink: &str| {
+        errors(&format!("source: {{type: generator}}\nsinks:\n  - {sink}\ndead_letter: {{type: stdout}}\n"))
+    };
+    let ok = "{name: s, type: elasticsearch, url: \"http://127.0.0.1:9200\", auth: {api_key: a2V5OnNlY3JldA==}, delete_after: {low: 7d}}";
+    assert_eq!(with(ok), Vec::<String>::new());
+    let upper =
+        with("{name: s, type: elasticsearch, url: \"http://127.0.0.1:9200\", index: \"Codex-{date}\"}");
+    assert!(upper.iter().any(|e| e.contains("lower-case letters")), "{upper:?}");
+    let undated = with("{name: s, type: elasticsearch, url: \"http://127.0.0.1:9200\", index: \"codex-{retention}\", delete_after: {low: 7d}}");
+    assert!(undated.iter().any(|e| e.contains("`delete_after` needs `{date}`")), "{undated:?}");
+    let two = with("{name: s, type: elasticsearch, url: \"http://127.0.0.1:9200\", auth: {api_key: abcd1234, bearer: abcd1234}}");
+    assert!(two.iter().any(|e| e.contains("takes one of `bearer`, `api_key`")), "{two:?}");
 }

@@ -141,7 +141,7 @@ impl Splitter {
     }
 }
 
-fn is_class_name(name: &str) -> bool {
+pub(crate) fn is_class_name(name: &str) -> bool {
     (1..=32).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
@@ -152,7 +152,7 @@ fn utc_date(time: SystemTime) -> String {
 }
 
 /// The UTC day of a Unix time in milliseconds; `None` outside 1970–9999.
-fn date_of_ms(ms: i64) -> Option<String> {
+pub(crate) fn date_of_ms(ms: i64) -> Option<String> {
     const YEAR_10000_MS: i64 = 253_402_300_800_000;
     if !(0..YEAR_10000_MS).contains(&ms) {
         return None;

@@ -10,6 +10,7 @@
 //! closed enums [`OutputConfig`] and [`Output`] and their dispatch.
 
 mod config;
+mod elasticsearch;
 mod file;
 mod file_split;
 mod http;
@@ -329,4 +330,5 @@ sinks! {
     Otlp("otlp", otlp::OtlpSinkConfig),
     Influx("influxdb", influx::InfluxSinkConfig),
     Http("http", http::HttpSinkConfig),
+    Elasticsearch("elasticsearch", elasticsearch::ElasticsearchSinkConfig),
 }
