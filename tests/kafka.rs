@@ -575,3 +575,53 @@ fn mock_cluster_broker_down_and_up_under_load_loses_nothing() {
     // in-flight window (16 batches of 500).
     assert_accounted_with(&broker, &produced, dead_lettered, 16 * 500);
 }
+
+/// A `{retention}` topic routes each event to its class's topic.
+#[test]
+fn mock_cluster_retention_classes_route_to_their_topics() {
+    let classes = ["high", "medium", "low"];
+    let broker = kafka::mock_cluster(&[
+        ("in", 2),
+        ("events-high", 1),
+        ("events-medium", 1),
+        ("events-low", 1),
+        ("dlq", 1),
+    ]);
+    let produced = traffic(3_000, 0.0, 31);
+    kafka::produce(&broker.bootstrap, "in", &produced);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "source: {{type: kafka, brokers: \"{b}\", topics: [in], group_id: g-classes}}\n\
+             pipeline:\n  - {{type: retention}}\n\
+             sinks:\n  - {{name: out, type: kafka, brokers: \"{b}\", topic: \"events-{{retention}}\"}}\n\
+             dead_letter: {{type: kafka, brokers: \"{b}\", topic: dlq}}\n",
+            b = broker.bootstrap
+        ),
+    );
+    let (code, summary) = run_until_acknowledged(&config, produced.len());
+    assert_eq!(code, 0, "{summary}");
+    let class_of = |line: &Vec<u8>| {
+        let event: serde_json::Value = serde_json::from_slice(line).expect("JSON");
+        common::spec_retention_class(&event)
+    };
+    let mut routed = 0;
+    for class in classes {
+        let expected = produced.iter().filter(|l| class_of(l) == class).count();
+        assert!(expected > 0, "{class}");
+        let lines = kafka::read_topic(
+            &broker.bootstrap,
+            &format!("events-{class}"),
+            expected,
+            Duration::from_secs(15),
+        );
+        assert_eq!(lines.len(), expected, "{class}");
+        for line in lines {
+            let event: serde_json::Value = serde_json::from_slice(&line).expect("JSON");
+            assert_eq!(event["tags"]["retention"], class, "{event}");
+            routed += 1;
+        }
+    }
+    assert_eq!(routed, produced.len(), "every event on its class's topic");
+}

@@ -351,19 +351,7 @@ fn opted_out_subjects_are_dropped_and_events_are_filed_by_retention_class_and_da
             }
         }
     }
-    let expected = |e: &Value| {
-        let t = e["event_type"].as_str().unwrap_or("");
-        if matches!(e["severity"].as_str(), Some("ERROR" | "FATAL"))
-            || t.starts_with("security.")
-            || t.starts_with("consensus.")
-        {
-            "high"
-        } else if t.starts_with("task.") || t.starts_with("mesh.") {
-            "medium"
-        } else {
-            "low"
-        }
-    };
+    let expected = common::spec_retention_class;
     let mut wanted = std::collections::BTreeMap::<String, usize>::new();
     for e in events.iter().filter(|e| e["data"]["agent_id"] != subject.as_str()) {
         *wanted.entry(expected(e).to_string()).or_default() += 1;

@@ -283,3 +283,15 @@ fn elasticsearch_sinks_are_checked() {
     let two = with("{name: s, type: elasticsearch, url: \"http://127.0.0.1:9200\", auth: {api_key: abcd1234, bearer: abcd1234}}");
     assert!(two.iter().any(|e| e.contains("takes one of `bearer`, `api_key`")), "{two:?}");
 }
+
+#[test]
+fn kafka_topics_take_only_the_retention_placeholder() {
+    let with = |topic: &str| {
+        errors(&format!(
+            "source: {{type: generator}}\nsinks:\n  - {{name: k, type: kafka, brokers: \"127.0.0.1:9092\", topic: \"{topic}\"}}\ndead_letter: {{type: stdout}}\n"
+        ))
+    };
+    assert_eq!(with("events-{retention}"), Vec::<String>::new());
+    assert!(with("events-{date}").iter().any(|e| e.contains("the only placeholder is {retention}")));
+    assert!(with("events/x").iter().any(|e| e.contains("letters, digits")));
+}

@@ -1,6 +1,10 @@
 //! `kafka`: each event is one message on a topic. The producer is idempotent
 //! (no duplicates or reordering from its own retries), a batch is acknowledged only
 //! when every message's delivery report came back successful.
+//!
+//! A topic with `{retention}` (`codex-events-{retention}`) routes each event to the
+//! topic of its retention class (`tags.retention`; `unclassified` when absent or
+//! not a plain name), so a class's topic can carry that class's retention.
 
 use std::time::Duration;
 
@@ -33,7 +37,11 @@ impl SinkKind for KafkaSinkConfig {
 
     fn decode(map: &mut MapReader<'_>, cx: &mut Diagnostics) -> Option<Self> {
         let brokers: Option<String> = map.required("brokers", cx);
+        let topic_pos = map.key_pos("topic");
         let topic: Option<String> = map.required("topic", cx);
+        if let Some(Err(message)) = topic.as_deref().map(check_topic) {
+            cx.error(topic_pos, format!("kafka sink {message}"));
+        }
         let compression = map.node("compression").and_then(|n| {
             let choices = [("none", "none"), ("gzip", "gzip"), ("snappy", "snappy"), ("lz4", "lz4")];
             one_of(n, &choices, cx)
@@ -114,7 +122,8 @@ impl KafkaOutput {
         let mut refused = Vec::new();
         for (index, line) in lines.iter().enumerate() {
             let key = find_text(line, &path).or_else(|| find_text(line, &["event_id"])).unwrap_or_default();
-            let mut record = FutureRecord::to(&self.topic).payload(*line).key(key.as_bytes());
+            let topic = self.topic_of(line);
+            let mut record = FutureRecord::to(&topic).payload(*line).key(key.as_bytes());
             loop {
                 match self.producer.send_result(record) {
                     Ok(delivery) => {
@@ -170,6 +179,29 @@ impl KafkaOutput {
     fn error(&self, message: String) -> SinkError {
         SinkError::Kafka { topic: self.topic.clone(), message }
     }
+
+    /// The topic of one event: the configured one, with `{retention}` resolved.
+    fn topic_of(&self, line: &[u8]) -> std::borrow::Cow<'_, str> {
+        if !self.topic.contains("{retention}") {
+            return std::borrow::Cow::Borrowed(&self.topic);
+        }
+        let class = find_text(line, &["tags", "retention"])
+            .filter(|c| super::file_split::is_class_name(c))
+            .unwrap_or_else(|| super::file_split::UNCLASSIFIED.to_string());
+        std::borrow::Cow::Owned(self.topic.replace("{retention}", &class))
+    }
+}
+
+/// A topic name, or a pattern with `{retention}`: Kafka's legal characters.
+fn check_topic(topic: &str) -> Result<(), String> {
+    let fixed = topic.replace("{retention}", "");
+    if fixed.contains(['{', '}']) {
+        return Err(format!("topic `{topic}`: the only placeholder is {{retention}}"));
+    }
+    if topic.is_empty() || !fixed.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+        return Err(format!("topic `{topic}`: letters, digits, `.`, `_` and `-` only"));
+    }
+    Ok(())
 }
 
 /// Errors that sending the same record again cannot heal.

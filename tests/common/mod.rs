@@ -163,6 +163,22 @@ pub fn read_lines(path: &Path) -> Vec<String> {
     }
 }
 
+/// The retention class the spec's table (the retention step's default) gives an
+/// event: an independent statement of the table for tests to check against.
+pub fn spec_retention_class(event: &serde_json::Value) -> &'static str {
+    let t = event["event_type"].as_str().unwrap_or("");
+    if matches!(event["severity"].as_str(), Some("ERROR" | "FATAL"))
+        || t.starts_with("security.")
+        || t.starts_with("consensus.")
+    {
+        "high"
+    } else if t.starts_with("task.") || t.starts_with("mesh.") {
+        "medium"
+    } else {
+        "low"
+    }
+}
+
 /// A line in comparable form: JSON objects re-serialized (keys sorted), with the one
 /// change the pipeline makes to a valid event by itself undone: an alias event_type
 /// is canonicalized and the original kept in a tag. Anything else stays as it is.
