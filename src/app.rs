@@ -63,13 +63,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
     // waiting for acknowledgements.
     let give_up = CancellationToken::new();
     let ledger = Arc::new(AckLedger::default());
-    let _audit = match &config.audit {
-        Some(audit) => Some(
-            crate::audit::open(audit)
-                .with_context(|| format!("opening the audit log {}", audit.path.display()))?,
-        ),
-        None => None,
-    };
+    let _audit = open_audit(&config)?;
     crate::audit::record(
         "local",
         "config.loaded",
@@ -87,7 +81,9 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
     let listener =
         server::bind(listen).await.with_context(|| format!("binding the HTTP server to {listen}"))?;
     let bound = listener.local_addr().context("reading the HTTP server address")?;
-    let state = Arc::new(ServerState::new(telemetry.clone(), config.server.auth.clone()));
+    let mut state = ServerState::new(telemetry.clone(), config.server.auth.clone());
+    state.forget = Some(Arc::new(crate::forget::Targets::of(&config.sinks, &config.dead_letter)));
+    let state = Arc::new(state);
     let server_stop = CancellationToken::new();
     let scheme = if server_tls.is_some() { "https" } else { "http" };
     let server = tokio::spawn(server::serve(listener, state.clone(), server_tls, server_stop.clone()));
@@ -163,6 +159,36 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Summary>
         dropped: ledger.dropped.load(Ordering::Relaxed),
         unrouted: ledger.unrouted.load(Ordering::Relaxed),
     })
+}
+
+/// A request made without a running pipeline (`forget --config`): refused while
+/// something serves on the config's server address, since a running pipeline's
+/// file sinks would go on writing to the files this replaces.
+pub fn forget_stopped(
+    config: &Config,
+    subject: &crate::forget::Subject,
+    actor: &str,
+) -> anyhow::Result<crate::forget::Outcome> {
+    let listen = config.server.listen;
+    if std::net::TcpStream::connect_timeout(&listen, std::time::Duration::from_millis(500)).is_ok() {
+        anyhow::bail!(
+            "something serves on {listen}, this config's server address: if it is the pipeline, send the request to it (--url http://{listen}) instead"
+        );
+    }
+    let _audit = open_audit(config)?;
+    // Multi-threaded: `Handle::block_on` drives I/O only on a runtime with its own
+    // worker threads.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let targets = crate::forget::Targets::of(&config.sinks, &config.dead_letter);
+    Ok(crate::forget::forget(&targets, subject, actor, runtime.handle()))
+}
+
+/// The config's audit trail, open until the session is dropped.
+fn open_audit(config: &Config) -> anyhow::Result<Option<crate::audit::AuditSession>> {
+    let Some(audit) = &config.audit else { return Ok(None) };
+    let session = crate::audit::open(audit)
+        .with_context(|| format!("opening the audit log {}", audit.path.display()))?;
+    Ok(Some(session))
 }
 
 #[cfg(test)]

@@ -138,6 +138,26 @@ pub(crate) fn read_document(
     }
 }
 
+/// Held shared by every file sink write and exclusively while a deletion request
+/// rewrites files (`forget`); after one, file sinks reopen their files (their
+/// handles are the replaced files), which [`archive_generation`] tells them.
+pub(crate) fn archive_gate() -> &'static tokio::sync::RwLock<()> {
+    static GATE: std::sync::OnceLock<tokio::sync::RwLock<()>> = std::sync::OnceLock::new();
+    GATE.get_or_init(|| tokio::sync::RwLock::new(()))
+}
+
+static ARCHIVE_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times files were rewritten under [`archive_gate`].
+pub(crate) fn archive_generation() -> u64 {
+    ARCHIVE_GENERATION.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// Called with [`archive_gate`] held exclusively, after files were replaced.
+pub(crate) fn archive_rewritten() {
+    ARCHIVE_GENERATION.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::{symlink, PermissionsExt};

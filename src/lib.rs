@@ -81,12 +81,13 @@
 //! - `retry` — the backoff sinks and alert receivers retry with; `breaker` — the
 //!   circuit breaker in front of each sink and receiver.
 //! - `buffer` — a sink's (or receiver's) buffer: `memory` (a bounded queue) or
-//!   `disk` (checksummed segment files that survive crashes and damage).
+//!   `disk` (checksummed segment files that survive crashes and damage, rewritten
+//!   in place for a deletion request).
 //! - [`files`] — reading plugin, rule and config files (regular, bounded, no links
 //!   out of their directory) and creating output files (0640, no planted symlink).
 //! - [`telemetry`] — the registry of the pipeline's own metrics and `/metrics`'
 //!   text; each component registers its families there.
-//! - [`server`] — `/metrics`, `/health`, `/ready` and the `server` section: TLS,
+//! - [`server`] — `/metrics`, `/health`, `/ready`, `POST /forget` and the `server` section: TLS,
 //!   bearer tokens (`auth`), the access log.
 //! - [`tls`] — one rustls client configuration (CA, client certificate, server
 //!   name, verification) for every HTTP and gRPC client, the server's TLS, and
@@ -96,6 +97,9 @@
 //! - [`seal`] — encryption at rest: sealed frames (XChaCha20-Poly1305) for files,
 //!   buffers and the audit log.
 //! - [`audit`] — the audit trail (JSON lines: who did what to what, and how it went).
+//! - [`forget`] — deletion requests: one subject's events removed from file
+//!   archives and dead-letter files (rewritten atomically), disk buffers and
+//!   Elasticsearch, recorded in the audit trail; `forget` and `POST /forget`.
 //! - [`clock`] — Unix-millisecond wall clock.
 
 pub(crate) mod ack;
@@ -110,6 +114,7 @@ pub mod decode;
 pub mod event;
 pub(crate) mod fields;
 pub mod files;
+pub mod forget;
 pub(crate) mod glob;
 pub mod kafka_client;
 pub mod metrics;

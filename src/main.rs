@@ -82,6 +82,28 @@ enum Command {
         #[arg(long, default_value = "SYNAPTIC_TELEMETRY_KEY")]
         key_env: String,
     },
+    /// Delete one subject's events from what a pipeline keeps: its file sinks'
+    /// archives, dead-letter files and disk buffers, and its Elasticsearch indices.
+    /// With --url, the running instance does it; with --config, this process does
+    /// (the pipeline must be stopped).
+    #[command(group = clap::ArgGroup::new("where").required(true).args(["config", "url"]))]
+    Forget {
+        /// The subject: FIELD=VALUE with the field under data, tags or context.
+        #[arg(long, value_name = "FIELD=VALUE")]
+        subject: String,
+        /// The pipeline's config (the pipeline must not be running).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// A running instance's HTTP server (`http://127.0.0.1:9464`).
+        #[arg(long)]
+        url: Option<String>,
+        /// The environment variable holding the bearer token for --url.
+        #[arg(long, default_value = "SYNAPTIC_TELEMETRY_TOKEN")]
+        token_env: String,
+        /// A CA certificate (PEM) to trust for an https --url.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
     /// Write synthetic codex-synaptic events as JSON Lines.
     Generate {
         #[arg(long)]
@@ -156,6 +178,11 @@ fn main() -> ExitCode {
             what: TestCommand::Plugin { plugin, input, config, batch_size, deadline, memory_mib },
         } => test_plugin(plugin, input, config.as_deref(), batch_size, deadline, memory_mib),
         Command::Decrypt { files, key_file, key_env } => decrypt(&files, key_file.as_deref(), &key_env),
+        Command::Forget { subject, config, url, token_env, ca_file } => match (config, url) {
+            (_, Some(url)) => forget_remote(&subject, &url, &token_env, ca_file.as_deref()),
+            (Some(config), None) => forget_local(&subject, &config),
+            (None, None) => Err(anyhow::anyhow!("forget needs --config or --url")),
+        },
         Command::Generate { count, out, malformed_ratio, seed, start_ms, rate } => {
             generate(count, out.as_deref(), malformed_ratio, seed, start_ms, rate)
         }
@@ -326,6 +353,84 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 /// Writes each file's plaintext to stdout. A frame that fails its check stops
 /// that file with an error naming the frame and its offset (exit code 2); what
 /// came before it was printed.
+/// `forget --config`: this process deletes, after making sure no pipeline serves
+/// from that config (its file sinks would keep writing to replaced files).
+fn forget_local(subject: &str, config_path: &Path) -> anyhow::Result<ExitCode> {
+    use synaptic_telemetry::forget::Subject;
+    let subject = Subject::parse(subject).map_err(|e| anyhow::anyhow!("--subject {e}"))?;
+    let config = load(config_path)?;
+    let outcome = app::forget_stopped(&config, &subject, "cli")?;
+    print_forget_outcome(&serde_json::to_value(&outcome)?)
+}
+
+/// `forget --url`: the running instance deletes; its answer is printed.
+fn forget_remote(
+    subject: &str,
+    url: &str,
+    token_env: &str,
+    ca_file: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    synaptic_telemetry::forget::Subject::parse(subject).map_err(|e| anyhow::anyhow!("--subject {e}"))?;
+    let token = std::env::var(token_env).ok();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (status, body) = runtime.block_on(async {
+        let mut client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(600));
+        if let Some(ca) = ca_file {
+            let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+            client = client.add_root_certificate(
+                reqwest::Certificate::from_pem(&pem)
+                    .with_context(|| format!("{}: not a PEM certificate", ca.display()))?,
+            );
+        }
+        let endpoint = format!("{}/forget", url.trim_end_matches('/'));
+        let mut request = client
+            .build()?
+            .post(&endpoint)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::json!({ "subject": subject }).to_string());
+        if let Some(token) = &token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.with_context(|| format!("POST {endpoint}"))?;
+        let status = response.status();
+        anyhow::Ok((status, response.text().await?))
+    })?;
+    match serde_json::from_str::<serde_json::Value>(&body) {
+        Ok(outcome) if outcome.get("places").is_some() => print_forget_outcome(&outcome),
+        _ => anyhow::bail!("the instance answered {status}: {}", body.trim()),
+    }
+}
+
+/// One line per place, then the total; failure when any place was not done.
+fn print_forget_outcome(outcome: &serde_json::Value) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    for place in outcome["places"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let what = format!(
+            "{} {} {}",
+            place["sink"].as_str().unwrap_or(""),
+            place["kind"].as_str().unwrap_or(""),
+            place["target"].as_str().unwrap_or("")
+        );
+        match place["error"].as_str() {
+            Some(error) => writeln!(out, "{what}: FAILED: {error}")?,
+            None => writeln!(out, "{what}: {} removed", place["removed"])?,
+        }
+    }
+    let complete = outcome["complete"].as_bool() == Some(true);
+    writeln!(
+        out,
+        "{} events of {} removed{}",
+        outcome["removed"],
+        outcome["field"].as_str().unwrap_or(""),
+        if complete {
+            ""
+        } else {
+            "; some places were not done (see above): run it again once they are fixed"
+        }
+    )?;
+    Ok(if complete { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 fn decrypt(files: &[PathBuf], key_file: Option<&Path>, key_env: &str) -> anyhow::Result<ExitCode> {
     let key = match key_file {
         Some(path) => std::fs::read_to_string(path)

@@ -120,6 +120,33 @@ async fn delete_index(State(cluster): State<Arc<Cluster>>, Path(index): Path<Str
     }
 }
 
+/// `POST <pattern>/_delete_by_query` with a `term` query, as Elasticsearch answers
+/// it: the documents of the matching indices whose field holds the value are
+/// deleted, `deleted` counts them.
+async fn delete_by_query(
+    State(cluster): State<Arc<Cluster>>,
+    Path(pattern): Path<String>,
+    body: Bytes,
+) -> Answer {
+    let Ok(query) = serde_json::from_slice::<Value>(&body) else {
+        return answer(StatusCode::BAD_REQUEST, json!({"error": {"type": "parse_exception"}}));
+    };
+    let Some((field, value)) = query["query"]["term"].as_object().and_then(|t| t.iter().next()) else {
+        return answer(StatusCode::BAD_REQUEST, json!({"error": {"type": "parsing_exception"}}));
+    };
+    let prefix = pattern.trim_end_matches('*');
+    let mut deleted = 0;
+    for (index, docs) in cluster.indices.lock().expect("lock").iter_mut() {
+        if !index.starts_with(prefix) {
+            continue;
+        }
+        let before = docs.len();
+        docs.retain(|_, doc| field.split('.').try_fold(&*doc, |at, key| at.get(key)) != Some(value));
+        deleted += before - docs.len();
+    }
+    answer(StatusCode::OK, json!({"took": 1, "deleted": deleted, "failures": []}))
+}
+
 fn serve(cluster: Arc<Cluster>) -> (SocketAddr, tokio::runtime::Runtime) {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
@@ -130,6 +157,7 @@ fn serve(cluster: Arc<Cluster>) -> (SocketAddr, tokio::runtime::Runtime) {
         .route("/_index_template/{name}", put(put_template).head(template_exists))
         .route("/_cat/indices/{pattern}", get(cat_indices))
         .route("/{index}", axum::routing::delete(delete_index))
+        .route("/{pattern}/_delete_by_query", post(delete_by_query))
         .with_state(cluster);
     runtime.spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -263,4 +291,212 @@ fn events_are_indexed_by_class_and_day_retried_item_by_item_and_refused_items_de
     run();
     let total: usize = cluster.indices.lock().expect("indices").values().map(BTreeMap::len).sum();
     assert_eq!(total, events.len());
+}
+
+/// Every file below `dir`.
+fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Every line of every file below `dir`, with its file.
+fn lines_below(dir: &std::path::Path) -> Vec<(std::path::PathBuf, String)> {
+    files_below(dir)
+        .into_iter()
+        .flat_map(|path| read_lines(&path).into_iter().map(move |l| (path.clone(), l)))
+        .collect()
+}
+
+/// The bytes of a file below `dir` hold `needle`.
+fn bytes_below_hold(dir: &std::path::Path, needle: &str) -> bool {
+    files_below(dir).iter().any(|path| {
+        std::fs::read(path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+    })
+}
+
+/// Where one subject's events are: archived events and indexed documents whose
+/// `data.agent_id` is the agent, dead letters that mention the agent anywhere, and
+/// whether the disk buffer's bytes hold `"agent_id":"<agent>"` (its records are
+/// the events' lines, unsealed).
+fn holdings(dir: &std::path::Path, cluster: &Cluster, agent: &str) -> (usize, usize, usize, bool) {
+    let owned = |doc: &Value| doc["data"]["agent_id"] == agent;
+    let archive = lines_below(&dir.join("out"))
+        .iter()
+        .filter(|(_, l)| serde_json::from_str::<Value>(l).is_ok_and(|e| owned(&e)))
+        .count();
+    let dead = read_lines(&dir.join("dead.jsonl")).iter().filter(|l| l.contains(agent)).count();
+    let indexed = cluster
+        .indices
+        .lock()
+        .expect("lock")
+        .values()
+        .flat_map(|docs| docs.values())
+        .filter(|d| owned(d))
+        .count();
+    (archive, dead, indexed, bytes_below_hold(&dir.join("buffer"), &format!("\"agent_id\":\"{agent}\"")))
+}
+
+#[test]
+fn forget_removes_a_subject_from_archives_dead_letters_buffers_and_the_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Arc::new(Cluster::default());
+    let (es, _runtime) = serve(cluster.clone());
+    let opt_out = dir.path().join("opt-out.txt");
+    std::fs::write(&opt_out, "# nobody yet\n").expect("list");
+    let token = "forget-token-0123456789";
+    // `stuck` posts to a port nobody listens on: its events stay in its disk buffer.
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "source: {{type: generator, rate: 400, malformed_ratio: 0.05}}\n\
+             limits: {{drain_timeout: 3s}}\n\
+             pipeline:\n\
+             \x20 - {{type: consent, opt_out: {list}}}\n\
+             \x20 - {{type: retention}}\n\
+             sinks:\n\
+             \x20 - {{name: archive, type: file, path: \"{dir}/out/{{retention}}/events-{{date}}.jsonl\"}}\n\
+             \x20 - {{name: index, type: elasticsearch, url: \"http://{es}\", gzip: false}}\n\
+             \x20 - {{name: stuck, type: http, url: \"http://127.0.0.1:{dead_port}/ingest\", buffer: {{type: disk, path: {dir}/buffer}}}}\n\
+             dead_letter: {{type: file, path: {dir}/dead.jsonl}}\n\
+             server:\n\
+             \x20 listen: \"127.0.0.1:{listen}\"\n\
+             \x20 auth: {{tokens: [{{name: privacy-officer, token: {token}}}], metrics: open}}\n\
+             audit: {{path: {dir}/audit.jsonl}}\n",
+            list = opt_out.display(),
+            dir = dir.path().display(),
+            dead_port = common::free_port(),
+            listen = common::free_port(),
+        ),
+    );
+    let mut cmd = command();
+    cmd.args(["run", "--listen", "127.0.0.1:0", "--config"]).arg(&config);
+    let mut running = Running::spawn(cmd);
+    let addr = running.wait_for_address(Duration::from_secs(60));
+    // The two agents with the most archived events: one forgotten through the
+    // running instance, one by the command after it stopped.
+    let (first, second) = common::wait_for("2,000 archived events", || {
+        let lines = lines_below(&dir.path().join("out"));
+        if lines.len() < 2_000 {
+            return None;
+        }
+        let mut per_agent = BTreeMap::<String, usize>::new();
+        for (_, line) in &lines {
+            let event: Value = serde_json::from_str(line).ok()?;
+            if let Some(agent) = event["data"]["agent_id"].as_str() {
+                *per_agent.entry(agent.to_string()).or_default() += 1;
+            }
+        }
+        let mut ranked: Vec<(usize, String)> = per_agent.into_iter().map(|(a, n)| (n, a)).collect();
+        ranked.sort();
+        let first = ranked.pop()?.1;
+        let second = ranked.pop()?.1;
+        Some((first, second))
+    });
+    // The documented order: opt out first, so no new events are kept, then forget.
+    std::fs::write(&opt_out, format!("data.agent_id={first}\n")).expect("list");
+    common::wait_for("the opt-out in force", || {
+        let (_, body) = common::http_get(addr, "/metrics");
+        common::metric(&body, "synaptic_telemetry_consent_events_total{action=\"dropped\",step=\"consent\"}")
+            .filter(|n| *n > 0.0)
+    });
+    // Batches past the consent step when it took effect reach their sinks.
+    std::thread::sleep(Duration::from_secs(2));
+    let (archive, _, indexed, buffered) = holdings(dir.path(), &cluster, &first);
+    assert!(archive > 0 && indexed > 0 && buffered, "held before: {archive} {indexed} {buffered}");
+
+    let forget = |extra: &[&str], token: Option<&str>| {
+        let mut cmd = command();
+        cmd.arg("forget").args(extra);
+        match token {
+            Some(token) => cmd.env("SYNAPTIC_TELEMETRY_TOKEN", token),
+            None => cmd.env_remove("SYNAPTIC_TELEMETRY_TOKEN"),
+        };
+        // Bounded: output goes to files, the child is waited for at most 120 s.
+        let out_path = dir.path().join("forget.out");
+        let out = std::fs::File::create(&out_path).expect("output file");
+        let err = out.try_clone().expect("output file");
+        let mut child = cmd.stdout(out).stderr(err).spawn().expect("forget runs");
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("forget did not finish within 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status.code(), std::fs::read_to_string(&out_path).unwrap_or_default())
+    };
+    let url = format!("http://{addr}");
+    let subject = format!("data.agent_id={first}");
+    let (code, text) = forget(&["--url", &url, "--subject", &subject], None);
+    assert_ne!(code, Some(0), "no token, no deletion: {text}");
+    assert!(text.contains("401"), "{text}");
+    let (code, text) = forget(&["--url", &url, "--subject", &subject], Some(token));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("archive file")
+            && text.contains("index elasticsearch")
+            && text.contains("stuck buffer"),
+        "{text}"
+    );
+    // The pipeline goes on writing the others' events to the reopened files.
+    let before = lines_below(&dir.path().join("out")).len();
+    common::wait_for("archive written after the rewrite", || {
+        (lines_below(&dir.path().join("out")).len() > before + 400).then_some(())
+    });
+    running.signal("TERM");
+    let (code, summary) = running.finish(Duration::from_secs(60));
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(holdings(dir.path(), &cluster, &first), (0, 0, 0, false), "{first} is held nowhere");
+
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit log");
+    let entry: Value = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["action"] == "forget")
+        .expect("the request is in the audit log");
+    assert_eq!(entry["actor"], "privacy-officer");
+    assert_eq!(entry["outcome"], "ok");
+    assert!(entry["detail"]["removed"].as_u64().is_some_and(|n| n > 0), "{entry}");
+    assert!(!audit.contains(&first), "the audit log names the subject by digest only");
+
+    // The second subject, with the pipeline stopped: the command does it itself.
+    // A dead letter of theirs as the pipeline writes one for input it cannot parse
+    // (the generator's malformed lines may or may not name this agent).
+    let dead_letter = json!({
+        "time": 1_767_225_600_000u64,
+        "stage": "decode",
+        "reason": "EOF while parsing an object at line 1 column 60",
+        "source": {"kind": "generator", "seq": 1},
+        "raw": format!(r#"{{"event_id":"x","data":{{"agent_id":"{second}","task_id":"#),
+    });
+    let mut dead =
+        std::fs::OpenOptions::new().append(true).open(dir.path().join("dead.jsonl")).expect("dead letters");
+    std::io::Write::write_all(&mut dead, format!("{dead_letter}\n").as_bytes()).expect("append");
+    let (archive, dead, indexed, _) = holdings(dir.path(), &cluster, &second);
+    assert!(archive > 0 && dead > 0 && indexed > 0, "{second}: {archive} {dead} {indexed}");
+    let others = lines_below(&dir.path().join("out")).len() - archive;
+    let (code, text) = forget(
+        &["--config", &config.display().to_string(), "--subject", &format!("data.agent_id={second}")],
+        None,
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(holdings(dir.path(), &cluster, &second), (0, 0, 0, false), "{second} is held nowhere");
+    assert_eq!(lines_below(&dir.path().join("out")).len(), others, "every other event kept");
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit log");
+    assert_eq!(audit.lines().filter(|l| l.contains("\"action\":\"forget\"")).count(), 2);
 }

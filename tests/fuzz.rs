@@ -375,3 +375,66 @@ fn fuzz_pii_walker_fails_closed_and_scrubs_what_it_keeps() {
         }
     });
 }
+
+/// Deletion requests: an archive (plain, or sealed in frames) comes back without
+/// exactly the subject's lines, every other line byte for byte and in order; a
+/// sealed archive with a changed byte is refused whole, never half-filtered.
+#[test]
+fn fuzz_forget_filters_archives_exactly() {
+    use synaptic_telemetry::forget::{filter_archive, Subject};
+    use synaptic_telemetry::seal::Sealer;
+    let subject = Subject::parse("data.agent_id=agent-007").expect("subject");
+    let sealer = Sealer::from_key_text(&"7e".repeat(32)).expect("key");
+    // Archives of generator events (several agent-007's among them) and dead letters.
+    let mut seeds: Vec<Vec<u8>> = generator_events(400)
+        .chunks(40)
+        .map(|chunk| chunk.iter().flat_map(|e| e.iter().copied().chain([b'\n'])).collect())
+        .collect();
+    seeds.push(
+        br#"{"stage":"decode","raw":"{\"data\":{\"agent_id\":\"agent-007\",","source":{"kind":"file"}}
+{"stage":"schema","raw_base64":"/3siYWdlbnRfaWQiOiJhZ2VudC0wMDcifQ=="}
+not json "agent-007"
+"#
+        .to_vec(),
+    );
+    let mut rng = Rng(seed());
+    fuzz("forget", &seeds, JSON_TOKENS, |input| {
+        let expected: Vec<u8> = input
+            .split_inclusive(|b| *b == b'\n')
+            .filter(|line| {
+                let body = line.strip_suffix(b"\n").unwrap_or(line);
+                body.is_empty() || !subject.owns_line(body)
+            })
+            .flatten()
+            .copied()
+            .collect();
+        let removed_expected = input.split_inclusive(|b| *b == b'\n').count()
+            - expected.split_inclusive(|b| *b == b'\n').count();
+        let (kept, removed) = filter_archive(input, &subject, None)?;
+        if kept != expected || removed as usize != removed_expected {
+            return Err(format!("plain: kept {} bytes, removed {removed}", kept.len()));
+        }
+        // The same lines sealed in two frames.
+        let cut = input.iter().position(|b| *b == b'\n').map_or(input.len(), |p| p + 1);
+        let mut sealed = Vec::new();
+        for part in [&input[..cut], &input[cut..]] {
+            if !part.is_empty() {
+                sealer.seal_into(part, &mut sealed);
+            }
+        }
+        let (out, removed) = filter_archive(&sealed, &subject, Some(&sealer))?;
+        let (frames, error) = sealer.open_all(&out);
+        let plain: Vec<u8> = frames.concat();
+        if error.is_some() || plain != expected || removed as usize != removed_expected {
+            return Err(format!("sealed: {error:?}, {} bytes, removed {removed}", plain.len()));
+        }
+        if !sealed.is_empty() {
+            let at = rng.below(sealed.len());
+            sealed[at] ^= 1 << rng.below(8);
+            if filter_archive(&sealed, &subject, Some(&sealer)).is_ok() {
+                return Err(format!("a changed byte at {at} was not noticed"));
+            }
+        }
+        Ok(())
+    });
+}

@@ -78,6 +78,15 @@ pub(crate) struct Record {
     pub(crate) payload: Vec<u8>,
 }
 
+/// What [`DiskQueue::rewrite`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Rewritten {
+    /// Records replaced.
+    pub(crate) records: u64,
+    /// Sealed records that could not be opened, kept as they were.
+    pub(crate) unreadable: u64,
+}
+
 /// What one `next` call found besides the record: damage skipped on the way.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Losses(pub(crate) Vec<(Damage, u64)>);
@@ -417,11 +426,144 @@ impl DiskQueue {
         Ok(())
     }
 
+    /// Rewrites the records `edit` changes, in place, for a deletion request:
+    /// `edit` gets each valid record's payload (opened, when sealed) and returns a
+    /// replacement, or `None` to keep it. Every record keeps its sequence number, so
+    /// the reader, the delivered pointer and a restart see the same queue minus what
+    /// was removed. A segment is rewritten whole (a new file renamed over the old);
+    /// damaged bytes in it are dropped, as the reader would skip them. Records that
+    /// cannot be opened (`tampered`) are kept as they are and counted in the result.
+    pub(crate) fn rewrite(
+        &self,
+        edit: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
+    ) -> Result<Rewritten, DiskError> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let max_record = self.max_bytes.max(1 << 20);
+        let mut result = Rewritten::default();
+        for index in 0..state.segments.len() {
+            let segment = &state.segments[index];
+            let mut out = Vec::new();
+            let mut changed = false;
+            let mut offset = 0;
+            // Where the reader's position lands in the new file.
+            let mut new_read_offset = None;
+            while offset < segment.len {
+                if index == state.read_index && offset >= state.read_offset && new_read_offset.is_none() {
+                    new_read_offset = Some(out.len() as u64);
+                }
+                match read_record(&segment.file, offset, segment.len, max_record)
+                    .map_err(self.io("reading"))?
+                {
+                    Ok((seq, stored)) => {
+                        offset += HEADER + stored.len() as u64;
+                        let plain = match &self.sealer {
+                            Some(sealer) => match sealer.open_frame(&stored, seq, offset) {
+                                Ok((plain, _)) => Some(plain),
+                                Err(_) => None,
+                            },
+                            None => Some(stored.clone()),
+                        };
+                        let replacement = match plain {
+                            Some(plain) => edit(&plain),
+                            None => {
+                                result.unreadable += 1;
+                                None
+                            }
+                        };
+                        let payload = match replacement {
+                            Some(plain) => {
+                                changed = true;
+                                result.records += 1;
+                                match &self.sealer {
+                                    Some(sealer) => sealer.seal(&plain),
+                                    None => plain,
+                                }
+                            }
+                            None => stored,
+                        };
+                        let mut header = [0u8; HEADER as usize];
+                        header[..4].copy_from_slice(&MAGIC);
+                        header[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+                        header[8..16].copy_from_slice(&seq.to_le_bytes());
+                        header[16..]
+                            .copy_from_slice(&checksum(payload.len() as u32, seq, &payload).to_le_bytes());
+                        out.extend_from_slice(&header);
+                        out.extend_from_slice(&payload);
+                    }
+                    Err(_) => {
+                        changed = true;
+                        offset = find_next_header(&segment.file, offset + 1, segment.len, max_record)
+                            .map_err(self.io("reading"))?
+                            .unwrap_or(segment.len);
+                    }
+                }
+            }
+            if !changed {
+                continue;
+            }
+            let path = segment.path.clone();
+            let tmp = path.with_extension("seg.rewrite");
+            let _ = std::fs::remove_file(&tmp);
+            let mut file = private(OpenOptions::new().write(true).create_new(true))
+                .open(&tmp)
+                .map_err(self.io("writing a rewritten segment"))?;
+            file.write_all(&out)
+                .and_then(|()| file.sync_all())
+                .map_err(self.io("writing a rewritten segment"))?;
+            std::fs::rename(&tmp, &path).map_err(self.io("replacing a segment"))?;
+            File::open(&self.dir).and_then(|d| d.sync_all()).map_err(self.io("syncing the directory"))?;
+            let reader =
+                private(OpenOptions::new().read(true)).open(&path).map_err(self.io("opening a segment"))?;
+            let new_len = out.len() as u64;
+            let old_len = segment.len;
+            let last = index + 1 == state.segments.len();
+            if index == state.read_index {
+                state.read_offset = new_read_offset.unwrap_or(new_len);
+            }
+            state.total = state.total - old_len + new_len;
+            let segment = &mut state.segments[index];
+            segment.file = reader;
+            segment.len = new_len;
+            if last && state.writer.is_some() {
+                // The writer's handle is the replaced file: append to the new one.
+                state.writer = Some(
+                    private(OpenOptions::new().append(true))
+                        .open(&path)
+                        .map_err(self.io("reopening the segment being written"))?,
+                );
+            }
+        }
+        Ok(result)
+    }
+
     /// Records appended since this process opened the buffer.
     #[cfg(test)]
     pub(crate) fn appended(&self) -> u64 {
         self.lock().records
     }
+}
+
+/// The disk buffers this process has open, by directory, so a deletion request
+/// can rewrite them under their own lock (no other process can open them).
+type OpenQueues = Mutex<Vec<(PathBuf, std::sync::Weak<DiskQueue>)>>;
+
+fn open_queues() -> &'static OpenQueues {
+    static QUEUES: std::sync::OnceLock<OpenQueues> = std::sync::OnceLock::new();
+    QUEUES.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Makes an open buffer findable by [`registered`] while it stays open.
+pub(crate) fn register(dir: &Path, queue: &std::sync::Arc<DiskQueue>) {
+    let mut queues = open_queues().lock().unwrap_or_else(|p| p.into_inner());
+    queues.retain(|(_, q)| q.strong_count() > 0);
+    queues.push((dir.to_path_buf(), std::sync::Arc::downgrade(queue)));
+}
+
+/// The buffer in `dir` if this process has it open.
+pub(crate) fn registered(dir: &Path) -> Option<std::sync::Arc<DiskQueue>> {
+    let queues = open_queues().lock().unwrap_or_else(|p| p.into_inner());
+    queues.iter().find(|(d, _)| d == dir).and_then(|(_, q)| q.upgrade())
 }
 
 /// Writes `header` then `payload` without copying them together.

@@ -17,6 +17,29 @@ mod plans;
 
 use crate::event::{schema, Event, EventKind, Section, RECORDED_FIELDS};
 
+/// The fields a data subject is named by (the consent list, deletion requests): a
+/// field under `data`, `tags` or `context`, which a step may change (the envelope's
+/// cached fields may not be).
+pub(crate) fn is_subject_field(path: &str) -> bool {
+    ["data.", "tags.", "context."].iter().any(|p| path.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
+}
+
+/// A subject written `FIELD=VALUE` (`data.agent_id=agent-017`): the field and the
+/// value, trimmed; the error says what is wrong.
+pub(crate) fn parse_subject(text: &str) -> Result<(&str, &str), String> {
+    let Some((field, value)) = text.split_once('=') else {
+        return Err("expected FIELD=VALUE (data.agent_id=agent-017)".to_string());
+    };
+    let (field, value) = (field.trim(), value.trim());
+    if !is_subject_field(field) {
+        return Err(format!("`{field}` is not a field under data, tags or context"));
+    }
+    if value.is_empty() {
+        return Err("the value is empty".to_string());
+    }
+    Ok((field, value))
+}
+
 pub(crate) use key::{IdentityMap, KeyHash, LowBits};
 pub use lang::Test;
 pub(crate) use lang::{decode_conditions, field_ref, field_refs};

@@ -22,7 +22,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -124,6 +124,8 @@ pub struct ServerState {
     pub(crate) auth: Option<AuthConfig>,
     /// Requests refused for a missing or unknown token.
     pub(crate) unauthorized: prometheus::IntCounter,
+    /// What `POST /forget` deletes from.
+    pub(crate) forget: Option<Arc<crate::forget::Targets>>,
 }
 
 impl ServerState {
@@ -132,13 +134,17 @@ impl ServerState {
             "http_unauthorized_total",
             "HTTP requests refused for a missing or unknown bearer token",
         );
-        ServerState { telemetry, ready: false.into(), auth, unauthorized }
+        ServerState { telemetry, ready: false.into(), auth, unauthorized, forget: None }
     }
 }
 
 /// The peer of a connection, for the access log.
 #[derive(Clone, Copy)]
 struct Peer(SocketAddr);
+
+/// The name of the token a request presented, for handlers that record it.
+#[derive(Clone)]
+struct Actor(String);
 
 /// Bearer-token check and access log for every endpoint but `/health`.
 async fn guard(State(state): State<Arc<ServerState>>, request: Request, next: Next) -> Response {
@@ -171,6 +177,8 @@ async fn guard(State(state): State<Arc<ServerState>>, request: Request, next: Ne
         response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         return response;
     };
+    let mut request = request;
+    request.extensions_mut().insert(Actor(who.clone()));
     let response = next.run(request).await;
     let status = response.status().as_u16();
     tracing::info!(target: "access", %peer, who = %who, %method, %path, status, "request");
@@ -209,6 +217,7 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
+        .route("/forget", post(forget))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
@@ -313,4 +322,59 @@ async fn ready(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
         ));
     }
     (StatusCode::OK, body)
+}
+
+/// The largest `POST /forget` body read.
+const FORGET_BODY_LIMIT: usize = 16 * 1024;
+
+/// `POST /forget` with `{"subject": "data.agent_id=agent-017"}`: the deletion
+/// request of `crate::forget`, answered with its outcome (200 when every place
+/// was done, 500 when one was not). Refused unless the server checks tokens: a
+/// deletion must name who asked.
+async fn forget(State(state): State<Arc<ServerState>>, request: Request) -> Response {
+    let plain = |status: StatusCode, text: String| (status, text + "\n").into_response();
+    if state.auth.is_none() {
+        return plain(
+            StatusCode::FORBIDDEN,
+            "POST /forget needs `server.auth`: a deletion request must name who asked".into(),
+        );
+    }
+    let Some(targets) = state.forget.clone() else {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "deletion is not available in this process".into());
+    };
+    let actor = request.extensions().get::<Actor>().map_or_else(|| "unknown".to_string(), |a| a.0.clone());
+    let body = match axum::body::to_bytes(request.into_body(), FORGET_BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(_) => {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is over {FORGET_BODY_LIMIT} bytes"),
+            )
+        }
+    };
+    let subject = serde_json::from_slice::<serde_json::Value>(&body)
+        .map_err(|e| format!("the body is not JSON: {e}"))
+        .and_then(|doc| {
+            doc["subject"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| "expected {\"subject\": \"FIELD=VALUE\"}".to_string())
+        })
+        .and_then(|text| crate::forget::Subject::parse(&text));
+    let subject = match subject {
+        Ok(subject) => subject,
+        Err(message) => return plain(StatusCode::BAD_REQUEST, message),
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let done =
+        tokio::task::spawn_blocking(move || crate::forget::forget(&targets, &subject, &actor, &runtime))
+            .await;
+    match done {
+        Ok(outcome) => {
+            let status = if outcome.complete { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
+            let body = serde_json::to_string_pretty(&outcome).unwrap_or_default() + "\n";
+            (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("the deletion request failed: {e}")),
+    }
 }

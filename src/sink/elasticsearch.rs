@@ -164,7 +164,7 @@ fn fingerprint(batch: &Encoded<'_>) -> (usize, usize, u64) {
 
 /// The part of the index pattern before its first placeholder: what the template
 /// and the deletion cover.
-fn index_prefix(index: &str) -> &str {
+pub(crate) fn index_prefix(index: &str) -> &str {
     &index[..index.find('{').unwrap_or(index.len())]
 }
 

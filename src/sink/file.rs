@@ -102,6 +102,7 @@ impl SinkKind for FileSinkConfig {
                 outputs: HashMap::new(),
                 _enforcer: enforcer,
             }),
+            generation: crate::files::archive_generation(),
         })
     }
 }
@@ -214,12 +215,22 @@ pub(crate) struct FileOutput {
     opened: Instant,
     /// With a path template: the files it writes instead of `file`.
     split: Option<Split>,
+    /// The archive generation `file` was opened in: a deletion request that
+    /// rewrote the archive since (see `forget`) means `file` is a replaced inode.
+    generation: u64,
 }
 
 impl FileOutput {
     pub(crate) async fn open(config: &FileSinkConfig) -> Result<Self, SinkError> {
         let (file, size) = open_append(&config.path).await?;
-        Ok(FileOutput { config: config.clone(), file: Some(file), size, opened: Instant::now(), split: None })
+        Ok(FileOutput {
+            config: config.clone(),
+            file: Some(file),
+            size,
+            opened: Instant::now(),
+            split: None,
+            generation: crate::files::archive_generation(),
+        })
     }
 
     fn path_str(&self) -> String {
@@ -227,6 +238,14 @@ impl FileOutput {
     }
 
     pub(crate) async fn write(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+        // A deletion request rewrites files while holding this exclusively; after
+        // one, the file is opened again (the old handle is the replaced file).
+        let _gate = crate::files::archive_gate().read().await;
+        let generation = crate::files::archive_generation();
+        if generation != self.generation {
+            self.file = None;
+            self.generation = generation;
+        }
         if self.due_for_rotation(bytes.len() as u64) {
             self.rotate().await?;
         }

@@ -9,7 +9,7 @@
 //! was written.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use prometheus::IntCounterVec;
@@ -181,47 +181,77 @@ pub(crate) fn enforce(
     rules: &DeleteAfter,
     now: SystemTime,
 ) -> Vec<(PathBuf, String)> {
-    let pattern = template.pattern();
-    let root = template.root();
-    // The template's depth below its root bounds the walk.
-    let depth =
-        template.text.matches('/').count().saturating_sub(root.to_string_lossy().matches('/').count()) + 1;
     let mut deleted = Vec::new();
-    let mut dirs = vec![(root, 0usize)];
-    while let Some((dir, level)) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(kind) = entry.file_type() else { continue };
-            if kind.is_dir() {
-                if level < depth {
-                    dirs.push((path, level + 1));
-                }
-                continue;
-            }
-            // A template without a directory walks `.`, whose entries read `./name`.
-            let shown = if template.text.starts_with("./") {
-                path.as_path()
-            } else {
-                path.strip_prefix(".").unwrap_or(&path)
-            };
-            let text = shown.to_string_lossy().into_owned();
-            let Some(captures) = pattern.captures(&text) else { continue };
-            let Some(date) = captures.name("date").and_then(|d| day_start(d.as_str())) else { continue };
-            let class = captures.name("class").map(|c| c.as_str().to_string());
-            let Some(age) = rules.age(class.as_deref()) else { continue };
-            let day_end = date + Duration::from_secs(86_400);
-            if now.duration_since(day_end).is_ok_and(|past| past >= age) {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => deleted.push((path, class.unwrap_or_else(|| "*".to_string()))),
-                    Err(e) => {
-                        tracing::error!(path = %path.display(), error = %e, "cannot delete an expired file")
-                    }
+    for (path, captures) in template.existing_files() {
+        let Some(date) = captures.date.as_deref().and_then(day_start) else { continue };
+        let Some(age) = rules.age(captures.class.as_deref()) else { continue };
+        let day_end = date + Duration::from_secs(86_400);
+        if now.duration_since(day_end).is_ok_and(|past| past >= age) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => deleted.push((path, captures.class.unwrap_or_else(|| "*".to_string()))),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot delete an expired file")
                 }
             }
         }
     }
     deleted
+}
+
+/// What a file's name says about its lines.
+#[derive(Debug, Default)]
+pub(crate) struct FileCaptures {
+    pub(crate) class: Option<String>,
+    pub(crate) date: Option<String>,
+}
+
+impl PathTemplate {
+    /// Any path, template or plain: what a file sink writes there.
+    pub(crate) fn any(path: &Path) -> PathTemplate {
+        PathTemplate { text: path.to_string_lossy().into_owned() }
+    }
+
+    /// The files on disk this path writes, rotated ones included: a walk below the
+    /// template's root, no deeper than the template itself.
+    pub(crate) fn existing_files(&self) -> Vec<(PathBuf, FileCaptures)> {
+        let pattern = self.pattern();
+        let root = self.root();
+        let depth =
+            self.text.matches('/').count().saturating_sub(root.to_string_lossy().matches('/').count()) + 1;
+        let mut found = Vec::new();
+        let mut dirs = vec![(root, 0usize)];
+        while let Some((dir, level)) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(kind) = entry.file_type() else { continue };
+                if kind.is_dir() {
+                    if level < depth {
+                        dirs.push((path, level + 1));
+                    }
+                    continue;
+                }
+                if !kind.is_file() {
+                    continue;
+                }
+                // A template without a directory walks `.`, whose entries read `./name`.
+                let shown = if self.text.starts_with("./") {
+                    path.as_path()
+                } else {
+                    path.strip_prefix(".").unwrap_or(&path)
+                };
+                let text = shown.to_string_lossy().into_owned();
+                let Some(captures) = pattern.captures(&text) else { continue };
+                let captures = FileCaptures {
+                    class: captures.name("class").map(|c| c.as_str().to_string()),
+                    date: captures.name("date").map(|d| d.as_str().to_string()),
+                };
+                found.push((path, captures));
+            }
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
+    }
 }
 
 /// The start of a `YYYY-MM-DD` day, UTC.

@@ -10,16 +10,16 @@
 //! closed enums [`OutputConfig`] and [`Output`] and their dispatch.
 
 mod config;
-mod elasticsearch;
-mod file;
-mod file_split;
+pub(crate) mod elasticsearch;
+pub(crate) mod file;
+pub(crate) mod file_split;
 mod http;
 mod influx;
 mod kafka;
 mod metrics;
 mod otlp;
 mod stdout;
-mod task;
+pub(crate) mod task;
 
 use std::ops::Range;
 use std::sync::Arc;

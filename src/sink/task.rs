@@ -58,8 +58,10 @@ impl Buffer {
                 let queue = DiskQueue::open(path, *max_bytes)
                     .map_err(|e| SinkError::Buffer(e.to_string()))?
                     .with_sealer(encryption.clone());
+                let queue = Arc::new(queue);
+                crate::buffer::disk::register(path, &queue);
                 Buffer::Disk(DiskBuffer {
-                    queue: Arc::new(queue),
+                    queue,
                     fsync: *fsync,
                     appended: Notify::new(),
                     delivered: Notify::new(),
@@ -143,7 +145,7 @@ impl SinkTask {
 /// Turns a batch's lines (each followed by a newline, as `encode_lines` writes
 /// them into `buf`) into a disk buffer record, in place: each line's length
 /// (u32 LE) and then the line count are appended after the lines.
-fn pack(mut buf: Vec<u8>, ranges: &[Range<usize>]) -> Vec<u8> {
+pub(crate) fn pack(mut buf: Vec<u8>, ranges: &[Range<usize>]) -> Vec<u8> {
     buf.reserve(4 * ranges.len() + 4);
     for range in ranges {
         buf.extend_from_slice(&(range.len() as u32).to_le_bytes());
@@ -155,7 +157,7 @@ fn pack(mut buf: Vec<u8>, ranges: &[Range<usize>]) -> Vec<u8> {
 /// The lines of a packed record: the buffer and each line's range in it. `None`
 /// when the lengths do not add up (the record passed its checksum, so this means
 /// a record written by something else).
-fn unpack(payload: &[u8]) -> Option<(&[u8], Vec<Range<usize>>)> {
+pub(crate) fn unpack(payload: &[u8]) -> Option<(&[u8], Vec<Range<usize>>)> {
     let count_at = payload.len().checked_sub(4)?;
     let count = u32::from_le_bytes(payload[count_at..].try_into().ok()?) as usize;
     let lens_at = count_at.checked_sub(count.checked_mul(4)?)?;

@@ -32,6 +32,7 @@ use super::Step;
 use crate::decode::secret::Secret;
 use crate::decode::{one_of, Diagnostics, MapReader};
 use crate::event::{Batch, Event};
+use crate::fields::{is_subject_field, parse_subject};
 
 /// How often the list file is checked for changes.
 const RELOAD_EVERY: Duration = Duration::from_secs(1);
@@ -50,12 +51,6 @@ pub struct ConsentStepConfig {
     pub(crate) hash_key: Option<Secret>,
     /// Fields replaced by their HMAC; by default the fields the list names.
     pub(crate) identifying: Vec<String>,
-}
-
-/// The fields a subject may be named by or pseudonymized in: what a step may change
-/// (the envelope's cached fields may not be).
-fn is_subject_field(path: &str) -> bool {
-    ["data.", "tags.", "context."].iter().any(|p| path.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
 }
 
 impl ConsentStepConfig {
@@ -150,16 +145,7 @@ impl OptOut {
                 continue;
             }
             let at = format!("{}:{}", path.display(), index + 1);
-            let Some((field, value)) = line.split_once('=') else {
-                return Err(format!("{at}: expected FIELD=VALUE (data.agent_id=agent-017)"));
-            };
-            let (field, value) = (field.trim(), value.trim());
-            if !is_subject_field(field) {
-                return Err(format!("{at}: `{field}` is not a field under data, tags or context"));
-            }
-            if value.is_empty() {
-                return Err(format!("{at}: the value is empty"));
-            }
+            let (field, value) = parse_subject(line).map_err(|e| format!("{at}: {e}"))?;
             by_field.entry(field.to_string()).or_default().insert(value.to_string());
         }
         let mut by_field: Vec<(String, HashSet<String>)> = by_field.into_iter().collect();

@@ -6,6 +6,12 @@ fn payload(i: u64, size: usize) -> Vec<u8> {
     p
 }
 
+/// The record number `payload` wrote.
+fn number_of(payload: &[u8]) -> u64 {
+    let text = String::from_utf8_lossy(payload);
+    text.trim_start_matches("record-").split(':').next().and_then(|n| n.parse().ok()).expect("numbered")
+}
+
 /// Reads and delivers everything; the payloads' record numbers and the losses.
 fn drain(queue: &DiskQueue) -> (Vec<u64>, Vec<(Damage, u64)>) {
     let mut seen = Vec::new();
@@ -14,14 +20,7 @@ fn drain(queue: &DiskQueue) -> (Vec<u64>, Vec<(Damage, u64)>) {
         let (record, losses) = queue.next().expect("read");
         lost.extend(losses.0);
         let Some(record) = record else { break };
-        let text = String::from_utf8_lossy(&record.payload).into_owned();
-        let n: u64 = text
-            .trim_start_matches("record-")
-            .split(':')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .expect("numbered");
-        seen.push(n);
+        seen.push(number_of(&record.payload));
         queue.delivered(record.seq).expect("delivered");
     }
     (seen, lost)
@@ -281,4 +280,68 @@ fn encrypted_records_hide_their_payload_and_tampering_is_counted() {
     let (seen, lost) = drain(&q);
     assert_eq!(seen, vec![0, 2], "the intact records, decrypted");
     assert_eq!(lost, vec![(Damage::Tampered, 1)]);
+}
+
+#[test]
+fn a_rewrite_replaces_records_in_place_and_the_reader_and_writer_carry_on() {
+    for sealed in [false, true] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let sealer = || sealed.then(|| crate::seal::Sealer::from_key_text(&"5a".repeat(32)).expect("key"));
+        // Small segments (128 KiB for 1 MiB) so the records span several of them.
+        let q = DiskQueue::open(dir.path(), 1 << 20).expect("open").with_sealer(sealer());
+        for i in 0..80 {
+            assert_eq!(q.append(&payload(i, 5_000)).expect("append"), Appended::Written);
+        }
+        assert!(segments(dir.path()).len() >= 3, "spans segments");
+        // Six read and confirmed, two more read and in flight.
+        for _ in 0..6 {
+            let (record, _) = q.next().expect("read");
+            q.delivered(record.expect("record").seq).expect("confirm");
+        }
+        for _ in 0..2 {
+            assert!(q.next().expect("read").0.is_some());
+        }
+        // Every record whose number is a multiple of 3 is cut to its number alone.
+        let mut edit = |p: &[u8]| {
+            let n = number_of(p);
+            n.is_multiple_of(3).then(|| format!("record-{n}:short").into_bytes())
+        };
+        let before = q.bytes();
+        let result = q.rewrite(&mut edit).expect("rewrite");
+        // Records 0..6 were delivered and their first segment may be gone; every
+        // multiple of 3 still on disk was replaced.
+        assert!(result.records >= 24, "{result:?}");
+        assert_eq!(result.unreadable, 0);
+        assert!(q.bytes() < before, "the rewritten segments are smaller");
+        let on_disk: Vec<u8> =
+            segments(dir.path()).iter().flat_map(|s| std::fs::read(s).expect("read")).collect();
+        if !sealed {
+            assert!(on_disk.windows(10).any(|w| w == b"record-9:s"), "replaced on disk");
+            assert!(!on_disk.windows(10).any(|w| w == b"record-9:x"), "the original is gone from disk");
+        }
+        // The writer appends after the rewrite, the reader goes on where it was.
+        q.append(&payload(80, 100)).expect("append after the rewrite");
+        let mut seen = Vec::new();
+        loop {
+            let (record, losses) = q.next().expect("read");
+            assert!(losses.0.is_empty(), "{losses:?}");
+            let Some(record) = record else { break };
+            let text = String::from_utf8_lossy(&record.payload).into_owned();
+            let n = number_of(&record.payload);
+            assert_eq!(
+                text.ends_with(":short"),
+                n.is_multiple_of(3) && n < 80,
+                "record {n}: {}",
+                &text[..20.min(text.len())]
+            );
+            seen.push(n);
+            q.delivered(record.seq).expect("confirm");
+        }
+        assert_eq!(seen, (8..81).collect::<Vec<_>>(), "in order, none lost or repeated");
+        drop(q);
+        // A restart reads the rewritten files: nothing is left to deliver.
+        let q = DiskQueue::open(dir.path(), 1 << 20).expect("reopen").with_sealer(sealer());
+        let (record, losses) = q.next().expect("read");
+        assert!(record.is_none() && losses.0.is_empty());
+    }
 }
