@@ -19,9 +19,11 @@
 //! ([`crate::files::archive_gate`]); disk buffers are rewritten under their own
 //! lock.
 //!
-//! What deletion cannot reach: events between source and sinks at the moment of
-//! the request (a batch in flight, a buffer record being delivered). Put the
-//! subject on the consent list first so no new events of theirs are kept.
+//! A sink retrying a buffer record it took before the rewrite reads it again
+//! (`DiskQueue::reread`) instead of sending the old copy. What deletion cannot
+//! reach: events between source and sinks at the moment of the request (a batch
+//! in flight, a write under way). Put the subject on the consent list first so no
+//! new valid events of theirs are kept.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

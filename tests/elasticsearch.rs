@@ -347,6 +347,26 @@ fn holdings(dir: &std::path::Path, cluster: &Cluster, agent: &str) -> (usize, us
     (archive, dead, indexed, bytes_below_hold(&dir.join("buffer"), &format!("\"agent_id\":\"{agent}\"")))
 }
 
+/// Appends a dead letter of the agent's, as the pipeline writes one for input it
+/// cannot parse. The run has no malformed input, so the dead-letter sink writes
+/// nothing itself: bad input never passes the consent step, and a subject's bad
+/// input arriving after a deletion is new data the request did not cover.
+fn add_dead_letter(dir: &std::path::Path, agent: &str) {
+    let dead_letter = json!({
+        "time": 1_767_225_600_000u64,
+        "stage": "decode",
+        "reason": "EOF while parsing an object at line 1 column 60",
+        "source": {"kind": "generator", "seq": 1},
+        "raw": format!(r#"{{"event_id":"x","data":{{"agent_id":"{agent}","task_id":"#),
+    });
+    let mut dead = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(dir.join("dead.jsonl"))
+        .expect("dead letters");
+    std::io::Write::write_all(&mut dead, format!("{dead_letter}\n").as_bytes()).expect("append");
+}
+
 #[test]
 fn forget_removes_a_subject_from_archives_dead_letters_buffers_and_the_index() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -355,11 +375,15 @@ fn forget_removes_a_subject_from_archives_dead_letters_buffers_and_the_index() {
     let opt_out = dir.path().join("opt-out.txt");
     std::fs::write(&opt_out, "# nobody yet\n").expect("list");
     let token = "forget-token-0123456789";
-    // `stuck` posts to a port nobody listens on: its events stay in its disk buffer.
+    // `stuck` posts to a receiver that answers 503 until after the deletion: its
+    // events wait in its disk buffer, one batch of them in the sink's hands.
+    let receiver = Arc::new(common::receiver::Receiver::default());
+    receiver.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (receiver_addr, _receiver_runtime) = common::receiver::serve(receiver.clone());
     let config = write_config(
         dir.path(),
         &format!(
-            "source: {{type: generator, rate: 400, malformed_ratio: 0.05}}\n\
+            "source: {{type: generator, rate: 400}}\n\
              limits: {{drain_timeout: 3s}}\n\
              pipeline:\n\
              \x20 - {{type: consent, opt_out: {list}}}\n\
@@ -367,7 +391,7 @@ fn forget_removes_a_subject_from_archives_dead_letters_buffers_and_the_index() {
              sinks:\n\
              \x20 - {{name: archive, type: file, path: \"{dir}/out/{{retention}}/events-{{date}}.jsonl\"}}\n\
              \x20 - {{name: index, type: elasticsearch, url: \"http://{es}\", gzip: false}}\n\
-             \x20 - {{name: stuck, type: http, url: \"http://127.0.0.1:{dead_port}/ingest\", buffer: {{type: disk, path: {dir}/buffer}}}}\n\
+             \x20 - {{name: stuck, type: http, url: \"http://{receiver_addr}/ingest\", buffer: {{type: disk, path: {dir}/buffer}}}}\n\
              dead_letter: {{type: file, path: {dir}/dead.jsonl}}\n\
              server:\n\
              \x20 listen: \"127.0.0.1:{listen}\"\n\
@@ -375,7 +399,6 @@ fn forget_removes_a_subject_from_archives_dead_letters_buffers_and_the_index() {
              audit: {{path: {dir}/audit.jsonl}}\n",
             list = opt_out.display(),
             dir = dir.path().display(),
-            dead_port = common::free_port(),
             listen = common::free_port(),
         ),
     );
@@ -412,8 +435,12 @@ fn forget_removes_a_subject_from_archives_dead_letters_buffers_and_the_index() {
     });
     // Batches past the consent step when it took effect reach their sinks.
     std::thread::sleep(Duration::from_secs(2));
-    let (archive, _, indexed, buffered) = holdings(dir.path(), &cluster, &first);
-    assert!(archive > 0 && indexed > 0 && buffered, "held before: {archive} {indexed} {buffered}");
+    add_dead_letter(dir.path(), &first);
+    let (archive, dead, indexed, buffered) = holdings(dir.path(), &cluster, &first);
+    assert!(
+        archive > 0 && dead > 0 && indexed > 0 && buffered,
+        "held before: {archive} {dead} {indexed} {buffered}"
+    );
 
     let forget = |extra: &[&str], token: Option<&str>| {
         let mut cmd = command();
@@ -453,6 +480,13 @@ fn forget_removes_a_subject_from_archives_dead_letters_buffers_and_the_index() {
             && text.contains("stuck buffer"),
         "{text}"
     );
+    // The receiver comes back: the buffer drains, and not one of the subject's
+    // events reaches it, not even from the batch the sink held while retrying.
+    receiver.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let answered = |r: &common::receiver::Request| r.answered < 300;
+    common::wait_for("the buffered events delivered", || {
+        (receiver.requests.lock().expect("requests").iter().filter(|r| answered(r)).count() > 3).then_some(())
+    });
     // The pipeline goes on writing the others' events to the reopened files.
     let before = lines_below(&dir.path().join("out")).len();
     common::wait_for("archive written after the rewrite", || {
@@ -461,6 +495,15 @@ fn forget_removes_a_subject_from_archives_dead_letters_buffers_and_the_index() {
     running.signal("TERM");
     let (code, summary) = running.finish(Duration::from_secs(60));
     assert_eq!(code, 0, "{summary}");
+    let mut delivered = 0;
+    for request in receiver.requests.lock().expect("requests").iter().filter(|r| answered(r)) {
+        for line in request.body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let event: Value = serde_json::from_slice(line).expect("a JSON line");
+            assert_ne!(event["data"]["agent_id"], first.as_str(), "{first}'s event reached the receiver");
+            delivered += 1;
+        }
+    }
+    assert!(delivered > 100, "the buffer drained: {delivered}");
     assert_eq!(holdings(dir.path(), &cluster, &first), (0, 0, 0, false), "{first} is held nowhere");
 
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit log");
@@ -475,18 +518,7 @@ fn forget_removes_a_subject_from_archives_dead_letters_buffers_and_the_index() {
     assert!(!audit.contains(&first), "the audit log names the subject by digest only");
 
     // The second subject, with the pipeline stopped: the command does it itself.
-    // A dead letter of theirs as the pipeline writes one for input it cannot parse
-    // (the generator's malformed lines may or may not name this agent).
-    let dead_letter = json!({
-        "time": 1_767_225_600_000u64,
-        "stage": "decode",
-        "reason": "EOF while parsing an object at line 1 column 60",
-        "source": {"kind": "generator", "seq": 1},
-        "raw": format!(r#"{{"event_id":"x","data":{{"agent_id":"{second}","task_id":"#),
-    });
-    let mut dead =
-        std::fs::OpenOptions::new().append(true).open(dir.path().join("dead.jsonl")).expect("dead letters");
-    std::io::Write::write_all(&mut dead, format!("{dead_letter}\n").as_bytes()).expect("append");
+    add_dead_letter(dir.path(), &second);
     let (archive, dead, indexed, _) = holdings(dir.path(), &cluster, &second);
     assert!(archive > 0 && dead > 0 && indexed > 0, "{second}: {archive} {dead} {indexed}");
     let others = lines_below(&dir.path().join("out")).len() - archive;

@@ -134,6 +134,9 @@ pub(crate) struct DiskQueue {
     _lock: File,
     /// Seals payloads on the way in and opens them on the way out.
     sealer: Option<Sealer>,
+    /// How many [`Self::rewrite`] calls changed a record: a record taken before
+    /// one is read again ([`Self::reread`]) rather than sent as it was.
+    rewrites: std::sync::atomic::AtomicU64,
 }
 
 impl DiskQueue {
@@ -215,6 +218,7 @@ impl DiskQueue {
             pointer,
             _lock: lock,
             sealer: None,
+            rewrites: std::sync::atomic::AtomicU64::new(0),
         };
         Ok(queue)
     }
@@ -534,7 +538,47 @@ impl DiskQueue {
                 );
             }
         }
+        if result.records > 0 {
+            self.rewrites.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
         Ok(result)
+    }
+
+    /// How many rewrites changed records so far.
+    pub(crate) fn rewrites(&self) -> u64 {
+        self.rewrites.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The record `seq` as it is on disk now (opened, when sealed); `None` when it
+    /// is no longer there or cannot be read. For a record taken before a rewrite.
+    pub(crate) fn reread(&self, seq: u64) -> Result<Option<Vec<u8>>, DiskError> {
+        let state = self.lock();
+        let max_record = self.max_bytes.max(1 << 20);
+        let Some(index) = state.segments.iter().rposition(|s| s.first_seq <= seq) else { return Ok(None) };
+        let segment = &state.segments[index];
+        let mut offset = 0;
+        while offset < segment.len {
+            match read_record(&segment.file, offset, segment.len, max_record).map_err(self.io("reading"))? {
+                Ok((found, stored)) => {
+                    let at = offset;
+                    offset += HEADER + stored.len() as u64;
+                    if found != seq {
+                        continue;
+                    }
+                    return Ok(match &self.sealer {
+                        Some(sealer) => sealer.open_frame(&stored, seq, at).ok().map(|(plain, _)| plain),
+                        None => Some(stored),
+                    });
+                }
+                Err(_) => match find_next_header(&segment.file, offset + 1, segment.len, max_record)
+                    .map_err(self.io("reading"))?
+                {
+                    Some(next) => offset = next,
+                    None => break,
+                },
+            }
+        }
+        Ok(None)
     }
 
     /// Records appended since this process opened the buffer.

@@ -89,6 +89,9 @@ enum Written {
     /// Not written: the deadline passed, or the run is ending and the output is
     /// failing (a disk buffer keeps the batch for the next run).
     Stopped,
+    /// Not written, and the disk buffer's records were rewritten since the batch
+    /// was taken (a deletion request): it is to be read again before a retry.
+    Rewritten,
 }
 
 /// A batch taken from the buffer, with what completes it.
@@ -383,37 +386,55 @@ impl Drain<'_> {
                     };
                     let count = side.map_or(ranges.len(), |s| s.count) as u64;
                     let encoded = Encoded { buf: &buf, ranges: &ranges, side };
-                    match self.write(&encoded, false).await {
+                    match self.write(&encoded, None).await {
                         Written::Done(refused) => {
                             self.settle(&encoded, count, refused, Some(&message.delivery)).await;
                             message.delivery.ack();
                         }
-                        Written::Stopped => {
+                        // (`Rewritten` comes only for a batch from a disk buffer.)
+                        Written::Stopped | Written::Rewritten => {
                             self.counters.failed.inc_by(count);
                             tracing::error!(sink = %self.name, events = count, "giving up on a batch at shutdown; it is not acknowledged");
                         }
                     }
                 }
-                Taken::Disk(record) => {
+                Taken::Disk(mut record) => {
                     let Buffer::Disk(disk) = self.buffer else { return };
-                    let Some((lines, ranges)) = unpack(&record.payload) else {
-                        tracing::error!(sink = %self.name, seq = record.seq, "a disk buffer record does not hold lines; skipped");
-                        self.metrics.count_losses(&crate::buffer::disk::Losses(vec![(
-                            crate::buffer::disk::Damage::Corrupt,
-                            1,
-                        )]));
-                        self.confirm(disk, record.seq, 0).await;
-                        continue;
-                    };
-                    let encoded = Encoded { buf: lines, ranges: &ranges, side: None };
-                    let count = ranges.len() as u64;
-                    match self.write(&encoded, true).await {
-                        Written::Done(refused) => {
-                            self.settle(&encoded, count, refused, None).await;
-                            self.confirm(disk, record.seq, count).await;
+                    loop {
+                        let Some((lines, ranges)) = unpack(&record.payload) else {
+                            tracing::error!(sink = %self.name, seq = record.seq, "a disk buffer record does not hold lines; skipped");
+                            self.metrics.count_losses(&crate::buffer::disk::Losses(vec![(
+                                crate::buffer::disk::Damage::Corrupt,
+                                1,
+                            )]));
+                            self.confirm(disk, record.seq, 0).await;
+                            break;
+                        };
+                        let encoded = Encoded { buf: lines, ranges: &ranges, side: None };
+                        let count = ranges.len() as u64;
+                        match self.write(&encoded, Some(disk.queue.rewrites())).await {
+                            Written::Done(refused) => {
+                                self.settle(&encoded, count, refused, None).await;
+                                self.confirm(disk, record.seq, count).await;
+                                break;
+                            }
+                            // Left in the buffer for the next run.
+                            Written::Stopped => return,
+                            // A deletion request removed lines from the buffer: the
+                            // retry sends the record as it is now, never the copy
+                            // taken before.
+                            Written::Rewritten => match disk.queue.reread(record.seq) {
+                                Ok(Some(payload)) => record.payload = payload,
+                                Ok(None) => {
+                                    self.confirm(disk, record.seq, 0).await;
+                                    break;
+                                }
+                                Err(error) => {
+                                    tracing::error!(sink = %self.name, %error, "cannot read a rewritten buffer record again; it stays for the next run");
+                                    return;
+                                }
+                            },
                         }
-                        // Left in the buffer for the next run.
-                        Written::Stopped => return,
                     }
                 }
             }
@@ -473,7 +494,10 @@ impl Drain<'_> {
 
     /// Writes one batch: retried while the error is transient, until it is
     /// written, refused, or the run ends (see [`Written::Stopped`]).
-    async fn write(&mut self, encoded: &Encoded<'_>, disk_backed: bool) -> Written {
+    /// `rewrites_seen`: for a batch taken from a disk buffer, the buffer's rewrite
+    /// count when it was read.
+    async fn write(&mut self, encoded: &Encoded<'_>, rewrites_seen: Option<u64>) -> Written {
+        let disk_backed = rewrites_seen.is_some();
         loop {
             if self.give_up.is_cancelled() {
                 return Written::Stopped;
@@ -510,6 +534,11 @@ impl Drain<'_> {
                             tracing::warn!(sink = %self.name, error = %e, "output failing at shutdown; the disk buffer keeps the rest for the next run");
                         }
                         return Written::Stopped;
+                    }
+                    if let (Buffer::Disk(disk), Some(seen)) = (self.buffer, rewrites_seen) {
+                        if disk.queue.rewrites() != seen {
+                            return Written::Rewritten;
+                        }
                     }
                 }
             }
@@ -589,12 +618,12 @@ impl Drain<'_> {
         }
         tracing::error!(sink = %self.name, records = refused.len(), "the dead-letter sink refused records; writing summaries in their place");
         let summaries = Encoded { buf: &buf, ranges: &ranges, side: None };
-        match self.write(&summaries, false).await {
+        match self.write(&summaries, None).await {
             Written::Done(again) if again.is_empty() => {}
             Written::Done(again) => {
                 tracing::error!(sink = %self.name, records = again.len(), "the dead-letter sink refused the summaries too; these records are lost (counted in sink_events_total, outcome refused)");
             }
-            Written::Stopped => {
+            Written::Stopped | Written::Rewritten => {
                 tracing::error!(sink = %self.name, "the run ended before the summaries of refused dead letters were written");
             }
         }

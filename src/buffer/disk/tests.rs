@@ -313,6 +313,11 @@ fn a_rewrite_replaces_records_in_place_and_the_reader_and_writer_carry_on() {
         assert!(result.records >= 24, "{result:?}");
         assert_eq!(result.unreadable, 0);
         assert!(q.bytes() < before, "the rewritten segments are smaller");
+        // Record 6 was taken before the rewrite: read again, it is the new one.
+        assert_eq!(q.rewrites(), 1);
+        let again = q.reread(6).expect("reread").expect("still on disk");
+        assert_eq!(again, b"record-6:short");
+        assert_eq!(q.reread(1_000).expect("reread"), None, "never written");
         let on_disk: Vec<u8> =
             segments(dir.path()).iter().flat_map(|s| std::fs::read(s).expect("read")).collect();
         if !sealed {
