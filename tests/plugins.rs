@@ -132,7 +132,14 @@ fn hot_swap_under_load_loses_nothing_repeats_nothing_and_never_splits_a_batch() 
         cmd
     });
     let addr = running.wait_for_address(Duration::from_secs(60));
+    // Each version must serve a batch before the next replaces it: with compiled
+    // plugins cached, a swap can take less time than a batch takes to fill. Counted
+    // from when the swap is seen done, three batches: up to two (one per worker)
+    // may have been under way with the version before.
+    let processed = "synaptic_telemetry_step_events_total{outcome=\"out\",step=\"stamp\"}";
+    let mut since = 0.0;
     for version in 1..=SWAPS {
+        wait_for_metric(addr, processed, since + 3.0 * BATCH as f64, Duration::from_secs(20));
         replace_plugin(&plugins, "stamp.wasm", &stamp_version(version), version as usize);
         wait_for_metric(
             addr,
@@ -140,6 +147,7 @@ fn hot_swap_under_load_loses_nothing_repeats_nothing_and_never_splits_a_batch() 
             version as f64,
             Duration::from_secs(20),
         );
+        since = metric(&http_get(addr, "/metrics").1, processed).unwrap_or(0.0);
     }
     let read_so_far =
         metric(&http_get(addr, "/metrics").1, "synaptic_telemetry_source_events_total").unwrap_or(0.0);
