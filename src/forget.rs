@@ -51,6 +51,8 @@ pub struct Subject {
     field: String,
     path: Vec<String>,
     value: String,
+    /// The value as a JSON string (`"agent-017"`): what text is searched for.
+    quoted: String,
 }
 
 impl Subject {
@@ -58,7 +60,8 @@ impl Subject {
     pub fn parse(text: &str) -> Result<Subject, String> {
         let (field, value) = parse_subject(text)?;
         let path = field.split('.').map(str::to_string).collect();
-        Ok(Subject { field: field.to_string(), path, value: value.to_string() })
+        let quoted = serde_json::Value::from(value).to_string();
+        Ok(Subject { field: field.to_string(), path, value: value.to_string(), quoted })
     }
 
     pub fn field(&self) -> &str {
@@ -112,8 +115,7 @@ impl Subject {
         if let Ok(doc) = serde_json::from_str::<Value>(text) {
             return self.anywhere(&doc);
         }
-        let quoted = serde_json::to_string(&self.value).unwrap_or_default();
-        text.contains(&quoted)
+        text.contains(&self.quoted)
     }
 
     /// Whether one output line (an event or a dead letter) is the subject's.
@@ -121,9 +123,7 @@ impl Subject {
         let doc = match serde_json::from_slice::<Value>(line) {
             Ok(doc @ Value::Object(_)) => doc,
             _ => {
-                let text = String::from_utf8_lossy(line);
-                let quoted = serde_json::to_string(&self.value).unwrap_or_default();
-                return text.contains(&quoted);
+                return memchr::memmem::find(line, self.quoted.as_bytes()).is_some();
             }
         };
         if self.at_field(&doc) {
@@ -160,13 +160,19 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> ForgetError + '_ {
     move |source| ForgetError::Io { path: path.display().to_string(), source }
 }
 
+/// Whether a line as read (with its newline, if any) is the subject's; blank
+/// lines are nobody's.
+fn owned(subject: &Subject, line: &[u8]) -> bool {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    !body.is_empty() && subject.owns_line(body)
+}
+
 /// Lines of `text` (each with its newline) that are not the subject's, and how
 /// many were removed.
 fn keep_lines(subject: &Subject, text: &[u8], kept: &mut Vec<u8>) -> u64 {
     let mut removed = 0;
     for line in text.split_inclusive(|b| *b == b'\n') {
-        let body = line.strip_suffix(b"\n").unwrap_or(line);
-        if !body.is_empty() && subject.owns_line(body) {
+        if owned(subject, line) {
             removed += 1;
         } else {
             kept.extend_from_slice(line);
@@ -239,8 +245,7 @@ fn copy_lines(
                 message: format!("a line longer than {MAX_LINE} bytes"),
             });
         }
-        let body = line.strip_suffix(b"\n").unwrap_or(&line);
-        if !body.is_empty() && subject.owns_line(body) {
+        if owned(subject, &line) {
             removed += 1;
         } else {
             out.write_all(&line).map_err(io_error(path))?;

@@ -12,7 +12,7 @@
 //! as a sink's: `event_type`, `component`, `min_severity`), and `default` (the
 //! class of an event no row matches; `low`). Counted per class.
 
-use prometheus::IntCounterVec;
+use prometheus::{IntCounter, IntCounterVec};
 use serde_json::Value;
 
 use super::Step;
@@ -100,22 +100,22 @@ impl RetentionStepConfig {
 #[derive(Clone)]
 pub(crate) struct RetentionStep {
     name: String,
-    classes: Vec<(Value, Matcher)>,
-    default: Value,
-    counted: IntCounterVec,
+    /// Each row's class, its matcher, and its counter (resolved once, not per event).
+    classes: Vec<(Value, Matcher, IntCounter)>,
+    default: (Value, IntCounter),
 }
 
 impl RetentionStep {
     fn new(name: &str, config: &RetentionStepConfig, counted: IntCounterVec) -> Self {
+        let counter = |class: &str| counted.with_label_values(&[name, class]);
         RetentionStep {
             name: name.to_string(),
             classes: config
                 .classes
                 .iter()
-                .map(|(c, m)| (Value::String(c.clone()), Matcher::new(m)))
+                .map(|(c, m)| (Value::String(c.clone()), Matcher::new(m), counter(c)))
                 .collect(),
-            default: Value::String(config.default.clone()),
-            counted,
+            default: (Value::String(config.default.clone()), counter(&config.default)),
         }
     }
 }
@@ -131,8 +131,12 @@ impl Step for RetentionStep {
 
     fn process(&mut self, batch: &mut Batch) {
         for event in &mut batch.events {
-            let class = self.classes.iter().find(|(_, m)| m.matches(event)).map_or(&self.default, |(c, _)| c);
-            self.counted.with_label_values(&[&self.name, class.as_str().unwrap_or_default()]).inc();
+            let (class, counter) = self
+                .classes
+                .iter()
+                .find(|(_, m, _)| m.matches(event))
+                .map_or((&self.default.0, &self.default.1), |(c, _, n)| (c, n));
+            counter.inc();
             event.set_tag(RETENTION_TAG, class.clone());
         }
     }
