@@ -183,6 +183,27 @@ pub fn forget_stopped(
     Ok(crate::forget::forget(&targets, subject, actor, runtime.handle()))
 }
 
+/// `replay`: the records through the config's steps and through a copy with
+/// `with` swapped in (see `Config::with_candidate`), compared. Returns the
+/// differences and the two versions' descriptions.
+pub fn replay(
+    config: &Config,
+    with: &[std::path::PathBuf],
+    step: Option<&str>,
+    records: impl Iterator<Item = crate::replay::Record>,
+    show: usize,
+) -> anyhow::Result<(crate::replay::Diff, String)> {
+    let (candidate, changes) = config.with_candidate(with, step)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let diff = runtime.block_on(async {
+        let current = config.replay_version("current").context("building the current pipeline")?;
+        let candidate = candidate.replay_version("candidate").context("building the candidate pipeline")?;
+        crate::replay::run(records, current, candidate, show).await
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    Ok((diff, changes.join("; ")))
+}
+
 /// The config's audit trail, open until the session is dropped.
 fn open_audit(config: &Config) -> anyhow::Result<Option<crate::audit::AuditSession>> {
     let Some(audit) = &config.audit else { return Ok(None) };

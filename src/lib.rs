@@ -120,6 +120,7 @@ pub mod kafka_client;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
+pub mod replay;
 pub(crate) mod retry;
 pub(crate) mod route;
 pub(crate) mod scrub;

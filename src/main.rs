@@ -104,6 +104,11 @@ enum Command {
         #[arg(long)]
         ca_file: Option<PathBuf>,
     },
+    /// Run recorded events through the pipeline as configured and with a candidate
+    /// plugin or rule set, side by side, and print what differs: each step's
+    /// verdicts, the alerts that fire (on event time), the metrics. Exit code 0:
+    /// no difference; 1: differences; 2: the replay could not run.
+    Replay(ReplayArgs),
     /// Write synthetic codex-synaptic events as JSON Lines.
     Generate {
         #[arg(long)]
@@ -123,6 +128,35 @@ enum Command {
         #[arg(long, default_value_t = 1000.0)]
         rate: f64,
     },
+}
+
+/// `replay`'s arguments.
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("events").required(true).args(["input", "kafka"]))]
+struct ReplayArgs {
+    /// The pipeline's config (default: the built-in demo's).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// JSON Lines of recorded events (`-` for standard input).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// A Kafka partition's range: TOPIC:PARTITION:FROM-TO (offsets, both included).
+    #[arg(long, value_name = "TOPIC:PARTITION:FROM-TO")]
+    kafka: Option<synaptic_telemetry::replay::KafkaRange>,
+    /// The brokers for --kafka.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// The candidate: a plugin file (.wasm, .rhai) or alert rules (a directory
+    /// or a .yaml file). Repeat to swap several.
+    #[arg(long = "with", required = true, value_name = "PATH")]
+    with: Vec<PathBuf>,
+    /// The plugin step a candidate plugin replaces (default: the step running a
+    /// file of the same name, or the only plugin step).
+    #[arg(long)]
+    step: Option<String>,
+    /// Events whose verdict changed to show as examples.
+    #[arg(long, default_value_t = 10)]
+    show: usize,
 }
 
 #[derive(Subcommand)]
@@ -183,6 +217,7 @@ fn main() -> ExitCode {
             (Some(config), None) => forget_local(&subject, &config),
             (None, None) => Err(anyhow::anyhow!("forget needs --config or --url")),
         },
+        Command::Replay(args) => Ok(replay(&args)),
         Command::Generate { count, out, malformed_ratio, seed, start_ms, rate } => {
             generate(count, out.as_deref(), malformed_ratio, seed, start_ms, rate)
         }
@@ -429,6 +464,47 @@ fn print_forget_outcome(outcome: &serde_json::Value) -> anyhow::Result<ExitCode>
         }
     )?;
     Ok(if complete { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `replay`: errors are exit code 2, so a CI job tells "differs" (1) from
+/// "could not tell" (2).
+fn replay(args: &ReplayArgs) -> ExitCode {
+    match replay_report(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {}", secret::mask(&format!("{e:#}")));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the replay and prints the report; true when nothing differs.
+fn replay_report(args: &ReplayArgs) -> anyhow::Result<bool> {
+    use synaptic_telemetry::replay::{file_records, kafka_records, report, Record};
+    let (config, config_name) = match &args.config {
+        Some(path) => (load(path)?, path.display().to_string()),
+        None => (demo_config(true, None)?, "the demo config".to_string()),
+    };
+    let brokers = args.brokers.as_str();
+    let stopped = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let (records, input_name): (Box<dyn Iterator<Item = Record>>, String) = match (&args.input, &args.kafka) {
+        (Some(path), _) => {
+            (Box::new(file_records(path, config.limits.max_event_bytes())?), path.display().to_string())
+        }
+        (None, Some(range)) => (
+            Box::new(kafka_records(brokers, range, std::time::Duration::from_secs(10), stopped.clone())?),
+            format!("{}:{} offsets {}-{} at {brokers}", range.topic, range.partition, range.from, range.to),
+        ),
+        (None, None) => anyhow::bail!("replay needs --input or --kafka"),
+    };
+    let (diff, changes) = app::replay(&config, &args.with, args.step.as_deref(), records, args.show)?;
+    if let Some(why) = stopped.lock().ok().and_then(|mut s| s.take()) {
+        anyhow::bail!("the Kafka range was not read to its end: {why}");
+    }
+    let mut out = std::io::stdout().lock();
+    report(&diff, &input_name, &config_name, &changes, &mut out).context("writing the report")?;
+    Ok(diff.changes() == 0)
 }
 
 fn decrypt(files: &[PathBuf], key_file: Option<&Path>, key_env: &str) -> anyhow::Result<ExitCode> {

@@ -31,6 +31,16 @@ pub struct AlertsConfig {
     pub(crate) reload: bool,
     /// On shutdown, how long receivers may take to deliver what is left.
     pub(crate) flush_timeout: Duration,
+    /// Which clock the rules run on.
+    pub(crate) clock: ClockMode,
+}
+
+/// `clock: wall` (live traffic) or `clock: event` (recorded events: the rules
+/// run on the events' timestamps, see `alert::clock`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockMode {
+    Wall,
+    Event,
 }
 
 /// The alert engine's metrics.
@@ -106,6 +116,13 @@ impl AlertsConfig {
         let digest_at_minute = decode_info(map.node("info"), cx);
         let reload = map.or("reload", true, cx);
         let flush_timeout = map.or("flush_timeout", Duration::from_secs(10), cx);
+        let clock = match map.node("clock") {
+            Some(n) => {
+                crate::decode::one_of(n, &[("wall", ClockMode::Wall), ("event", ClockMode::Event)], cx)
+                    .unwrap_or(ClockMode::Wall)
+            }
+            None => ClockMode::Wall,
+        };
         let receivers = match map.node("receivers") {
             Some(n) => ReceiverConfig::decode_list(n, cx),
             None => {
@@ -136,6 +153,7 @@ impl AlertsConfig {
             receivers,
             reload,
             flush_timeout,
+            clock,
         })
     }
 }

@@ -63,6 +63,10 @@ struct Group {
     last_seen_ms: i64,
     /// `threshold`: the latest event's value and time.
     last_value: Option<(f64, i64)>,
+    /// The condition's value at the last evaluation that had one: what a
+    /// resolved notification reports when the value is gone by then (a stale
+    /// reading, an emptied window).
+    last_observed: f64,
     phase: Phase,
 }
 
@@ -156,7 +160,7 @@ impl Engine {
         for gone in old {
             for group in gone.groups.values() {
                 if let Phase::Firing { since, .. } = group.phase {
-                    let mut alert = make_alert(&gone.rule, group, since, f64::NAN);
+                    let mut alert = make_alert(&gone.rule, group, since, group.last_observed);
                     alert.ends_at_ms = Some(now_ms);
                     resolved.push(alert);
                 }
@@ -184,9 +188,13 @@ impl Engine {
                 if group.last_seen_ms == i64::MIN {
                     group.last_seen_ms = now_ms;
                 }
-                let value = condition_value(&rule.condition, group, now_ms);
-                let holds = value.is_some();
-                let value = value.unwrap_or(f64::NAN);
+                let firing = matches!(group.phase, Phase::Firing { .. });
+                let Observed { value, holds } = observe(&rule.condition, group, now_ms, firing);
+                if let Some(v) = value {
+                    group.last_observed = v;
+                }
+                // What notifications show: the value now, else the last one seen.
+                let value = value.unwrap_or(group.last_observed);
                 let for_ms = rule.for_.as_millis() as i64;
                 let keep_ms = rule.keep_firing_for.as_millis() as i64;
                 group.phase = match group.phase {
@@ -217,10 +225,7 @@ impl Engine {
                     }
                 };
                 match group.phase {
-                    Phase::Firing { since, .. } => {
-                        let shown = if holds { value } else { f64::NAN };
-                        out.firing.push(make_alert(rule, group, since, shown));
-                    }
+                    Phase::Firing { since, .. } => out.firing.push(make_alert(rule, group, since, value)),
                     Phase::Inactive if is_idle(&rule.condition, group, now_ms) => forget.push(*id),
                     _ => {}
                 }
@@ -319,31 +324,62 @@ fn new_group(condition: &Cond, labels: Vec<String>) -> Group {
         }
         _ => (None, None),
     };
-    Group { labels, window, long, last_seen_ms: i64::MIN, last_value: None, phase: Phase::Inactive }
+    Group {
+        labels,
+        window,
+        long,
+        last_seen_ms: i64::MIN,
+        last_value: None,
+        last_observed: f64::NAN,
+        phase: Phase::Inactive,
+    }
 }
 
-/// The condition's value when it holds, `None` when it does not.
-fn condition_value(condition: &Cond, group: &Group, now_ms: i64) -> Option<f64> {
+/// A condition at one evaluation: its value, when there is one, and whether it
+/// holds.
+struct Observed {
+    value: Option<f64>,
+    holds: bool,
+}
+
+/// The condition's value and whether it holds; `firing` selects the clear level
+/// of a rule with hysteresis.
+fn observe(condition: &Cond, group: &Group, now_ms: i64, firing: bool) -> Observed {
+    let none = Observed { value: None, holds: false };
     match condition {
-        Cond::Threshold { cmp, stale_after, .. } => {
-            let (v, at) = group.last_value?;
-            (cmp.holds(v) && now_ms - at < stale_after.as_millis() as i64).then_some(v)
-        }
+        Cond::Threshold { cmp, stale_after, clear, .. } => match group.last_value {
+            Some((v, at)) if now_ms - at < stale_after.as_millis() as i64 => {
+                Observed { value: Some(v), holds: cmp.holds_while(v, firing, *clear) }
+            }
+            _ => none,
+        },
         Cond::Absent { after, .. } => {
+            // Only a silence is a value here: a resolved alert then reports how
+            // long the silence lasted, not the moments since the last event.
             let silent_ms = now_ms.saturating_sub(group.last_seen_ms);
-            (silent_ms >= after.as_millis() as i64).then_some(silent_ms as f64 / 1000.0)
+            let holds = silent_ms >= after.as_millis() as i64;
+            Observed { value: holds.then_some(silent_ms as f64 / 1000.0), holds }
         }
-        Cond::Aggregate(a) => {
-            let v = group.window.as_ref()?.value(a.func, now_ms, a.min_events)?;
-            a.cmp.holds(v).then_some(v)
-        }
+        Cond::Aggregate(a) => match group.window.as_ref().and_then(|w| w.value(a.func, now_ms, a.min_events))
+        {
+            Some(v) => Observed { value: Some(v), holds: a.cmp.holds_while(v, firing, a.clear) },
+            None => none,
+        },
         Cond::Baseline { aggregate: a, factor, .. } => {
-            let short = group.window.as_ref()?.value(a.func, now_ms, a.min_events)?;
+            let Some(short) = group.window.as_ref().and_then(|w| w.value(a.func, now_ms, a.min_events))
+            else {
+                return none;
+            };
             // The baseline is the longer window before the recent one.
             let recent = a.window.as_millis() as i64;
-            let long = group.long.as_ref()?.value_before(a.func, now_ms, recent, a.min_events)?;
-            // Rates compare per second, so the windows' lengths do not matter.
-            (long > 0.0 && short > factor * long).then_some(short / long)
+            let long = group.long.as_ref().and_then(|w| w.value_before(a.func, now_ms, recent, a.min_events));
+            match long {
+                // Rates compare per second, so the windows' lengths do not matter.
+                Some(long) if long > 0.0 => {
+                    Observed { value: Some(short / long), holds: short > factor * long }
+                }
+                _ => none,
+            }
         }
     }
 }

@@ -42,12 +42,27 @@ impl Default for Policy {
 
 /// One message to every receiver.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Notification {
+pub struct Notification {
     pub(crate) tier: Tier,
     /// The daily info digest (or its early flush at shutdown).
     pub(crate) digest: bool,
     /// Firing alerts, and resolved ones (with `ends_at_ms`).
     pub(crate) alerts: Vec<Alert>,
+}
+
+impl Notification {
+    pub fn tier(&self) -> Tier {
+        self.tier
+    }
+
+    /// The daily info digest.
+    pub fn is_digest(&self) -> bool {
+        self.digest
+    }
+
+    pub fn alerts(&self) -> &[Alert] {
+        &self.alerts
+    }
 }
 
 struct Known {

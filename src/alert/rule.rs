@@ -87,7 +87,7 @@ pub struct Definition {
 pub enum Cond {
     /// The group's latest event crosses the threshold (and is not older than
     /// `stale_after`).
-    Threshold { field: FieldRef, cmp: Cmp, stale_after: Duration },
+    Threshold { field: FieldRef, cmp: Cmp, stale_after: Duration, clear: Option<f64> },
     /// A value over a sliding window crosses the threshold.
     Aggregate(Aggregate),
     /// A group sent no matching event for this long. `expect` lists the groups
@@ -112,6 +112,9 @@ pub struct Aggregate {
     pub(crate) min_events: f64,
     /// `ratio`: the events counted in the numerator.
     pub(crate) ratio_where: Vec<Condition>,
+    /// Hysteresis: once firing, the condition holds until the value crosses this
+    /// level (`clear_below` / `clear_above`) instead of the threshold itself.
+    pub(crate) clear: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -143,6 +146,17 @@ impl Cmp {
         match self {
             Cmp::Above(t) => value > t,
             Cmp::Below(t) => value < t,
+        }
+    }
+
+    /// Whether the condition holds; a firing alert with a clear level holds
+    /// until the value is past that level (hysteresis), so a value hovering
+    /// around the threshold does not fire and resolve on every report.
+    pub(crate) fn holds_while(self, value: f64, firing: bool, clear: Option<f64>) -> bool {
+        match (firing, clear, self) {
+            (true, Some(c), Cmp::Above(_)) => value > c,
+            (true, Some(c), Cmp::Below(_)) => value < c,
+            _ => self.holds(value),
         }
     }
 
@@ -551,7 +565,8 @@ fn decode_condition(node: &Node, group_by: &[(String, FieldRef)], cx: &mut Diagn
             let cmp = decode_cmp(&mut map, "threshold", cx);
             let stale_after = map.or("stale_after", Duration::from_secs(300), cx);
             map.finish(cx);
-            Some(Cond::Threshold { field: field?, cmp: cmp?, stale_after })
+            let (cmp, clear) = cmp?;
+            Some(Cond::Threshold { field: field?, cmp, stale_after, clear })
         }
         "absent" => {
             // `absent: 2m`, or `absent: {after: 2m, expect: [...]}`.
@@ -617,7 +632,7 @@ fn decode_aggregate_fields(
     let min_events = map.or("min_events", 1.0, cx);
     let where_node = map.node("where");
     let ratio_where = where_node.map(|n| decode_conditions(n, cx)).unwrap_or_default();
-    let cmp = if needs_cmp { decode_cmp(map, what, cx) } else { Some(Cmp::Above(0.0)) };
+    let cmp = if needs_cmp { decode_cmp(map, what, cx) } else { Some((Cmp::Above(0.0), None)) };
     let func = func?;
     if func.needs_field() && field.is_none() {
         cx.error(map.pos(), format!("{what} needs `field` (the value aggregated)"));
@@ -636,18 +651,57 @@ fn decode_aggregate_fields(
     if window < Duration::from_secs(1) {
         cx.error(map.key_pos("window"), "window must be at least 1s");
     }
-    Some(Aggregate { func, field, window, cmp: cmp?, min_events, ratio_where })
+    let (cmp, clear) = cmp?;
+    Some(Aggregate { func, field, window, cmp, min_events, ratio_where, clear })
 }
 
-fn decode_cmp(map: &mut MapReader<'_>, what: &str, cx: &mut Diagnostics) -> Option<Cmp> {
+/// `above`/`below`, and the optional hysteresis level on the safe side of it:
+/// `clear_below` with `above`, `clear_above` with `below`.
+fn decode_cmp(map: &mut MapReader<'_>, what: &str, cx: &mut Diagnostics) -> Option<(Cmp, Option<f64>)> {
     let above: Option<f64> = map.optional("above", cx);
     let below: Option<f64> = map.optional("below", cx);
-    match (above, below) {
-        (Some(a), None) => Some(Cmp::Above(a)),
-        (None, Some(b)) => Some(Cmp::Below(b)),
+    let clear_below: Option<f64> = map.optional("clear_below", cx);
+    let clear_above: Option<f64> = map.optional("clear_above", cx);
+    let cmp = match (above, below) {
+        (Some(a), None) => Cmp::Above(a),
+        (None, Some(b)) => Cmp::Below(b),
         _ => {
             cx.error(map.pos(), format!("{what} takes exactly one of `above` or `below`"));
-            None
+            return None;
         }
-    }
+    };
+    let clear = match (cmp, clear_below, clear_above) {
+        (_, None, None) => None,
+        (Cmp::Above(a), Some(c), None) if c <= a => Some(c),
+        (Cmp::Below(b), None, Some(c)) if c >= b => Some(c),
+        (Cmp::Above(a), Some(c), None) => {
+            cx.error(
+                map.key_pos("clear_below"),
+                format!("clear_below ({c}) must not be above `above` ({a})"),
+            );
+            return None;
+        }
+        (Cmp::Below(b), None, Some(c)) => {
+            cx.error(
+                map.key_pos("clear_above"),
+                format!("clear_above ({c}) must not be below `below` ({b})"),
+            );
+            return None;
+        }
+        (Cmp::Above(_), _, _) => {
+            cx.error(
+                map.pos(),
+                format!("{what} with `above` takes `clear_below` (the level it resolves under)"),
+            );
+            return None;
+        }
+        (Cmp::Below(_), _, _) => {
+            cx.error(
+                map.pos(),
+                format!("{what} with `below` takes `clear_above` (the level it resolves over)"),
+            );
+            return None;
+        }
+    };
+    Some((cmp, clear))
 }

@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::config::{AlertMetrics, AlertsConfig};
+use super::clock::EventClock;
+use super::config::{AlertMetrics, AlertsConfig, ClockMode};
 use super::engine::{load_checked, Engine, Evaluation};
 use super::notify::{Dispatcher, Notification};
 use super::receiver::{ReceiverCounters, ReceiverTask};
@@ -40,6 +41,9 @@ fn lock(engine: &SharedEngine) -> MutexGuard<'_, Engine> {
 
 pub(crate) struct AlertService {
     engine: SharedEngine,
+    evaluator_state: SharedEvaluator,
+    /// `clock: event`: the clock the step advances; `None` on the wall clock.
+    event_clock: Option<Arc<Mutex<EventClock>>>,
     stop: CancellationToken,
     evaluator: JoinHandle<()>,
     receivers: Vec<JoinHandle<()>>,
@@ -82,7 +86,7 @@ impl AlertService {
             false => None,
         };
         let stop = CancellationToken::new();
-        let evaluation = Evaluator {
+        let evaluation = Arc::new(Mutex::new(Evaluator {
             engine: engine.clone(),
             dispatcher: Dispatcher::new(config.policy.clone()),
             senders,
@@ -90,10 +94,21 @@ impl AlertService {
             metrics,
             inhibited_reported: 0,
             refused_reported: 0,
+        }));
+        let event_clock = match config.clock {
+            ClockMode::Wall => None,
+            ClockMode::Event => Some(Arc::new(Mutex::new(EventClock::new(config.evaluation_interval)))),
         };
-        let evaluator = tokio::spawn(evaluation.run(config.evaluation_interval, stop.clone()));
+        let evaluator = tokio::spawn(run_evaluator(
+            evaluation.clone(),
+            event_clock.clone(),
+            config.evaluation_interval,
+            stop.clone(),
+        ));
         Ok(AlertService {
             engine,
+            evaluator_state: evaluation,
+            event_clock,
             stop,
             evaluator,
             receivers,
@@ -104,7 +119,11 @@ impl AlertService {
 
     /// The pipeline step that feeds this engine.
     pub(crate) fn step(&self, name: &str) -> AlertStep {
-        AlertStep { name: name.to_string(), engine: self.engine.clone() }
+        AlertStep {
+            name: name.to_string(),
+            engine: self.engine.clone(),
+            event_time: self.event_clock.clone().map(|clock| (clock, self.evaluator_state.clone())),
+        }
     }
 
     /// Evaluates one last time, sends what is held (warnings, the digest) and
@@ -139,21 +158,49 @@ struct Evaluator {
     refused_reported: u64,
 }
 
-impl Evaluator {
-    async fn run(mut self, interval: Duration, stop: CancellationToken) {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => self.round(false),
-                _ = stop.cancelled() => break,
-            }
-        }
-        self.round(true);
-    }
+type SharedEvaluator = Arc<Mutex<Evaluator>>;
 
-    fn round(&mut self, last: bool) {
-        let now = crate::clock::now_ms();
+fn lock_evaluator(evaluator: &SharedEvaluator) -> MutexGuard<'_, Evaluator> {
+    evaluator.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// On the wall clock, evaluates every `interval`; on event time the step
+/// evaluates as the events' clock crosses each interval, and this task only
+/// makes the last evaluation, at the last event's time, when the run stops.
+async fn run_evaluator(
+    evaluator: SharedEvaluator,
+    event_clock: Option<Arc<Mutex<EventClock>>>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    match &event_clock {
+        None => {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => lock_evaluator(&evaluator).round(crate::clock::now_ms(), false),
+                    _ = stop.cancelled() => break,
+                }
+            }
+            lock_evaluator(&evaluator).round(crate::clock::now_ms(), true);
+        }
+        Some(clock) => {
+            stop.cancelled().await;
+            let mut clock = clock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut evaluator = lock_evaluator(&evaluator);
+            if let Some(now) = clock.now_ms() {
+                clock.tick_until(now, &mut |tick| evaluator.round(tick, false));
+            }
+            // No event at all: nothing to judge, only what is held to send.
+            let last = clock.now_ms().unwrap_or_else(crate::clock::now_ms);
+            evaluator.round(last, true);
+        }
+    }
+}
+
+impl Evaluator {
+    fn round(&mut self, now: i64, last: bool) {
         let mut retired = Vec::new();
         while let Ok(rules) = self.reloads.try_recv() {
             let count = rules.len();
@@ -278,9 +325,12 @@ fn rules_fingerprint(path: &Path) -> String {
 }
 
 /// The pipeline step: feeds each batch to the engine; events pass unchanged.
+/// On event time it also moves the clock and evaluates at the ticks crossed
+/// (batches reach this step one at a time, in input order).
 pub(crate) struct AlertStep {
     name: String,
     engine: SharedEngine,
+    event_time: Option<(Arc<Mutex<EventClock>>, SharedEvaluator)>,
 }
 
 impl Step for AlertStep {
@@ -289,6 +339,15 @@ impl Step for AlertStep {
     }
 
     fn process(&mut self, batch: &mut Batch) {
-        lock(&self.engine).feed(&batch.events, crate::clock::now_ms());
+        let Some((clock, evaluator)) = &self.event_time else {
+            lock(&self.engine).feed(&batch.events, crate::clock::now_ms());
+            return;
+        };
+        let mut clock = clock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        clock.advance(
+            &batch.events,
+            |run, now| lock(&self.engine).feed(run, now),
+            |tick| lock_evaluator(evaluator).round(tick, false),
+        );
     }
 }

@@ -111,6 +111,54 @@ fn pending_for_and_keep_firing_for() {
 }
 
 #[test]
+fn hysteresis_keeps_an_alert_firing_until_the_clear_level_and_the_resolution_carries_the_value() {
+    let rules =
+        HOT_CPU.replace("above: 90 }", "above: 90, clear_below: 80 }").replace("keep_firing_for: 20s", "");
+    let mut engine = Engine::new(rule::parse(&rules, "t.yaml").expect("rules"), 100).expect("engine");
+    engine.feed(&[health(0, "swarm", 97.0)], START);
+    engine.evaluate(START);
+    assert_eq!(engine.evaluate(START + 30_000).firing.len(), 1, "fires after for: 30s");
+    // Under the threshold, over the clear level: still firing, showing the value.
+    engine.feed(&[health(40, "swarm", 85.0)], START + 40_000);
+    let e = engine.evaluate(START + 40_000);
+    assert_eq!(e.firing.len(), 1, "hysteresis holds it");
+    assert_eq!(e.firing[0].annotations["summary"], "swarm at 85%");
+    // Under the clear level: resolved, and the notification says at what value.
+    engine.feed(&[health(50, "swarm", 42.5)], START + 50_000);
+    let e = engine.evaluate(START + 50_000);
+    assert!(e.firing.is_empty());
+    assert_eq!(e.resolved.len(), 1);
+    assert_eq!(e.resolved[0].annotations["summary"], "swarm at 42.5%");
+    // Not firing, the ordinary threshold applies again: 85 does not start it.
+    engine.feed(&[health(60, "swarm", 85.0)], START + 60_000);
+    assert_eq!(engine.evaluate(START + 60_000).pending, 0);
+}
+
+#[test]
+fn a_resolution_after_the_value_went_stale_reports_the_last_value_seen() {
+    let rules =
+        HOT_CPU.replace("above: 90 }", "above: 90, stale_after: 1m }").replace("keep_firing_for: 20s", "");
+    let mut engine = Engine::new(rule::parse(&rules, "t.yaml").expect("rules"), 100).expect("engine");
+    engine.feed(&[health(0, "swarm", 99.0)], START);
+    engine.evaluate(START);
+    assert_eq!(engine.evaluate(START + 30_000).firing.len(), 1);
+    let e = engine.evaluate(START + 61_000);
+    assert_eq!(e.resolved.len(), 1, "the reading went stale");
+    assert_eq!(e.resolved[0].annotations["summary"], "swarm at 99%");
+}
+
+#[test]
+fn a_clear_level_on_the_wrong_side_is_an_error_with_its_place() {
+    let rules = HOT_CPU.replace("above: 90 }", "above: 90, clear_below: 95 }");
+    let errors = rule::parse(&rules, "t.yaml").expect_err("invalid");
+    assert!(errors.to_string().contains("t.yaml:8:56:"), "{errors}");
+    assert!(errors.to_string().contains("clear_below (95) must not be above `above` (90)"), "{errors}");
+    let rules = HOT_CPU.replace("above: 90 }", "above: 90, clear_above: 95 }");
+    let errors = rule::parse(&rules, "t.yaml").expect_err("invalid");
+    assert!(errors.to_string().contains("takes `clear_below`"), "{errors}");
+}
+
+#[test]
 fn a_pending_alert_that_clears_never_fires() {
     let mut engine = Engine::new(rule::parse(HOT_CPU, "t.yaml").expect("rules"), 100).expect("engine");
     engine.feed(&[health(0, "swarm", 95.0)], START);

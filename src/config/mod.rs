@@ -7,6 +7,7 @@
 //! reported at once. Every field is documented with its type and in `config/demo.yaml`.
 
 mod pipeline;
+mod replay;
 mod topology;
 
 use std::path::Path;

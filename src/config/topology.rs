@@ -91,7 +91,7 @@ impl Config {
 
     /// The plugin host's settings, its instance pool large enough for `workers`:
     /// each worker holds an instance of every plugin, and a swap one more.
-    fn plugins_for(&self, workers: usize) -> crate::plugin::PluginHostConfig {
+    pub(super) fn plugins_for(&self, workers: usize) -> crate::plugin::PluginHostConfig {
         let mut plugins = self.plugins.clone();
         let steps = self.pipeline.iter().filter(|s| matches!(s.kind, super::StepKind::Plugin(_))).count();
         let needed = u32::try_from(steps.saturating_mul(workers + 1)).unwrap_or(u32::MAX);

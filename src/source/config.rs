@@ -79,6 +79,11 @@ impl BatchConfig {
 }
 
 impl LimitsConfig {
+    /// The largest event accepted, in bytes.
+    pub fn max_event_bytes(&self) -> usize {
+        self.max_event_bytes
+    }
+
     pub(crate) fn decode(node: Option<&Node>, cx: &mut Diagnostics) -> LimitsConfig {
         let default = LimitsConfig {
             max_in_flight_batches: 16,
