@@ -77,6 +77,13 @@
 //! - [`fields`] — the field and condition language shared by metrics and alerts
 //!   (`lang`), key hashing and identity maps (`key`), the per-event-type plan cache
 //!   (`plans`), and reading a planned set of fields in one scan.
+//! - [`top`] — `synaptic-telemetry top`, the terminal view of a running instance
+//!   (rates between two scrapes of its `/metrics` and `/api/alerts`).
+//! - [`tap`] — live taps on a step's output or a sink's input, for `tap` through
+//!   the HTTP API: bounded, dropping (and counting) rather than waiting.
+//! - [`replay`] — recorded events through the current and a candidate version of
+//!   the steps side by side, and what differs (verdicts, alerts on event time,
+//!   metrics).
 //! - [`route`] — `match` clauses and per-sink selections; [`glob`] — their globs.
 //! - `retry` — the backoff sinks and alert receivers retry with; `breaker` — the
 //!   circuit breaker in front of each sink and receiver.
@@ -129,8 +136,10 @@ pub(crate) mod server;
 pub(crate) mod sink;
 pub mod source;
 pub mod step;
+pub mod tap;
 pub mod telemetry;
 pub mod tls;
+pub mod top;
 
 /// The demo pipeline, embedded so that `synaptic-telemetry demo` needs no files.
 pub const DEMO_CONFIG: &str = include_str!("../config/demo.yaml");

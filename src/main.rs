@@ -109,6 +109,47 @@ enum Command {
     /// verdicts, the alerts that fire (on event time), the metrics. Exit code 0:
     /// no difference; 1: differences; 2: the replay could not run.
     Replay(ReplayArgs),
+    /// Stream a sample of the events leaving a step or entering a sink of a
+    /// running instance (its HTTP API; needs server.auth). Events go to standard
+    /// output as JSON lines; what the instance dropped for a slow reader is said
+    /// at the end.
+    #[command(group = clap::ArgGroup::new("point").required(true).args(["step", "sink"]))]
+    Tap {
+        /// The instance's HTTP server.
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        url: String,
+        /// Events as they leave this step.
+        #[arg(long)]
+        step: Option<String>,
+        /// Events as they are handed to this sink.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Only these events: event_type=GLOB, component=GLOB, min_severity=LEVEL.
+        #[arg(long = "match", value_name = "KEY=VALUE")]
+        matches: Vec<String>,
+        /// Stop after this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        /// The environment variable holding the bearer token.
+        #[arg(long, default_value = "SYNAPTIC_TELEMETRY_TOKEN")]
+        token_env: String,
+        /// A CA certificate (PEM) to trust for an https --url.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
+    /// A terminal view of a running instance, refreshed every second: steps,
+    /// sinks, consumer lag, plugins, alerts. `q` quits.
+    Top {
+        /// The instance's HTTP server.
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        url: String,
+        /// The environment variable holding the bearer token.
+        #[arg(long, default_value = "SYNAPTIC_TELEMETRY_TOKEN")]
+        token_env: String,
+        /// A CA certificate (PEM) to trust for an https --url.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
     /// Write synthetic codex-synaptic events as JSON Lines.
     Generate {
         #[arg(long)]
@@ -218,6 +259,16 @@ fn main() -> ExitCode {
             (None, None) => Err(anyhow::anyhow!("forget needs --config or --url")),
         },
         Command::Replay(args) => Ok(replay(&args)),
+        Command::Top { url, token_env, ca_file } => {
+            api_client(ca_file.as_deref(), std::time::Duration::from_secs(5)).and_then(|client| {
+                let token = std::env::var(&token_env).ok();
+                synaptic_telemetry::top::run(synaptic_telemetry::top::Source { url, token, client })
+                    .map(|()| ExitCode::SUCCESS)
+            })
+        }
+        Command::Tap { url, step, sink, matches, limit, token_env, ca_file } => {
+            tap(&url, step.as_deref(), sink.as_deref(), &matches, limit, &token_env, ca_file.as_deref())
+        }
         Command::Generate { count, out, malformed_ratio, seed, start_ms, rate } => {
             generate(count, out.as_deref(), malformed_ratio, seed, start_ms, rate)
         }
@@ -409,17 +460,9 @@ fn forget_remote(
     let token = std::env::var(token_env).ok();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (status, body) = runtime.block_on(async {
-        let mut client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(600));
-        if let Some(ca) = ca_file {
-            let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-            client = client.add_root_certificate(
-                reqwest::Certificate::from_pem(&pem)
-                    .with_context(|| format!("{}: not a PEM certificate", ca.display()))?,
-            );
-        }
+        let client = api_client(ca_file, std::time::Duration::from_secs(600))?;
         let endpoint = format!("{}/forget", url.trim_end_matches('/'));
         let mut request = client
-            .build()?
             .post(&endpoint)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(serde_json::json!({ "subject": subject }).to_string());
@@ -434,6 +477,99 @@ fn forget_remote(
         Ok(outcome) if outcome.get("places").is_some() => print_forget_outcome(&outcome),
         _ => anyhow::bail!("the instance answered {status}: {}", body.trim()),
     }
+}
+
+/// A client of an instance's HTTP API, trusting `ca_file` besides the usual roots.
+fn api_client(ca_file: Option<&Path>, timeout: std::time::Duration) -> anyhow::Result<reqwest::Client> {
+    let mut client = reqwest::Client::builder().timeout(timeout);
+    if let Some(ca) = ca_file {
+        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        client = client.add_root_certificate(
+            reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{}: not a PEM certificate", ca.display()))?,
+        );
+    }
+    Ok(client.build()?)
+}
+
+/// `tap`: the events as JSON lines on stdout, the summary on stderr.
+fn tap(
+    url: &str,
+    step: Option<&str>,
+    sink: Option<&str>,
+    matches: &[String],
+    limit: u64,
+    token_env: &str,
+    ca_file: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let mut query: Vec<(String, String)> = Vec::new();
+    match (step, sink) {
+        (Some(step), _) => query.push(("step".into(), step.into())),
+        (None, Some(sink)) => query.push(("sink".into(), sink.into())),
+        (None, None) => anyhow::bail!("tap needs --step or --sink"),
+    }
+    for m in matches {
+        let Some((key, value)) = m.split_once('=') else {
+            anyhow::bail!("--match {m}: expected KEY=VALUE (event_type, component or min_severity)")
+        };
+        anyhow::ensure!(
+            matches!(key, "event_type" | "component" | "min_severity"),
+            "--match {m}: `{key}` is not one of event_type, component, min_severity"
+        );
+        query.push((key.into(), value.into()));
+    }
+    query.push(("limit".into(), limit.to_string()));
+    let encoded: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", percent_encode(v))).collect();
+    let endpoint = format!("{}/api/tap?{}", url.trim_end_matches('/'), encoded.join("&"));
+    let token = std::env::var(token_env).ok();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        // No overall timeout: the instance ends the stream (limit or its own bound).
+        let client = api_client(ca_file, std::time::Duration::from_secs(24 * 3600))?;
+        let mut request = client.get(&endpoint);
+        if let Some(token) = &token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request.send().await.with_context(|| format!("GET {endpoint}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            anyhow::bail!("the instance answered {status}: {}", body.trim());
+        }
+        let mut out = std::io::stdout().lock();
+        let mut pending = Vec::new();
+        while let Some(chunk) = response.chunk().await.context("reading the tap")? {
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if line.starts_with(b"{\"tap_end\"") {
+                    let summary: serde_json::Value = serde_json::from_slice(&line).unwrap_or_default();
+                    let s = &summary["tap_end"];
+                    eprintln!(
+                        "tap ended ({}): {} events shown, {} dropped by the instance because this reader was slower than the events",
+                        s["reason"].as_str().unwrap_or("?"),
+                        s["sent"],
+                        s["dropped"]
+                    );
+                    continue;
+                }
+                out.write_all(&line).context("writing the events")?;
+            }
+            out.flush().context("writing the events")?;
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Percent-encodes a query value.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// One line per place, then the total; failure when any place was not done.

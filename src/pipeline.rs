@@ -336,6 +336,12 @@ impl Worker {
 
         let (selections, unrouted) = route(&batch.events, &core.matchers);
         metrics.unrouted.inc_by(unrouted as u64);
+        if crate::tap::active() {
+            for (sink, selection) in core.sinks.iter().zip(&selections) {
+                let point = crate::tap::Point::Sink(sink.name.clone());
+                crate::tap::offer(&point, selection.pick(&batch.events));
+            }
+        }
         core.ledger.record_batch(batch.dead_letters.len(), batch.dropped, unrouted);
         let lines = batch.events.into_iter().map(Event::into_wire).collect();
         Processed {

@@ -83,6 +83,14 @@ impl Selection {
     pub(crate) fn is_empty(&self, batch_len: usize) -> bool {
         self.len(batch_len) == 0
     }
+
+    /// The selected items of `items`, in order.
+    pub(crate) fn pick<'a, T>(&'a self, items: &'a [T]) -> Box<dyn Iterator<Item = &'a T> + 'a> {
+        match self {
+            Selection::All => Box::new(items.iter()),
+            Selection::Indices(indices) => Box::new(indices.iter().filter_map(|&i| items.get(i as usize))),
+        }
+    }
 }
 
 /// Computes each sink's selection, and how many events no sink took.

@@ -13,14 +13,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{command, free_port, get_json, http_get, write_config, Running, Service};
+use common::{
+    command, free_port, get_json, http_get, require, url_encode as encode, write_config, Running, Service,
+};
 use serde_json::Value;
-
-fn require(binary: &str) -> PathBuf {
-    let found = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(binary)).find(|p| p.is_file()));
-    found.unwrap_or_else(|| panic!("`{binary}` is not installed: tests/run.sh installs it (Debian package)"))
-}
 
 /// Generator events, written to a file: the input and the ground truth.
 fn generate(dir: &Path, count: u64, seed: u64) -> (PathBuf, Vec<Value>) {
@@ -54,16 +50,6 @@ fn data<'a>(event: &'a Value, key: &str) -> Option<&'a Value> {
 
 fn of_type<'a>(events: &'a [Value], types: &'a [&str]) -> impl Iterator<Item = &'a Value> + 'a {
     events.iter().filter(move |e| types.iter().any(|t| e["event_type"] == *t))
-}
-
-/// A GET whose body is JSON (Prometheus and InfluxDB query APIs).
-fn encode(q: &str) -> String {
-    q.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            b => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[test]

@@ -28,7 +28,7 @@ fi
 
 # Real services the tests talk to, from Debian: Prometheus and promtool (scrape and
 # lint /metrics), Alertmanager (alert delivery), InfluxDB 1.x (the influxdb sink);
-# curl for their admin calls; stunnel (TLS in front of the Kafka broker); perl
+# curl for their admin calls; chromium and tmux for the operators' views; stunnel (TLS in front of the Kafka broker); perl
 # (OpenSSL's build, vendored into librdkafka for Kafka TLS and SCRAM).
 missing=()
 command -v stunnel >/dev/null 2>&1 || missing+=(stunnel4)
@@ -40,6 +40,9 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 # python3 and GNU time for benches/chain.sh (its events; CPU-seconds per process).
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 [ -x /usr/bin/time ] || missing+=(time)
+# Headless Chromium loads the status page; tmux runs `top` for the tests to read.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 if [ ${#missing[@]} -gt 0 ]; then
     step "installing ${missing[*]} (Debian packages)"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

@@ -3,6 +3,7 @@
 //!
 //! - `config` — the `alerts` step's config, its metrics, and how it is built;
 //! - `rule` — the rule format (`rules/*.yaml`), strict, errors with file:line:col;
+//! - `board` — the alerts firing now, for the HTTP API and the operators' views;
 //! - `clock` — event time: evaluations at the ticks the events' timestamps cross;
 //! - `window` — sliding windows over event time (count, rate, ratio, avg, max, quantiles);
 //! - `engine` — per-rule, per-group state fed by events and evaluated on a timer:
@@ -17,6 +18,7 @@
 //! - `testing` — `synaptic-telemetry test rules` on a simulated clock.
 
 pub mod alertmanager;
+pub mod board;
 pub mod clock;
 mod config;
 pub mod engine;

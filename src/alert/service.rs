@@ -238,6 +238,7 @@ impl Evaluator {
         self.metrics.groups_refused.inc_by(refused.saturating_sub(self.refused_reported));
         self.refused_reported = refused;
         self.report_firing(&evaluation);
+        super::board::publish(&evaluation.firing, now);
         let mut out = self.dispatcher.step(evaluation, now);
         if last {
             out.extend(self.dispatcher.flush());

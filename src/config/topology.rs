@@ -75,6 +75,10 @@ impl Config {
         }
         let scrubber =
             scrubber_step(&self.pipeline).map(|(_, p)| DeadLetterScrubber::new(&p.config)).transpose()?;
+        // What `tap` may listen to: every step after the scrubber, and the sinks.
+        let step_names: Vec<String> = self.pipeline.iter().map(|s| s.name.clone()).collect();
+        let sink_names: Vec<String> = self.sinks.iter().map(|s| s.name.clone()).collect();
+        crate::tap::register_points(&step_names, scrubber_step(&self.pipeline).map(|(i, _)| i), &sink_names);
         let max_event_bytes = self.limits.max_event_bytes;
         let pipeline =
             Pipeline::new(self.schema, max_event_bytes, steps, routes, dead_letter_tx, telemetry.clone())

@@ -1,5 +1,7 @@
 //! HTTP endpoints: `/metrics` (Prometheus text format), `/health` (the process is
-//! alive), `/ready` (accepting input; 503 while starting or draining).
+//! alive), `/ready` (accepting input; 503 while starting or draining), `/` (the
+//! status page: charts and tables drawn in the browser from `/metrics` and
+//! `/api/alerts`, the alerts firing now), `POST /forget`.
 //!
 //! Optionally over TLS (rustls; with `client_ca_file`, every client must present a
 //! certificate from that CA) and behind bearer tokens (`auth`, see `auth.rs`):
@@ -120,6 +122,8 @@ impl ServerConfig {
 
 pub struct ServerState {
     pub(crate) telemetry: Arc<Telemetry>,
+    /// Events streamed to taps, and dropped because a tap's client was slow.
+    tap_events: prometheus::IntCounterVec,
     pub(crate) ready: AtomicBool,
     pub(crate) auth: Option<AuthConfig>,
     /// Requests refused for a missing or unknown token.
@@ -134,7 +138,12 @@ impl ServerState {
             "http_unauthorized_total",
             "HTTP requests refused for a missing or unknown bearer token",
         );
-        ServerState { telemetry, ready: false.into(), auth, unauthorized, forget: None }
+        let tap_events = telemetry.counter_vec(
+            "tap_events_total",
+            "Events offered to taps, by outcome (sent to the client, dropped because it read slower)",
+            &["outcome"],
+        );
+        ServerState { telemetry, tap_events, ready: false.into(), auth, unauthorized, forget: None }
     }
 }
 
@@ -152,7 +161,9 @@ async fn guard(State(state): State<Arc<ServerState>>, request: Request, next: Ne
     let method = request.method().clone();
     let peer = request.extensions().get::<Peer>().map(|p| p.0.to_string()).unwrap_or_default();
     let Some(auth) = &state.auth else { return next.run(request).await };
-    if path == "/health" || (path == "/metrics" && auth.metrics == MetricsAccess::Open) {
+    // `/` is the status page itself, without data: it asks for a token and reads
+    // the guarded endpoints with it.
+    if path == "/health" || path == "/" || (path == "/metrics" && auth.metrics == MetricsAccess::Open) {
         return next.run(request).await;
     }
     let presented = request
@@ -214,6 +225,9 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let app = Router::new()
+        .route("/", get(status_page))
+        .route("/api/alerts", get(firing_alerts))
+        .route("/api/tap", get(tap))
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
@@ -298,6 +312,163 @@ pub(crate) fn tls_config(
     config: &ServerConfig,
 ) -> Result<Option<Arc<rustls::ServerConfig>>, crate::tls::TlsError> {
     config.tls.as_ref().map(|tls| tls.server_config().map(Arc::new)).transpose()
+}
+
+/// The status page: one self-contained file (no build step, nothing fetched
+/// from elsewhere).
+const STATUS_PAGE: &str = include_str!("status.html");
+
+async fn status_page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // Its script is inline and talks to this origin only.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'",
+            ),
+        ],
+        STATUS_PAGE,
+    )
+}
+
+/// Events a tap sends when the client names no limit, and the most it may ask.
+const TAP_DEFAULT_LIMIT: u64 = 100;
+const TAP_MAX_LIMIT: u64 = 1_000_000;
+/// A tap ends by itself before the connection's lifetime does.
+const TAP_MAX_DURATION: Duration = Duration::from_secs(100);
+
+/// `GET /api/tap?step=NAME|sink=NAME[&event_type=GLOB][&component=GLOB]
+/// [&min_severity=LEVEL][&limit=N]`: events as JSON lines while they pass, then
+/// one `{"tap_end": …}` line. Events leave the process this way, so it needs
+/// `server.auth` (403 without) and refuses steps before the PII scrubber.
+async fn tap(State(state): State<Arc<ServerState>>, uri: axum::http::Uri) -> Response {
+    if state.auth.is_none() {
+        let message = "tap streams events out of the process: it needs server.auth (bearer tokens)\n";
+        return (StatusCode::FORBIDDEN, message).into_response();
+    }
+    let params = query_params(uri.query().unwrap_or(""));
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let point = match (param("step"), param("sink")) {
+        (Some(step), None) => crate::tap::Point::Step(step),
+        (None, Some(sink)) => crate::tap::Point::Sink(sink),
+        _ => return (StatusCode::BAD_REQUEST, "name one of step= or sink=\n").into_response(),
+    };
+    let min_severity = match param("min_severity") {
+        None => None,
+        Some(text) => match synaptic_plugin_sdk::Severity::parse(&text.to_uppercase()) {
+            Some(level) => Some(level),
+            None => {
+                let message =
+                    format!("min_severity `{text}`: expected TRACE, DEBUG, INFO, WARN, ERROR or FATAL\n");
+                return (StatusCode::BAD_REQUEST, message).into_response();
+            }
+        },
+    };
+    let limit = match param("limit").map(|l| l.parse::<u64>()) {
+        None => TAP_DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=TAP_MAX_LIMIT).contains(&n) => n,
+        Some(_) => {
+            let message = format!("limit must be a number from 1 to {TAP_MAX_LIMIT}\n");
+            return (StatusCode::BAD_REQUEST, message).into_response();
+        }
+    };
+    let filter =
+        crate::tap::Filter { event_type: param("event_type"), component: param("component"), min_severity };
+    let tap = match crate::tap::open(point, &filter) {
+        Ok(tap) => tap,
+        Err(e @ crate::tap::TapError::Unknown(..)) => {
+            return (StatusCode::NOT_FOUND, format!("{e}\n")).into_response();
+        }
+        Err(e) => return (StatusCode::FORBIDDEN, format!("{e}\n")).into_response(),
+    };
+    let deadline = tokio::time::Instant::now() + TAP_MAX_DURATION;
+    let counters =
+        (state.tap_events.with_label_values(&["sent"]), state.tap_events.with_label_values(&["dropped"]));
+    // The tap lives in the stream: when the client goes, the stream is dropped
+    // and the tap closes with it.
+    let stream = futures_util::stream::unfold((tap, 0u64, false), move |(mut tap, sent, ended)| {
+        let counters = counters.clone();
+        async move {
+            if ended {
+                return None;
+            }
+            let next = if sent >= limit {
+                None
+            } else {
+                tokio::time::timeout_at(deadline, tap.events.recv()).await.ok().flatten()
+            };
+            match next {
+                Some(line) => {
+                    counters.0.inc();
+                    let mut chunk = Vec::with_capacity(line.len() + 1);
+                    chunk.extend_from_slice(&line);
+                    chunk.push(b'\n');
+                    Some((
+                        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(chunk)),
+                        (tap, sent + 1, false),
+                    ))
+                }
+                None => {
+                    let dropped = tap.dropped.swap(0, Ordering::Relaxed);
+                    counters.1.inc_by(dropped);
+                    let reason = if sent >= limit { "limit" } else { "time" };
+                    let end =
+                        serde_json::json!({"tap_end": {"sent": sent, "dropped": dropped, "reason": reason}});
+                    Some((Ok(bytes::Bytes::from(format!("{end}\n"))), (tap, sent, true)))
+                }
+            }
+        }
+    });
+    let mut response = axum::body::Body::from_stream(stream).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/x-ndjson"));
+    response
+}
+
+/// `a=b&c=d` with `%XX` and `+` decoded; pairs whose text is not UTF-8 are left out.
+fn query_params(query: &str) -> Vec<(String, String)> {
+    let decode = |text: &str| -> Option<String> {
+        let bytes = text.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                // A `%` without two digits after it makes the pair invalid.
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+                    out.push(u8::from_str_radix(hex, 16).ok()?);
+                    i += 2;
+                }
+                b'%' => return None,
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).ok()
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((decode(key)?, decode(value)?))
+        })
+        .collect()
+}
+
+/// The alerts firing now, as JSON (`crate::alert::board`).
+async fn firing_alerts() -> impl IntoResponse {
+    let board = crate::alert::board::current();
+    let body = serde_json::json!({
+        "now_ms": crate::clock::now_ms(),
+        "total": board.total,
+        "evaluated_ms": board.evaluated_ms,
+        "alerts": board.alerts,
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string())
 }
 
 async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {

@@ -165,5 +165,8 @@ impl RunningStep {
         self.counters.events_out.inc_by(batch.events.len() as u64);
         self.counters.dropped.inc_by(batch.dropped.saturating_sub(dropped) as u64);
         self.counters.dead_lettered.inc_by(batch.dead_letters.len().saturating_sub(dead) as u64);
+        if crate::tap::active() {
+            crate::tap::offer(&crate::tap::Point::Step(self.step.name().to_string()), batch.events.iter());
+        }
     }
 }

@@ -386,3 +386,21 @@ rules:
 pub const PROBE_ALERTMANAGER: &str =
     "route: {receiver: none, group_by: [alertname], group_wait: 1s, group_interval: 1s}\n\
                             receivers: [{name: none}]\n";
+
+/// An installed program's path (Prometheus, promtool, chromium, tmux); the test
+/// command installs them.
+pub fn require(binary: &str) -> std::path::PathBuf {
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(binary)).find(|p| p.is_file()));
+    found.unwrap_or_else(|| panic!("`{binary}` is not installed: tests/run.sh installs it (Debian package)"))
+}
+
+/// A query string value, percent-encoded (Prometheus and InfluxDB query APIs).
+pub fn url_encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
