@@ -44,7 +44,7 @@ fn the_embedded_demo_config_is_valid() {
     assert_eq!(scrub.deadline, Duration::from_millis(200));
     assert_eq!(scrub.memory, 32 << 20);
     let StepKind::Metrics(metrics) = &config.pipeline[3].kind else { panic!("fourth step is metrics") };
-    assert_eq!(metrics.mapping.metrics.len(), 31, "the built-in spec mapping");
+    assert_eq!(metrics.mapping.metrics.len(), 32, "the built-in mapping: the spec's 31 and events.total");
     let StepKind::Traces(traces) = &config.pipeline[4].kind else { panic!("fifth step is traces") };
     assert_eq!(traces.sampling_rate, 0.1);
     let StepKind::Alerts(alerts) = &config.pipeline[5].kind else { panic!("sixth step is alerts") };

@@ -147,6 +147,10 @@ impl ServerState {
     }
 }
 
+/// The server's stop signal, for responses that stream until it fires (taps).
+#[derive(Clone)]
+struct Stopping(CancellationToken);
+
 /// The peer of a connection, for the access log.
 #[derive(Clone, Copy)]
 struct Peer(SocketAddr);
@@ -257,7 +261,9 @@ pub async fn serve(
             },
             _ = stop.cancelled() => break,
         };
-        let service = TowerToHyperService::new(app.clone().layer(axum::Extension(Peer(peer))));
+        let service = TowerToHyperService::new(
+            app.clone().layer(axum::Extension(Peer(peer))).layer(axum::Extension(Stopping(stop.clone()))),
+        );
         let stopping = stop.clone();
         let acceptor = acceptor.clone();
         connections.spawn(async move {
@@ -342,7 +348,11 @@ const TAP_MAX_DURATION: Duration = Duration::from_secs(100);
 /// [&min_severity=LEVEL][&limit=N]`: events as JSON lines while they pass, then
 /// one `{"tap_end": …}` line. Events leave the process this way, so it needs
 /// `server.auth` (403 without) and refuses steps before the PII scrubber.
-async fn tap(State(state): State<Arc<ServerState>>, uri: axum::http::Uri) -> Response {
+async fn tap(
+    State(state): State<Arc<ServerState>>,
+    axum::Extension(Stopping(stop)): axum::Extension<Stopping>,
+    uri: axum::http::Uri,
+) -> Response {
     if state.auth.is_none() {
         let message = "tap streams events out of the process: it needs server.auth (bearer tokens)\n";
         return (StatusCode::FORBIDDEN, message).into_response();
@@ -389,14 +399,20 @@ async fn tap(State(state): State<Arc<ServerState>>, uri: axum::http::Uri) -> Res
     // and the tap closes with it.
     let stream = futures_util::stream::unfold((tap, 0u64, false), move |(mut tap, sent, ended)| {
         let counters = counters.clone();
+        let stop = stop.clone();
         async move {
             if ended {
                 return None;
             }
+            // Ends at the limit, at the tap's time bound, or when the server
+            // stops (a tap must not hold a shutdown for its grace period).
             let next = if sent >= limit {
                 None
             } else {
-                tokio::time::timeout_at(deadline, tap.events.recv()).await.ok().flatten()
+                tokio::select! {
+                    line = tokio::time::timeout_at(deadline, tap.events.recv()) => line.ok().flatten(),
+                    _ = stop.cancelled() => None,
+                }
             };
             match next {
                 Some(line) => {
@@ -412,7 +428,11 @@ async fn tap(State(state): State<Arc<ServerState>>, uri: axum::http::Uri) -> Res
                 None => {
                     let dropped = tap.dropped.swap(0, Ordering::Relaxed);
                     counters.1.inc_by(dropped);
-                    let reason = if sent >= limit { "limit" } else { "time" };
+                    let reason = match (sent >= limit, stop.is_cancelled()) {
+                        (true, _) => "limit",
+                        (false, true) => "shutdown",
+                        (false, false) => "time",
+                    };
                     let end =
                         serde_json::json!({"tap_end": {"sent": sent, "dropped": dropped, "reason": reason}});
                     Some((Ok(bytes::Bytes::from(format!("{end}\n"))), (tap, sent, true)))
