@@ -14,7 +14,7 @@
 //! flows and how to add a component: `docs/ARCHITECTURE.md`.
 //!
 //! - `main.rs` — the CLI: `run`, `demo`, `validate`, `test plugin`, `test rules`,
-//!   `generate`, `decrypt`. `bin/synaptic-kafka-mock.rs` — librdkafka's mock Kafka cluster.
+//!   `generate`, `decrypt`, `forget`, `replay`, `tap`, `top`. `bin/synaptic-kafka-mock.rs` — librdkafka's mock Kafka cluster.
 //! - [`app`] — runs a built topology: the HTTP server, the source, pipeline and
 //!   sink tasks, one drain deadline, the services' shutdown, the summary from the
 //!   acknowledgement ledger. It names no particular component.
@@ -63,7 +63,9 @@
 //!   format (`rule`: a rule's definition apart from its place), sliding windows
 //!   (`window`), per-group state (`engine`), tier timing and inhibition
 //!   (`notify`), receivers (`receiver`, `alertmanager`), the running service and
-//!   reload (`service`), and `test rules` (`testing`).
+//!   reload (`service`), event time (`clock`), the alerts firing now for the HTTP
+//!   API (`board`), a rule set over recorded events (`simulate`), and `test rules`
+//!   (`testing`).
 //! - [`sink`] — sink tasks (`task`: an intake into the sink's buffer, a delivery
 //!   loop behind its circuit breaker, refused records to dead letter) and the
 //!   `sinks!` list of outputs: `stdout`,
@@ -94,7 +96,8 @@
 //!   out of their directory) and creating output files (0640, no planted symlink).
 //! - [`telemetry`] — the registry of the pipeline's own metrics and `/metrics`'
 //!   text; each component registers its families there.
-//! - [`server`] — `/metrics`, `/health`, `/ready`, `POST /forget` and the `server` section: TLS,
+//! - [`server`] — `/metrics`, `/health`, `/ready`, `POST /forget`, the status page
+//!   `/` (`status.html`), `/api/alerts`, `/api/tap`, and the `server` section: TLS,
 //!   bearer tokens (`auth`), the access log.
 //! - [`tls`] — one rustls client configuration (CA, client certificate, server
 //!   name, verification) for every HTTP and gRPC client, the server's TLS, and
