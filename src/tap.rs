@@ -70,6 +70,18 @@ struct Subscriber {
     filter: CompiledFilter,
     tx: mpsc::Sender<Bytes>,
     dropped: Arc<AtomicU64>,
+    /// The instance's count of dropped tap events, kept current as they drop
+    /// (a reader that stopped reading never sees its tap's end).
+    dropped_total: Option<prometheus::IntCounter>,
+}
+
+impl Subscriber {
+    fn drop_one(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        if let Some(total) = &self.dropped_total {
+            total.inc();
+        }
+    }
 }
 
 /// The points of the running pipeline, and whether each may be tapped.
@@ -146,8 +158,12 @@ impl Drop for Tap {
     }
 }
 
-/// Opens a tap on `point`.
-pub fn open(point: Point, filter: &Filter) -> Result<Tap, TapError> {
+/// Opens a tap on `point`; `dropped_total` counts its dropped events as they drop.
+pub fn open(
+    point: Point,
+    filter: &Filter,
+    dropped_total: Option<prometheus::IntCounter>,
+) -> Result<Tap, TapError> {
     let mut guard = hub();
     let hub = guard.get_or_insert_with(Hub::default);
     let known = match &point {
@@ -182,6 +198,7 @@ pub fn open(point: Point, filter: &Filter) -> Result<Tap, TapError> {
         },
         tx,
         dropped: dropped.clone(),
+        dropped_total,
     });
     ACTIVE.store(true, Ordering::Relaxed);
     Ok(Tap { id, events, dropped })
@@ -203,12 +220,12 @@ pub fn offer<'a>(point: &Point, events: impl Iterator<Item = &'a Event>) {
             }
             // Full: dropped without encoding the event.
             if tap.tx.capacity() == 0 {
-                tap.dropped.fetch_add(1, Ordering::Relaxed);
+                tap.drop_one();
                 continue;
             }
             let line = Bytes::from(event.wire().into_owned());
             if tap.tx.try_send(line).is_err() {
-                tap.dropped.fetch_add(1, Ordering::Relaxed);
+                tap.drop_one();
             }
         }
     }
@@ -232,12 +249,16 @@ mod tests {
         register_points(&["minimize".into(), "pii_scrub".into(), "sample".into()], Some(1), &["out".into()]);
         assert!(!active(), "nobody taps yet");
         assert!(
-            matches!(open(Point::Step("minimize".into()), &Filter::default()), Err(TapError::Refused(m)) if m.contains("before the PII scrubber"))
+            matches!(open(Point::Step("minimize".into()), &Filter::default(), None), Err(TapError::Refused(m)) if m.contains("before the PII scrubber"))
         );
-        assert!(matches!(open(Point::Step("nope".into()), &Filter::default()), Err(TapError::Unknown(..))));
+        assert!(matches!(
+            open(Point::Step("nope".into()), &Filter::default(), None),
+            Err(TapError::Unknown(..))
+        ));
         let filter = Filter { min_severity: Some(Severity::Warn), ..Filter::default() };
-        let mut tap = open(Point::Step("sample".into()), &filter).expect("tap");
-        let mut sink_tap = open(Point::Sink("out".into()), &Filter::default()).expect("sink tap");
+        let counted = prometheus::IntCounter::new("dropped", "dropped").expect("counter");
+        let mut tap = open(Point::Step("sample".into()), &filter, Some(counted.clone())).expect("tap");
+        let mut sink_tap = open(Point::Sink("out".into()), &Filter::default(), None).expect("sink tap");
         assert!(active());
         let events: Vec<Event> =
             (0..3000).map(|i| event(i, if i % 2 == 0 { "WARN" } else { "INFO" })).collect();

@@ -143,6 +143,10 @@ impl ServerState {
             "Events offered to taps, by outcome (sent to the client, dropped because it read slower)",
             &["outcome"],
         );
+        // Both series exist from the start (at 0), so a rate over them is defined.
+        for outcome in ["sent", "dropped"] {
+            tap_events.with_label_values(&[outcome]);
+        }
         ServerState { telemetry, tap_events, ready: false.into(), auth, unauthorized, forget: None }
     }
 }
@@ -385,7 +389,7 @@ async fn tap(
     };
     let filter =
         crate::tap::Filter { event_type: param("event_type"), component: param("component"), min_severity };
-    let tap = match crate::tap::open(point, &filter) {
+    let tap = match crate::tap::open(point, &filter, Some(state.tap_events.with_label_values(&["dropped"]))) {
         Ok(tap) => tap,
         Err(e @ crate::tap::TapError::Unknown(..)) => {
             return (StatusCode::NOT_FOUND, format!("{e}\n")).into_response();
@@ -393,12 +397,11 @@ async fn tap(
         Err(e) => return (StatusCode::FORBIDDEN, format!("{e}\n")).into_response(),
     };
     let deadline = tokio::time::Instant::now() + TAP_MAX_DURATION;
-    let counters =
-        (state.tap_events.with_label_values(&["sent"]), state.tap_events.with_label_values(&["dropped"]));
+    let sent_total = state.tap_events.with_label_values(&["sent"]);
     // The tap lives in the stream: when the client goes, the stream is dropped
     // and the tap closes with it.
     let stream = futures_util::stream::unfold((tap, 0u64, false), move |(mut tap, sent, ended)| {
-        let counters = counters.clone();
+        let sent_total = sent_total.clone();
         let stop = stop.clone();
         async move {
             if ended {
@@ -416,7 +419,7 @@ async fn tap(
             };
             match next {
                 Some(line) => {
-                    counters.0.inc();
+                    sent_total.inc();
                     let mut chunk = Vec::with_capacity(line.len() + 1);
                     chunk.extend_from_slice(&line);
                     chunk.push(b'\n');
@@ -426,8 +429,8 @@ async fn tap(
                     ))
                 }
                 None => {
-                    let dropped = tap.dropped.swap(0, Ordering::Relaxed);
-                    counters.1.inc_by(dropped);
+                    // (The instance's metric counted them as they dropped.)
+                    let dropped = tap.dropped.load(Ordering::Relaxed);
                     let reason = match (sent >= limit, stop.is_cancelled()) {
                         (true, _) => "limit",
                         (false, true) => "shutdown",
