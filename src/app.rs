@@ -196,8 +196,8 @@ pub fn replay(
     let (candidate, changes) = config.with_candidate(with, step)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let diff = runtime.block_on(async {
-        let current = config.replay_version("current").context("building the current pipeline")?;
-        let candidate = candidate.replay_version("candidate").context("building the candidate pipeline")?;
+        let current = config.replay_version().context("building the current pipeline")?;
+        let candidate = candidate.replay_version().context("building the candidate pipeline")?;
         crate::replay::run(records, current, candidate, show).await
     })?;
     runtime.shutdown_timeout(Duration::from_secs(5));

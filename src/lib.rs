@@ -86,6 +86,7 @@
 //! - [`replay`] — recorded events through the current and a candidate version of
 //!   the steps side by side, and what differs (verdicts, alerts on event time,
 //!   metrics).
+//! - [`query`] — URL query strings: percent-encoding and reading pairs.
 //! - [`route`] — `match` clauses and per-sink selections; [`glob`] — their globs.
 //! - `retry` — the backoff sinks and alert receivers retry with; `breaker` — the
 //!   circuit breaker in front of each sink and receiver.
@@ -95,7 +96,8 @@
 //! - [`files`] — reading plugin, rule and config files (regular, bounded, no links
 //!   out of their directory) and creating output files (0640, no planted symlink).
 //! - [`telemetry`] — the registry of the pipeline's own metrics and `/metrics`'
-//!   text; each component registers its families there.
+//!   text; each component registers its families there; reading that text back
+//!   (`parse_exposition`, for `top` and `replay`).
 //! - [`server`] — `/metrics`, `/health`, `/ready`, `POST /forget`, the status page
 //!   `/` (`status.html`), `/api/alerts`, `/api/tap`, and the `server` section: TLS,
 //!   bearer tokens (`auth`), the access log.
@@ -130,6 +132,7 @@ pub mod kafka_client;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
+pub mod query;
 pub mod replay;
 pub(crate) mod retry;
 pub(crate) mod route;

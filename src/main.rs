@@ -519,7 +519,8 @@ fn tap(
         query.push((key.into(), value.into()));
     }
     query.push(("limit".into(), limit.to_string()));
-    let encoded: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", percent_encode(v))).collect();
+    let encoded: Vec<String> =
+        query.iter().map(|(k, v)| format!("{k}={}", synaptic_telemetry::query::escape(v))).collect();
     let endpoint = format!("{}/api/tap?{}", url.trim_end_matches('/'), encoded.join("&"));
     let token = std::env::var(token_env).ok();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -560,16 +561,6 @@ fn tap(
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Percent-encodes a query value.
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            b => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// One line per place, then the total; failure when any place was not done.

@@ -36,8 +36,6 @@ const MAX_FIELD_DEPTH: usize = 4;
 
 /// One version of the pipeline, built.
 pub struct Version {
-    /// What it is (`current`, `candidate: plugins/x.wasm`).
-    pub label: String,
     pub steps: Vec<RunningStep>,
     /// The alerts step's place (the number of steps before it) and its rules.
     pub alerts: Option<AlertsAt>,
@@ -139,13 +137,7 @@ pub async fn run(
     show: usize,
 ) -> anyhow::Result<Diff> {
     let mut diff = Diff::default();
-    let mut sims = [&current, &candidate].map(|v| {
-        v.alerts.as_ref().map(|a| Simulation::new(a.rules.clone(), a.policy.clone(), a.interval)).transpose()
-    });
-    let [Ok(sim_current), Ok(sim_candidate)] = &mut sims else {
-        anyhow::bail!("the alert rules cannot be built")
-    };
-    let (mut sim_current, mut sim_candidate) = (sim_current.take(), sim_candidate.take());
+    let (mut sim_current, mut sim_candidate) = (simulation_of(&current)?, simulation_of(&candidate)?);
     let mut pending: Vec<Record> = Vec::with_capacity(BATCH);
     let mut seq = 0u64;
     let mut records = records.peekable();
@@ -184,6 +176,14 @@ pub async fn run(
     Ok(diff)
 }
 
+/// The version's alert rules as a simulation, when it has an alerts step.
+fn simulation_of(version: &Version) -> anyhow::Result<Option<Simulation>> {
+    let Some(alerts) = &version.alerts else { return Ok(None) };
+    let simulation = Simulation::new(alerts.rules.clone(), alerts.policy.clone(), alerts.interval)
+        .map_err(|e| anyhow::anyhow!("the alert rules cannot be built: {e}"))?;
+    Ok(Some(simulation))
+}
+
 /// Each step's verdict per event key, for one batch through one version.
 type StepVerdicts = Vec<HashMap<u64, Verdict>>;
 
@@ -203,25 +203,26 @@ fn pass(
     let mut batch = Batch { seq, events, ..Batch::default() };
     let mut out = Vec::with_capacity(version.steps.len());
     let alerts_at = version.alerts.as_ref().map(|a| a.index);
+    // Each event's bytes are encoded once per step boundary: a step's output is
+    // the next step's input.
+    let mut before: HashMap<u64, Bytes> = batch.events.iter().map(|e| (key_of(e), wire_bytes(e))).collect();
     for (i, step) in version.steps.iter_mut().enumerate() {
         if alerts_at == Some(i) {
             if let Some(sim) = simulation.as_deref_mut() {
                 sim.feed(&batch.events);
             }
         }
-        let before: HashMap<u64, Bytes> = batch.events.iter().map(|e| (key_of(e), wire_bytes(e))).collect();
         let dead_before = batch.dead_letters.len();
         step.process(&mut batch);
+        let after: HashMap<u64, Bytes> = batch.events.iter().map(|e| (key_of(e), wire_bytes(e))).collect();
         let mut verdicts: HashMap<u64, Verdict> = HashMap::with_capacity(before.len());
-        for event in &batch.events {
-            let key = key_of(event);
-            let output = wire_bytes(event);
-            let verdict = match before.get(&key) {
-                Some(input) if *input == output => Verdict::Kept(output),
-                Some(input) => Verdict::Replaced { input: input.clone(), output },
-                None => Verdict::Replaced { input: Bytes::new(), output },
+        for (key, output) in &after {
+            let verdict = match before.get(key) {
+                Some(input) if input == output => Verdict::Kept(output.clone()),
+                Some(input) => Verdict::Replaced { input: input.clone(), output: output.clone() },
+                None => Verdict::Replaced { input: Bytes::new(), output: output.clone() },
             };
-            verdicts.insert(key, verdict);
+            verdicts.insert(*key, verdict);
         }
         for dead in &batch.dead_letters[dead_before..] {
             if let Position::Generator { seq } = dead.position {
@@ -232,6 +233,7 @@ fn pass(
             verdicts.entry(*key).or_insert(Verdict::Dropped);
         }
         out.push(verdicts);
+        before = after;
     }
     if alerts_at == Some(version.steps.len()) {
         if let Some(sim) = simulation {
@@ -378,18 +380,16 @@ pub(crate) fn changed_fields(a: &[u8], b: &[u8]) -> Vec<String> {
 /// out: they differ between any two runs.
 pub(crate) fn metric_deltas(a: &str, b: &str) -> Vec<(String, Option<f64>, Option<f64>)> {
     let parse = |text: &str| -> BTreeMap<String, f64> {
-        text.lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .filter_map(|l| {
-                let (series, value) = l.rsplit_once(' ')?;
-                let name = series.split('{').next()?;
-                if name.contains("_seconds")
-                    || name.contains("deadline_ratio")
-                    || name.starts_with("process_")
-                {
-                    return None;
-                }
-                Some((series.to_string(), value.parse().ok()?))
+        (crate::telemetry::parse_exposition(text).into_iter())
+            .filter(|s| !s.name.contains("_seconds") && !s.name.contains("deadline_ratio"))
+            .filter(|s| !s.name.starts_with("process_"))
+            .map(|s| {
+                let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+                let series = match labels.is_empty() {
+                    true => s.name,
+                    false => format!("{}{{{}}}", s.name, labels.join(",")),
+                };
+                (series, s.value)
             })
             .collect()
     };

@@ -7,7 +7,7 @@
 //! metrics step's) are added as exports.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus::core::Collector;
@@ -133,4 +133,50 @@ impl Telemetry {
     pub(crate) fn add_export(&self, export: Arc<dyn MetricExport>) {
         lock(&self.exports).push(export);
     }
+}
+
+/// One series of an exposition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Parses the Prometheus text format (what `/metrics` serves). Lines it cannot
+/// read are skipped; label values are taken as written (escapes kept).
+pub fn parse_exposition(text: &str) -> Vec<Series> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (head, value) = match line.rsplit_once(' ') {
+            Some(parts) => parts,
+            None => continue,
+        };
+        let Ok(value) = value.trim().parse::<f64>() else { continue };
+        let (name, labels) = match head.split_once('{') {
+            Some((name, rest)) => (name, parse_labels(rest.strip_suffix('}').unwrap_or(rest))),
+            None => (head, BTreeMap::new()),
+        };
+        out.push(Series { name: name.to_string(), labels, value });
+    }
+    out
+}
+
+/// `a="x",b="y"`: quoted values may hold commas and escaped quotes.
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = text;
+    while let Some((name, after)) = rest.split_once("=\"") {
+        let bytes = after.as_bytes();
+        let mut end = 0;
+        while end < bytes.len() && !(bytes[end] == b'"' && (end == 0 || bytes[end - 1] != b'\\')) {
+            end += 1;
+        }
+        labels.insert(name.trim_start_matches(',').trim().to_string(), after[..end].to_string());
+        rest = after.get(end + 1..).unwrap_or("");
+    }
+    labels
 }

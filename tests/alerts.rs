@@ -346,6 +346,7 @@ fn a_broken_rule_file_is_rejected_and_the_old_rules_keep_firing() {
 /// starting at its fixed date) through a rule set on event time, evaluated every
 /// second as the demo does.
 fn an_hour_through(rules: &Path) -> synaptic_telemetry::alert::simulate::SimulationReport {
+    use synaptic_telemetry::alert::notify::Policy;
     use synaptic_telemetry::alert::simulate::Simulation;
     use synaptic_telemetry::event::{Event, Position, SchemaMode};
     use synaptic_telemetry::source::traffic::Traffic;
@@ -361,8 +362,8 @@ fn an_hour_through(rules: &Path) -> synaptic_telemetry::alert::simulate::Simulat
     };
     let mut traffic = Traffic::new(&config, 0);
     let rules = synaptic_telemetry::alert::engine::load_checked(rules).expect("the rules load");
-    let mut simulation = Simulation::new(rules, Simulation::default_policy(), Duration::from_secs(1))
-        .expect("the rules build");
+    let mut simulation =
+        Simulation::new(rules, Policy::default(), Duration::from_secs(1)).expect("the rules build");
     let mut batch = Vec::with_capacity(500);
     for seq in 0..(RATE as u64 * 3600) {
         let line = bytes::Bytes::from(traffic.next_event());

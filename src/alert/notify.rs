@@ -51,15 +51,6 @@ pub struct Notification {
 }
 
 impl Notification {
-    pub fn tier(&self) -> Tier {
-        self.tier
-    }
-
-    /// The daily info digest.
-    pub fn is_digest(&self) -> bool {
-        self.digest
-    }
-
     pub fn alerts(&self) -> &[Alert] {
         &self.alerts
     }

@@ -26,8 +26,6 @@ pub struct AlertHistory {
     pub resolved: u64,
     /// Whether it was firing at the end.
     pub firing_at_end: bool,
-    /// The value at its last notification (firing or resolved).
-    pub last_value: Option<f64>,
 }
 
 /// An alert's identity across two simulations: the rule, its tier and group labels.
@@ -49,8 +47,6 @@ impl std::fmt::Display for AlertKey {
 pub struct SimulationReport {
     /// Notifications per tier (a warning group or a digest counts once).
     pub notifications: BTreeMap<Tier, u64>,
-    /// Alerts in notifications per tier, firing and resolved.
-    pub notified_alerts: BTreeMap<Tier, u64>,
     pub alerts: BTreeMap<AlertKey, AlertHistory>,
     /// Evaluations made.
     pub evaluations: u64,
@@ -77,11 +73,6 @@ impl Simulation {
             first_ms: None,
             report: SimulationReport::default(),
         })
-    }
-
-    /// The default tier timing (as an `alerts` step without overrides).
-    pub fn default_policy() -> Policy {
-        Policy::default()
     }
 
     /// Feeds events in their order; the rules are evaluated at each interval of
@@ -139,12 +130,6 @@ fn evaluate(
     }
     for notification in out {
         *report.notifications.entry(notification.tier).or_default() += 1;
-        *report.notified_alerts.entry(notification.tier).or_default() += notification.alerts.len() as u64;
-        for alert in &notification.alerts {
-            if let Some(history) = report.alerts.get_mut(&key_of(alert)) {
-                history.last_value = alert.value.is_finite().then_some(alert.value);
-            }
-        }
         if report.sent.len() < MAX_KEPT {
             report.sent.push(notification);
         }

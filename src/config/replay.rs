@@ -90,7 +90,7 @@ impl Config {
 
     /// Builds the steps for a replay, on one worker; the alerts step is left out
     /// and its rules returned with its place. Must run inside the Tokio runtime.
-    pub fn replay_version(&self, label: &str) -> anyhow::Result<Version> {
+    pub fn replay_version(&self) -> anyhow::Result<Version> {
         let telemetry = Arc::new(Telemetry::new());
         let mut cx = BuildContext::new(telemetry.clone(), self.schema);
         cx.insert_shared(PluginHost::new(&self.plugins_for(1)));
@@ -112,6 +112,6 @@ impl Config {
             }
         }
         let services = cx.finish()?;
-        Ok(Version { label: label.to_string(), steps, alerts, telemetry, services, schema: self.schema })
+        Ok(Version { steps, alerts, telemetry, services, schema: self.schema })
     }
 }

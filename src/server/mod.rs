@@ -361,7 +361,7 @@ async fn tap(
         let message = "tap streams events out of the process: it needs server.auth (bearer tokens)\n";
         return (StatusCode::FORBIDDEN, message).into_response();
     }
-    let params = query_params(uri.query().unwrap_or(""));
+    let params = crate::query::params(uri.query().unwrap_or(""));
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let point = match (param("step"), param("sink")) {
         (Some(step), None) => crate::tap::Point::Step(step),
@@ -448,38 +448,6 @@ async fn tap(
         .headers_mut()
         .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/x-ndjson"));
     response
-}
-
-/// `a=b&c=d` with `%XX` and `+` decoded; pairs whose text is not UTF-8 are left out.
-fn query_params(query: &str) -> Vec<(String, String)> {
-    let decode = |text: &str| -> Option<String> {
-        let bytes = text.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                // A `%` without two digits after it makes the pair invalid.
-                b'%' if i + 2 < bytes.len() => {
-                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
-                    out.push(u8::from_str_radix(hex, 16).ok()?);
-                    i += 2;
-                }
-                b'%' => return None,
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8(out).ok()
-    };
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .filter_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((decode(key)?, decode(value)?))
-        })
-        .collect()
 }
 
 /// The alerts firing now, as JSON (`crate::alert::board`).

@@ -210,11 +210,11 @@ impl InfluxOutput {
         let mut url = format!(
             "{}/write?db={}&precision=ns",
             config.endpoint.url.trim_end_matches('/'),
-            query_escape(&config.database)
+            crate::query::escape(&config.database)
         );
         let policy = if config.rollups.is_some() { Some("raw") } else { config.retention_policy.as_deref() };
         if let Some(rp) = policy {
-            let _ = write!(url, "&rp={}", query_escape(rp));
+            let _ = write!(url, "&rp={}", crate::query::escape(rp));
         }
         let setup = config.rollups.as_ref().map(|r| Setup {
             url: format!("{}/query", config.endpoint.url.trim_end_matches('/')),
@@ -422,15 +422,6 @@ fn escape(text: &str, how: EscapeAs, out: &mut String) {
             c => out.push(c),
         }
     }
-}
-
-fn query_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            b => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -329,13 +329,7 @@ pub fn influxdb(dir: &Path) -> (Service, SocketAddr) {
 /// How many points InfluxDB holds for `event_type` (its measurement).
 pub fn influx_points(influx: SocketAddr, event_type: &str) -> u64 {
     let q = format!("SELECT count(*) FROM \"{event_type}\" GROUP BY *");
-    let encoded: String = q
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let encoded = url_encode(&q);
     let Some(answer) = get_json(influx, &format!("/query?db=codex_metrics&epoch=ms&q={encoded}")) else {
         return 0;
     };
@@ -397,10 +391,5 @@ pub fn require(binary: &str) -> std::path::PathBuf {
 
 /// A query string value, percent-encoded (Prometheus and InfluxDB query APIs).
 pub fn url_encode(q: &str) -> String {
-    q.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            b => format!("%{b:02X}"),
-        })
-        .collect()
+    synaptic_telemetry::query::escape(q)
 }
