@@ -48,12 +48,14 @@
 //!   change), `minimize` (only the schema's fields) and `retention` (the class tag).
 //! - [`plugin`] — hot-swappable plugin steps: their config (`config`) and metrics
 //!   (`metrics`), the WebAssembly runtime (`wasm`: pooled instances, epoch
-//!   deadlines, a memory cap enforced by a resource limiter, WASI denied by
-//!   default), the Rhai runtime on the same contract (`script`), the step that
+//!   deadlines, a memory cap enforced by a resource limiter, instances replaced
+//!   between batches when their memory runs low, WASI denied by default), the
+//!   Rhai runtime on the same contract (`script`), the step that
 //!   applies verdicts, contains failures, swaps and rolls back (`step`), the
 //!   directory watcher (`watch`), compiled components kept on disk (`cache`), and
 //!   `test plugin` (`tester`). The contract is
-//!   `plugins/wit/plugin.wit`; the SDK (`plugins/sdk`) holds its Rust encoding; the
+//!   `plugins/wit/plugin.wit`; the SDK (`plugins/sdk`) holds its Rust encoding,
+//!   `plugins/js` and `plugins/python` the TypeScript and Python SDKs; the
 //!   standard plugins live in `plugins/standard`.
 //! - [`metrics`] — the `metrics` step: its config (`config`), the declarative
 //!   metric mapping (`mapping`, `config/metrics.yaml` built in) with promtool's

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::plugins::{stamp_version, wasm};
-use common::{command, comparable, http_get, metric, read_lines, write_config, Running};
+use common::{
+    command, comparable, generate_input, http_get, metric, read_lines, spawn_run, write_config, Running,
+};
 use serde_json::Value;
 
 /// A pipeline config with one plugin step; `source` and `step` are YAML flow maps.
@@ -44,17 +46,6 @@ fn plugin_dir(dir: &Path) -> PathBuf {
 
 fn json_lines(path: &Path) -> Vec<Value> {
     read_lines(path).iter().map(|l| serde_json::from_str(l).expect("output is JSON")).collect()
-}
-
-fn generate(dir: &Path, count: u64, seed: u64) -> PathBuf {
-    let input = dir.join("input.jsonl");
-    let status = command()
-        .args(["generate", "--count", &count.to_string(), "--seed", &seed.to_string(), "--out"])
-        .arg(&input)
-        .status()
-        .expect("generate runs");
-    assert!(status.success());
-    input
 }
 
 /// Polls /metrics until `series` reaches `at_least` (bounded).
@@ -107,7 +98,7 @@ fn hot_swap_under_load_loses_nothing_repeats_nothing_and_never_splits_a_batch() 
     let plugins = plugin_dir(dir.path());
     std::fs::write(plugins.join("stamp.wasm"), stamp_version(0)).expect("first version");
     // The same events as the generator source below, to map event ids to positions.
-    let input = generate(dir.path(), EVENTS, 7);
+    let input = generate_input(dir.path(), EVENTS, 7);
     let position: HashMap<String, u64> = read_lines(&input)
         .iter()
         .enumerate()
@@ -126,11 +117,7 @@ fn hot_swap_under_load_loses_nothing_repeats_nothing_and_never_splits_a_batch() 
         "{name: stamp, type: plugin, file: stamp.wasm, deadline: 2s}",
         &format!("{{max_events: {BATCH}, linger: 30s}}"),
     );
-    let mut running = Running::spawn({
-        let mut cmd = command();
-        cmd.args(["run", "--config"]).arg(&config);
-        cmd
-    });
+    let mut running = spawn_run(&config);
     let addr = running.wait_for_address(Duration::from_secs(60));
     // Each version must serve a batch before the next replaces it: with compiled
     // plugins cached, a swap can take less time than a batch takes to fill. Counted
@@ -184,21 +171,175 @@ fn hot_swap_under_load_loses_nothing_repeats_nothing_and_never_splits_a_batch() 
     assert_eq!(distinct.len() as u64, SWAPS + 1, "every version served: {distinct:?}");
 }
 
-/// Runs the `faulty` plugin in `mode` over 2,000 events in batches of 500.
-fn run_faulty(mode: &str, on_error: &str, extra: &str) -> (i32, Value, Vec<String>, Vec<Value>, Vec<String>) {
+/// What processed one batch in the cross-language swap test.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Served {
+    Stamp(String),
+    Filter,
+}
+
+/// The step's file goes Rust stamp → TypeScript severity filter → Rust stamp →
+/// Python severity filter → Rust stamp while events stream: every batch is served
+/// whole by one version (stamped with its version, or exactly its WARN-and-above
+/// events unstamped), versions take over in order, and nothing is lost or repeated.
+#[test]
+fn typescript_and_python_plugins_swap_in_under_load_and_never_split_a_batch() {
+    const EVENTS: u64 = 150_000;
+    const BATCH: u64 = 500;
     let dir = tempfile::tempdir().expect("tempdir");
     let plugins = plugin_dir(dir.path());
-    std::fs::copy(wasm("faulty"), plugins.join("faulty.wasm")).expect("copy plugin");
-    let input = generate(dir.path(), 2_000, 3);
+    std::fs::write(plugins.join("stamp.wasm"), stamp_version(0)).expect("first version");
+    let versions: Vec<(Vec<u8>, Served)> = vec![
+        (std::fs::read(wasm("severity_filter_ts")).expect("ts filter"), Served::Filter),
+        (stamp_version(1), Served::Stamp("0000000001".into())),
+        (std::fs::read(wasm("severity_filter_py")).expect("py filter"), Served::Filter),
+        (stamp_version(2), Served::Stamp("0000000002".into())),
+    ];
+    // Compiling a 12-18 MB component takes seconds on a busy machine: compile them
+    // once now (into the compiled-plugin cache, as a restart would find them), so
+    // that the swaps below come while events still stream. Swap latency without the
+    // cache is measured by `cargo bench --bench plugin_languages`.
+    let input = generate_input(dir.path(), EVENTS, 11);
+    for build in ["severity_filter_ts", "severity_filter_py"] {
+        let status = command()
+            .args(["test", "plugin"])
+            .arg(wasm(build))
+            .arg("--input")
+            .arg(&input)
+            .args(["--config", "{min: WARN}", "--batch-size", "1000"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("test plugin runs");
+        assert!(status.success(), "{build} compiles and runs");
+    }
+    let events: Vec<Value> =
+        read_lines(&input).iter().map(|l| serde_json::from_str(l).expect("generated JSON")).collect();
+    let position: HashMap<String, u64> = events
+        .iter()
+        .enumerate()
+        .map(|(i, doc)| (doc["event_id"].as_str().expect("event_id").to_string(), i as u64))
+        .collect();
+    let warn_or_above = |doc: &Value| matches!(doc["severity"].as_str(), Some("WARN" | "ERROR" | "FATAL"));
+
+    let config = config(
+        dir.path(),
+        &format!("{{type: generator, rate: 10000, total: {EVENTS}, seed: 11, start_ms: 1767225600000}}"),
+        "{name: stamp, type: plugin, file: stamp.wasm, deadline: 2s, config: {min: WARN}}",
+        &format!("{{max_events: {BATCH}, linger: 30s}}"),
+    );
+    let mut running = spawn_run(&config);
+    let addr = running.wait_for_address(Duration::from_secs(60));
+    let processed = "synaptic_telemetry_step_events_total{outcome=\"in\",step=\"stamp\"}";
+    let mut since = 0.0;
+    for (n, (bytes, _)) in versions.iter().enumerate() {
+        wait_for_metric(addr, processed, since + 3.0 * BATCH as f64, Duration::from_secs(30));
+        replace_plugin(&plugins, "stamp.wasm", bytes, n);
+        wait_for_metric(
+            addr,
+            "synaptic_telemetry_plugin_swaps_total{plugin=\"stamp\"}",
+            (n + 1) as f64,
+            Duration::from_secs(60),
+        );
+        since = metric(&http_get(addr, "/metrics").1, processed).unwrap_or(0.0);
+    }
+    let read_so_far =
+        metric(&http_get(addr, "/metrics").1, "synaptic_telemetry_source_events_total").unwrap_or(0.0);
+    assert!(read_so_far < EVENTS as f64, "every swap happened while events were still streaming");
+    let (code, summary) = running.finish(Duration::from_secs(120));
+    assert_eq!(code, 0, "summary: {summary}");
+    assert_eq!(summary["acknowledged"], EVENTS);
+    assert!(read_lines(&dir.path().join("out/dead.jsonl")).is_empty(), "nothing dead-lettered");
+
+    // Who served each batch, and which of its events came out.
+    let mut served: HashMap<u64, HashSet<Served>> = HashMap::new();
+    let mut out_ids: HashMap<u64, HashSet<String>> = HashMap::new();
+    for event in json_lines(&dir.path().join("out/events.jsonl")) {
+        let id = event["event_id"].as_str().expect("event_id").to_string();
+        let at = *position.get(&id).unwrap_or_else(|| panic!("event {id} was never generated"));
+        let by = match event["tags"]["plugin_version"].as_str() {
+            Some(version) => Served::Stamp(version.to_string()),
+            None => Served::Filter,
+        };
+        served.entry(at / BATCH).or_default().insert(by);
+        assert!(out_ids.entry(at / BATCH).or_default().insert(id.clone()), "event {id} came out twice");
+    }
+    let mut order: Vec<Served> = Vec::new();
+    for batch in 0..EVENTS / BATCH {
+        let by = served.get(&batch).unwrap_or_else(|| panic!("batch {batch} has no output"));
+        assert_eq!(by.len(), 1, "batch {batch} was served by more than one version: {by:?}");
+        let by = by.iter().next().expect("one").clone();
+        let range = (batch * BATCH) as usize..((batch + 1) * BATCH) as usize;
+        let expected: HashSet<String> = events[range]
+            .iter()
+            .filter(|doc| by != Served::Filter || warn_or_above(doc))
+            .map(|doc| doc["event_id"].as_str().expect("id").to_string())
+            .collect();
+        assert_eq!(out_ids[&batch], expected, "batch {batch} ({by:?}) lost or kept the wrong events");
+        if order.last() != Some(&by) {
+            order.push(by);
+        }
+    }
+    let mut expected_order = vec![Served::Stamp("0000000000".into())];
+    expected_order.extend(versions.iter().map(|(_, served)| served.clone()));
+    assert_eq!(order, expected_order, "versions take over in order, each serving at least one batch");
+}
+
+/// JavaScript components' memory grows with every batch (their collector lags):
+/// the host replaces such an instance between batches once it has used half the
+/// room its cap leaves, so none of its batches ever meets the cap.
+#[test]
+fn a_typescript_plugin_whose_memory_grows_is_replaced_between_batches_and_fails_nothing() {
+    // About 100 batches per worker: without the replacement, an instance would grow by
+    // some 19 MB (about 190 KB a batch, measured), past the 11 MB its cap leaves.
+    const EVENTS: u64 = 100_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = plugin_dir(dir.path());
+    std::fs::copy(wasm("severity_filter_ts"), plugins.join("filter.wasm")).expect("copy plugin");
+    let config = config(
+        dir.path(),
+        &format!("{{type: generator, rate: 20000, total: {EVENTS}, seed: 12, start_ms: 1767225600000}}"),
+        "{name: filter, type: plugin, file: filter.wasm, memory: 24MiB, config: {min: TRACE}}",
+        "{max_events: 500, linger: 30s}",
+    );
+    let mut running = spawn_run(&config);
+    let addr = running.wait_for_address(Duration::from_secs(60));
+    wait_for_metric(
+        addr,
+        "synaptic_telemetry_plugin_instance_recycles_total{plugin=\"filter\"}",
+        1.0,
+        Duration::from_secs(60),
+    );
+    let (code, summary) = running.finish(Duration::from_secs(120));
+    assert_eq!(code, 0, "summary: {summary}");
+    assert_eq!(summary["acknowledged"], EVENTS);
+    assert!(read_lines(&dir.path().join("out/dead.jsonl")).is_empty(), "no batch met the memory cap");
+    assert_eq!(read_lines(&dir.path().join("out/events.jsonl")).len() as u64, EVENTS);
+}
+
+/// Runs the `faulty` plugin in `mode` over 2,000 events in batches of 500.
+fn run_faulty(mode: &str, on_error: &str, extra: &str) -> (i32, Value, Vec<String>, Vec<Value>, Vec<String>) {
+    run_faulty_build("faulty", mode, on_error, extra)
+}
+
+/// Like [`run_faulty`], with one of the faulty builds: `faulty` (Rust), `faulty_ts`
+/// (TypeScript) or `faulty_py` (Python), always as the step `faulty`.
+fn run_faulty_build(
+    build: &str,
+    mode: &str,
+    on_error: &str,
+    extra: &str,
+) -> (i32, Value, Vec<String>, Vec<Value>, Vec<String>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = plugin_dir(dir.path());
+    std::fs::copy(wasm(build), plugins.join("faulty.wasm")).expect("copy plugin");
+    let input = generate_input(dir.path(), 2_000, 3);
     let config = config(
         dir.path(),
         &format!("{{type: file, path: {}}}", input.display()),
         &format!("{{name: faulty, type: plugin, file: faulty.wasm, on_error: {on_error}, config: {{mode: {mode}}}{extra}}}"),
         "{max_events: 500, linger: 30s}",
     );
-    let mut cmd = command();
-    cmd.args(["run", "--config"]).arg(&config);
-    let (code, summary) = Running::spawn(cmd).finish(Duration::from_secs(120));
+    let (code, summary) = spawn_run(&config).finish(Duration::from_secs(120));
     let out = read_lines(&dir.path().join("out/events.jsonl"));
     let dead = json_lines(&dir.path().join("out/dead.jsonl"));
     (code, summary, out, dead, read_lines(&input))
@@ -255,6 +396,75 @@ fn a_trap_fails_only_its_batch_and_on_error_pass_lets_events_through() {
     let out: Vec<String> = out.iter().map(|l| comparable(l)).collect();
     let input: Vec<String> = input.iter().map(|l| comparable(l)).collect();
     assert_eq!(out, input, "events pass unchanged, in order");
+}
+
+/// An exception, an endless loop and a memory bomb in a TypeScript and in a Python
+/// plugin: each fails only its batches, which go to dead letter with the reason,
+/// and the pipeline runs to the end.
+#[test]
+fn typescript_and_python_plugins_that_throw_loop_or_exhaust_memory_dead_letter_their_batches() {
+    let cases = [
+        ("faulty_ts", "throw", "", "failed the batch: Error: faulty plugin throws, as configured"),
+        ("faulty_py", "throw", "", "failed the batch: RuntimeError: faulty plugin raises, as configured"),
+        ("faulty_ts", "loop", ", deadline: 100ms, deadline_per_event: 0s", "within its deadline of 100ms"),
+        ("faulty_py", "loop", ", deadline: 100ms, deadline_per_event: 0s", "within its deadline of 100ms"),
+        ("faulty_ts", "alloc", ", memory: 32MiB", "went over its memory limit of 33554432 bytes"),
+        ("faulty_py", "alloc", ", memory: 32MiB", "went over its memory limit of 33554432 bytes"),
+    ];
+    for (build, mode, extra, reason) in cases {
+        let started = Instant::now();
+        let (code, summary, out, dead, input) = run_faulty_build(build, mode, "dead_letter", extra);
+        assert_eq!(code, 0, "{build} {mode}: summary: {summary}");
+        assert_eq!(summary["acknowledged"], 2_000, "{build} {mode}");
+        assert!(out.is_empty(), "{build} {mode}: nothing passes a plugin that fails every batch");
+        assert_all_dead_lettered(&dead, &input, reason);
+        assert!(started.elapsed() < Duration::from_secs(90), "{build} {mode} took {:?}", started.elapsed());
+    }
+}
+
+/// A plugin that throws only on batches holding a poisoned event: the host splits
+/// those batches until only the poisoned events fail; all the others go through.
+#[test]
+fn typescript_and_python_exceptions_cost_only_the_events_that_cause_them() {
+    for build in ["faulty_ts", "faulty_py"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plugins = plugin_dir(dir.path());
+        std::fs::copy(wasm(build), plugins.join("faulty.wasm")).expect("copy plugin");
+        let generated = generate_input(dir.path(), 2_000, 5);
+        let input = dir.path().join("poisoned.jsonl");
+        let mut poisoned = HashSet::new();
+        let lines: Vec<String> = read_lines(&generated)
+            .iter()
+            .enumerate()
+            .map(|(i, line)| {
+                let mut doc: Value = serde_json::from_str(line).expect("JSON");
+                if i % 250 == 7 {
+                    doc["data"]["poison"] = Value::Bool(true);
+                    poisoned.insert(doc["event_id"].as_str().expect("id").to_string());
+                }
+                doc.to_string()
+            })
+            .collect();
+        std::fs::write(&input, lines.join("\n") + "\n").expect("write input");
+        let config = config(
+            dir.path(),
+            &format!("{{type: file, path: {}}}", input.display()),
+            "{name: faulty, type: plugin, file: faulty.wasm, config: {mode: poison}}",
+            "{max_events: 500, linger: 30s}",
+        );
+        let (code, summary) = spawn_run(&config).finish(Duration::from_secs(120));
+        assert_eq!(code, 0, "{build}: summary: {summary}");
+        let dead = json_lines(&dir.path().join("out/dead.jsonl"));
+        let dead_ids: HashSet<String> = dead
+            .iter()
+            .map(|r| {
+                let raw: Value = serde_json::from_str(r["raw"].as_str().expect("raw")).expect("raw JSON");
+                raw["event_id"].as_str().expect("id").to_string()
+            })
+            .collect();
+        assert_eq!(dead_ids, poisoned, "{build}: exactly the poisoned events are dead-lettered");
+        assert_eq!(read_lines(&dir.path().join("out/events.jsonl")).len(), 2_000 - poisoned.len(), "{build}");
+    }
 }
 
 #[test]
@@ -445,7 +655,7 @@ fn a_plugin_that_cannot_load_stops_the_start_with_a_clear_error() {
     let plugins = plugin_dir(dir.path());
     std::fs::write(plugins.join("broken.wasm"), b"garbage").expect("write");
     std::fs::copy(wasm("faulty"), plugins.join("faulty.wasm")).expect("copy");
-    let input = generate(dir.path(), 10, 1);
+    let input = generate_input(dir.path(), 10, 1);
     for (step, expected) in [
         ("{name: broken, type: plugin, file: broken.wasm}", "plugin `broken`"),
         (
@@ -480,7 +690,7 @@ fn a_plugin_that_cannot_load_stops_the_start_with_a_clear_error() {
 #[test]
 fn test_plugin_prints_every_verdict_and_output() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let input = generate(dir.path(), 300, 9);
+    let input = generate_input(dir.path(), 300, 9);
     let output = command()
         .args(["test", "plugin"])
         .arg(wasm("severity_floor"))

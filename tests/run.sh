@@ -40,6 +40,11 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 # python3 and GNU time for benches/chain.sh (its events; CPU-seconds per process).
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 [ -x /usr/bin/time ] || missing+=(time)
+# The TypeScript and Python plugin SDKs: Node.js (20.6 or later) and npm build and
+# test the TypeScript plugins; Python's venv holds componentize-py (plugins/build.sh).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 # Headless Chromium loads the status page; tmux runs `top` for the tests to read.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
@@ -64,7 +69,7 @@ if [ ! -x "$TANSU_SQL" ] || ! "$TANSU_SQL" --version 2>/dev/null | grep -q "$TAN
         --root "$HOME/.cache/synaptic-telemetry/tansu-sql"
 fi
 
-step "building the example plugins for wasm32-wasip2"
+step "building the plugins: Rust (wasm32-wasip2), TypeScript (componentize-js), Python (componentize-py)"
 plugins/build.sh
 
 step "unit and integration tests (and a short fuzzing run: tests/fuzz.rs)"
@@ -80,6 +85,9 @@ SPINE_BENCH_EVENTS=20000 cargo bench --locked --bench spine
 
 step "plugin benchmark smoke run (20,000 events; the full run is: cargo bench --bench plugin)"
 PLUGIN_BENCH_EVENTS=20000 cargo bench --locked --bench plugin
+
+step "plugin languages benchmark smoke run (20,000 events; the full run is: cargo bench --bench plugin_languages)"
+PLUGIN_LANG_BENCH_EVENTS=20000 PLUGIN_LANG_BENCH_SWAPS=1 cargo bench --locked --bench plugin_languages
 
 step "standard plugins benchmark smoke run (20,000 events; the full run is: cargo bench --bench standard_plugins)"
 STANDARD_BENCH_EVENTS=20000 cargo bench --locked --bench standard_plugins

@@ -47,6 +47,8 @@ pub struct PluginMetrics {
     pub(crate) batch_seconds: Histogram,
     failures: [IntCounter; 5],
     pub swaps: IntCounter,
+    /// Instances replaced between batches because their memory ran low.
+    pub recycles: IntCounter,
     pub(crate) rollbacks: IntCounter,
     load_failures: IntCounterVec,
     info: IntGaugeVec,
@@ -77,6 +79,11 @@ impl PluginMetrics {
         );
         let swaps =
             telemetry.counter_vec("plugin_swaps_total", "New plugin versions put in service", &["plugin"]);
+        let recycles = telemetry.counter_vec(
+            "plugin_instance_recycles_total",
+            "Plugin instances replaced with fresh ones between batches because their memory ran low",
+            &["plugin"],
+        );
         let rollbacks = telemetry.counter_vec(
             "plugin_rollbacks_total",
             "New plugin versions withdrawn for failing their first batches",
@@ -106,6 +113,7 @@ impl PluginMetrics {
             batch_seconds: batch_seconds.with_label_values(&[plugin]),
             failures: PluginFailureKind::ALL.map(|kind| failures.with_label_values(&[plugin, kind.label()])),
             swaps: swaps.with_label_values(&[plugin]),
+            recycles: recycles.with_label_values(&[plugin]),
             rollbacks: rollbacks.with_label_values(&[plugin]),
             load_failures: telemetry.counter_vec(
                 "plugin_load_failures_total",

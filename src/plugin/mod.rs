@@ -232,6 +232,21 @@ pub trait Instance: Send {
     /// Processes one batch. The buffers are lent and handed back; after an error
     /// other than [`PluginError::Guest`] the instance must not be used again.
     fn process(&mut self, batch: &mut BatchBuffer) -> Result<VerdictList, PluginError>;
+
+    /// After a batch: `Some` when the instance should be replaced by a fresh one
+    /// before the next batch (its memory is running out). The step does so between
+    /// batches, so no event is affected; state a plugin keeps across batches
+    /// starts over, as after a trap or a swap.
+    fn worn(&self) -> Option<Worn> {
+        None
+    }
+}
+
+/// An instance's memory when it was found worn: `size` bytes of its cap of `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Worn {
+    pub size: usize,
+    pub limit: usize,
 }
 
 /// One version of a plugin: its code and the hash of the file it came from.

@@ -172,7 +172,18 @@ impl PluginStep {
             self.buffer.push(&event.wire()).map_err(|e| PluginError::Contract(e.0))?;
         }
         let events = batch.events.len();
-        let list = match instance.process(&mut self.buffer) {
+        let result = instance.process(&mut self.buffer);
+        if let Some(worn) = instance.worn() {
+            tracing::debug!(
+                plugin = %self.name,
+                memory = worn.size,
+                cap = worn.limit,
+                "plugin instance replaced with a fresh one: its memory is running out"
+            );
+            self.metrics.recycles.inc();
+            self.instance = None;
+        }
+        let list = match result {
             Ok(list) => list,
             Err(error) => {
                 // A trap or an interrupted call leaves the instance unusable.
@@ -489,6 +500,55 @@ mod tests {
         let policy = RollbackPolicy { failures: 2, window: 4 };
         let step = PluginStep::new("p", on_error, SchemaMode::Strict, first, policy, rx, metrics.clone());
         (step, tx, metrics)
+    }
+
+    /// Instances that report themselves worn after their second batch.
+    struct Wearing {
+        starts: Arc<AtomicUsize>,
+    }
+
+    struct WearingInstance {
+        batches: usize,
+    }
+
+    impl Code for Wearing {
+        fn runtime(&self) -> &'static str {
+            "fake"
+        }
+        fn start(&self) -> Result<Box<dyn Instance>, PluginError> {
+            self.starts.fetch_add(1, Ordering::SeqCst);
+            Ok(Box::new(WearingInstance { batches: 0 }))
+        }
+    }
+
+    impl Instance for WearingInstance {
+        fn process(&mut self, batch: &mut BatchBuffer) -> Result<VerdictList, PluginError> {
+            self.batches += 1;
+            assert!(self.batches <= 2, "a worn instance was given another batch");
+            keep_all(batch)
+        }
+        fn worn(&self) -> Option<crate::plugin::Worn> {
+            (self.batches >= 2).then_some(crate::plugin::Worn { size: 2, limit: 3 })
+        }
+    }
+
+    #[test]
+    fn a_worn_instance_is_replaced_between_batches_and_no_event_is_affected() {
+        let starts = Arc::new(AtomicUsize::new(0));
+        let code = Arc::new(Wearing { starts: starts.clone() });
+        let version = Version { hash: "sha256:w".into(), code };
+        let instance = version.code.start().expect("starts");
+        let (mut step, _tx, metrics) = step(Prepared { version, instance }, OnError::DeadLetter);
+        for _ in 0..5 {
+            let mut b = batch(3);
+            step.process(&mut b);
+            assert_eq!(b.events.len(), 3, "every event kept");
+            assert!(b.dead_letters.is_empty());
+        }
+        // Batches 1-2, 3-4 and 5 on three instances; two replaced for wear.
+        assert_eq!(starts.load(Ordering::SeqCst), 3);
+        assert_eq!(metrics.recycles.get(), 2);
+        assert_eq!(metrics.failure(PluginFailureKind::Trap).get(), 0);
     }
 
     #[test]

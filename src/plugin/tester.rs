@@ -137,7 +137,13 @@ fn run_batch(
         Some(running) => running,
         None => instance.insert(code.start().context("restarting the plugin")?),
     };
-    let list = match running.process(&mut buffer) {
+    let result = running.process(&mut buffer);
+    // As the pipeline does: a fresh instance for the next batch when this one's
+    // memory runs low.
+    if running.worn().is_some() {
+        *instance = None;
+    }
+    let list = match result {
         Ok(list) => list,
         Err(error) => {
             report.failed_batches += 1;

@@ -20,7 +20,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::cache::CompiledCache;
 use super::config::{Grants, PluginHostConfig};
 use super::metrics::PluginMetrics;
-use super::{Code, Instance, PluginError};
+use super::{Code, Instance, PluginError, Worn};
 
 wasmtime::component::bindgen!({
     path: "plugins/wit",
@@ -215,7 +215,8 @@ impl Code for WasmCode {
             Ok(Err(message)) => return Err(PluginError::Init(message)),
             Err(e) => return Err(classify(e, init_deadline, store.data())),
         }
-        Ok(Box::new(WasmInstance { store, bindings, settings: settings.clone() }))
+        let started_with = store.data().memory.size;
+        Ok(Box::new(WasmInstance { store, bindings, settings: settings.clone(), started_with }))
     }
 }
 
@@ -223,6 +224,8 @@ struct WasmInstance {
     store: Store<HostState>,
     bindings: Plugin,
     settings: Arc<InstanceSettings>,
+    /// Linear memory after `init`: what a fresh instance of this version holds.
+    started_with: usize,
 }
 
 impl Instance for WasmInstance {
@@ -246,6 +249,18 @@ impl Instance for WasmInstance {
             Ok(Err(message)) => Err(PluginError::Guest(message)),
             Err(e) => Err(classify(e, deadline, self.store.data())),
         }
+    }
+
+    /// Linear memory never shrinks, and a guest whose garbage collector lags
+    /// behind its allocations (seen with JavaScript components: their memory grows
+    /// with every batch until the cap) would fail a batch at the cap sooner or
+    /// later. Once the instance has used half the room its cap leaves above a fresh
+    /// instance, it is replaced between batches, before it gets there.
+    fn worn(&self) -> Option<Worn> {
+        let size = self.store.data().memory.size;
+        let limit = self.store.data().memory.limit;
+        let room = limit.saturating_sub(self.started_with);
+        (size.saturating_sub(self.started_with) > room / 2).then_some(Worn { size, limit })
     }
 }
 
@@ -317,6 +332,9 @@ fn classify(error: wasmtime::Error, deadline: Duration, state: &HostState) -> Pl
 struct MemoryCap {
     limit: usize,
     reached: Option<MemoryCapReached>,
+    /// Bytes of linear memory the instance has, all its memories together (they
+    /// never shrink).
+    size: usize,
 }
 
 /// Why a memory could not grow: the cap of `limit` bytes.
@@ -329,11 +347,12 @@ struct MemoryCapReached {
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired <= self.limit {
+            self.size = self.size.saturating_add(desired.saturating_sub(current));
             return Ok(true);
         }
         let reached = MemoryCapReached { limit: self.limit };
@@ -376,6 +395,7 @@ impl HostState {
             stderr,
             table: ResourceTable::new(),
             memory: MemoryCap {
+                size: 0,
                 limit: usize::try_from(settings.memory).unwrap_or(usize::MAX),
                 reached: None,
             },

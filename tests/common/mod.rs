@@ -393,3 +393,23 @@ pub fn require(binary: &str) -> std::path::PathBuf {
 pub fn url_encode(q: &str) -> String {
     synaptic_telemetry::query::escape(q)
 }
+
+/// Writes `count` generated events (seed `seed`) to `dir/input-<seed>.jsonl` with the
+/// binary's `generate` command; returns the path.
+pub fn generate_input(dir: &Path, count: u64, seed: u64) -> std::path::PathBuf {
+    let input = dir.join(format!("input-{seed}.jsonl"));
+    let status = command()
+        .args(["generate", "--count", &count.to_string(), "--seed", &seed.to_string(), "--out"])
+        .arg(&input)
+        .status()
+        .expect("generate runs");
+    assert!(status.success(), "generate failed: {status}");
+    input
+}
+
+/// Starts `run --config config`.
+pub fn spawn_run(config: &Path) -> Running {
+    let mut cmd = command();
+    cmd.args(["run", "--config"]).arg(config);
+    Running::spawn(cmd)
+}
