@@ -85,11 +85,13 @@ impl WasmRuntime {
                 }
             })
             .map_err(|e| PluginError::Instantiate(format!("starting the deadline clock: {e}")))?;
-        let cache = host.cache.as_ref().and_then(|dir| match CompiledCache::open(dir, &engine) {
-            Ok(cache) => Some(cache),
-            Err(e) => {
-                tracing::warn!("{e}");
-                None
+        let cache = host.cache.as_ref().and_then(|dir| {
+            match CompiledCache::open(dir, &engine, super::cache::MAX_CACHE_BYTES) {
+                Ok(cache) => Some(cache),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    None
+                }
             }
         });
         Ok(Arc::new(WasmRuntime { engine, cache, linker, ticker_stop }))
