@@ -194,7 +194,49 @@ impl Code for WasmCode {
         "wasm"
     }
 
+    /// Instantiation can fail for a reason of the host's, not the plugin's: the
+    /// kernel refusing, for a moment, to seal the memory image wasmtime maps
+    /// copy-on-write into every instance (`cannot add seals to the memfd`, seen here
+    /// under memory pressure), or running out of file descriptors. Such a failure
+    /// (an I/O error in the chain, no trap) is tried again, a bounded number of
+    /// times with a growing pause; what the plugin itself does is never retried.
     fn start(&self) -> Result<Box<dyn Instance>, PluginError> {
+        let mut pauses = HOST_RETRY_PAUSES.iter();
+        loop {
+            match self.start_once() {
+                Err(Started::HostFailure(error)) => match pauses.next() {
+                    Some(pause) => {
+                        tracing::warn!(plugin = %self.settings.plugin, error = %error, retry_in = ?pause, "could not instantiate the plugin for a reason of the host's");
+                        std::thread::sleep(*pause);
+                    }
+                    None => return Err(PluginError::Instantiate(error)),
+                },
+                Err(Started::Failed(error)) => return Err(error),
+                Ok(instance) => return Ok(instance),
+            }
+        }
+    }
+}
+
+/// Pauses before trying a failed instantiation again, when the host was the cause.
+const HOST_RETRY_PAUSES: [Duration; 3] =
+    [Duration::from_millis(10), Duration::from_millis(50), Duration::from_millis(250)];
+
+/// Why one attempt to start an instance failed.
+enum Started {
+    /// The host could not provide what the instance needs (an I/O error).
+    HostFailure(String),
+    Failed(PluginError),
+}
+
+impl From<PluginError> for Started {
+    fn from(error: PluginError) -> Self {
+        Started::Failed(error)
+    }
+}
+
+impl WasmCode {
+    fn start_once(&self) -> Result<Box<dyn Instance>, Started> {
         let settings = &self.settings;
         let state = HostState::new(settings)?;
         let mut store = Store::new(&self.runtime.engine, state);
@@ -205,17 +247,20 @@ impl Code for WasmCode {
         store.set_epoch_deadline(ticks(init_deadline));
         let bindings = match self.pre.instantiate(&mut store) {
             Ok(bindings) => bindings,
+            Err(e) if host_failure(&e) && store.data().memory.reached.is_none() => {
+                return Err(Started::HostFailure(one_line(&format!("{e:#}"))))
+            }
             Err(e) => {
-                return Err(match classify(e, init_deadline, store.data()) {
+                return Err(Started::Failed(match classify(e, init_deadline, store.data()) {
                     PluginError::Trap(message) => PluginError::Instantiate(message),
                     other => other,
-                })
+                }))
             }
         };
         match bindings.call_init(&mut store, &settings.init_config) {
             Ok(Ok(())) => {}
-            Ok(Err(message)) => return Err(PluginError::Init(message)),
-            Err(e) => return Err(classify(e, init_deadline, store.data())),
+            Ok(Err(message)) => return Err(PluginError::Init(message).into()),
+            Err(e) => return Err(classify(e, init_deadline, store.data()).into()),
         }
         let started_with = store.data().memory.size;
         Ok(Box::new(WasmInstance { store, bindings, settings: settings.clone(), started_with }))
@@ -309,6 +354,11 @@ fn ticks(deadline: Duration) -> u64 {
 /// Names a failed guest call: deadline, memory cap (as the store's limiter saw
 /// it), or another trap, with the last line the guest wrote to stderr (a Rust
 /// panic message lands there).
+/// An error of the host's making: an I/O error in its chain and no trap.
+fn host_failure(error: &wasmtime::Error) -> bool {
+    error.downcast_ref::<Trap>().is_none() && error.chain().any(|cause| cause.is::<std::io::Error>())
+}
+
 fn classify(error: wasmtime::Error, deadline: Duration, state: &HostState) -> PluginError {
     let trap = error.downcast_ref::<Trap>().copied();
     if trap == Some(Trap::Interrupt) {
@@ -495,5 +545,22 @@ impl synaptic::plugin::host::Host for HostState {
         let key = if self.counters.len() < MAX_GUEST_COUNTERS { name } else { "overflow".to_string() };
         let counter = self.counters.entry(key.clone()).or_insert_with(|| self.metrics.guest_counter(&key));
         counter.inc_by(delta);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_io_errors_without_a_trap_count_as_the_hosts() {
+        let sealing = wasmtime::Error::new(std::io::Error::other("cannot add seals to the memfd"))
+            .context("instantiating the component");
+        assert!(host_failure(&sealing));
+        assert!(!host_failure(&wasmtime::Error::new(Trap::UnreachableCodeReached)));
+        assert!(!host_failure(&wasmtime::Error::msg("import `x` has the wrong type")));
+        let trap_over_io =
+            wasmtime::Error::new(std::io::Error::other("disk")).context(Trap::UnreachableCodeReached);
+        assert!(!host_failure(&trap_over_io), "a trap is the plugin's, whatever else is in the chain");
     }
 }
