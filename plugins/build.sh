@@ -40,9 +40,17 @@ inputs_hash() {
     find "$@" -type f -not -path '*/node_modules/*' -not -path '*/__pycache__/*' -print0 |
         sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
 }
-# up_to_date NAME HASH: the component NAME.wasm was built from inputs of HASH.
-up_to_date() {
-    [ -f "$out/$1.wasm" ] && [ "$(cat "$out/$1.wasm.inputs" 2>/dev/null)" = "$2" ]
+# build_if_changed NAME HASH COMMAND...: runs COMMAND (which writes $out/NAME.wasm)
+# unless NAME.wasm was built from inputs of HASH, and records HASH.
+build_if_changed() {
+    local name=$1 hash=$2
+    shift 2
+    if [ -f "$out/$name.wasm" ] && [ "$(cat "$out/$name.wasm.inputs" 2>/dev/null)" = "$hash" ]; then
+        return
+    fi
+    echo "building $out/$name.wasm" >&2
+    "$@" >&2
+    echo "$hash" > "$out/$name.wasm.inputs"
 }
 
 # TypeScript: Node.js 20.6 or later (module hooks, for the SDK's tests) and npm.
@@ -60,10 +68,7 @@ fi
 for dir in plugins/js/examples/*/ plugins/js/bench/*/; do
     name="$(basename "$dir" | tr - _)_ts"
     hash=$(inputs_hash plugins/js/sdk "$dir" plugins/wit plugins/js/package-lock.json)
-    if ! up_to_date "$name" "$hash"; then
-        node plugins/js/sdk/bin/build.mjs "$dir/plugin.ts" "$out/$name.wasm"
-        echo "$hash" > "$out/$name.wasm.inputs"
-    fi
+    build_if_changed "$name" "$hash" node plugins/js/sdk/bin/build.mjs "$dir/plugin.ts" "$out/$name.wasm"
 done
 
 # Python: componentize-py, pinned, in its own virtual environment.
@@ -78,16 +83,11 @@ for dir in plugins/python/examples/*/ plugins/python/bench/*/; do
     module=$(basename "$dir")
     name="${module}_py"
     hash=$(inputs_hash plugins/python/sdk/synaptic_plugin "$dir" plugins/wit; echo "$COMPONENTIZE_PY_VERSION")
-    if ! up_to_date "$name" "$hash"; then
-        started=$(date +%s%N)
-        # componentize-py imports the module at build time and snapshots the
-        # interpreter after it (its own pre-initialisation): imports and module-level
-        # setup cost nothing when an instance starts.
-        "$venv/bin/componentize-py" -d plugins/wit -w plugin componentize \
-            -p plugins/python/sdk -p "$dir" "$module" -o "$out/$name.wasm" >/dev/null
-        echo "built $out/$name.wasm: $(stat -c %s "$out/$name.wasm") bytes in $((($(date +%s%N) - started) / 1000000)) ms" >&2
-        echo "$hash" > "$out/$name.wasm.inputs"
-    fi
+    # componentize-py imports the module at build time and snapshots the interpreter
+    # after it (its own pre-initialisation): imports and module-level setup cost
+    # nothing when an instance starts.
+    build_if_changed "$name" "$hash" "$venv/bin/componentize-py" -d plugins/wit -w plugin componentize \
+        -p plugins/python/sdk -p "$dir" "$module" -o "$out/$name.wasm"
 done
 
 # `faulty_*` misbehave on purpose; `identity_*` and `setup_*` are for the benchmarks: they stay

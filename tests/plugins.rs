@@ -200,13 +200,15 @@ fn typescript_and_python_plugins_swap_in_under_load_and_never_split_a_batch() {
     // that the swaps below come while events still stream. Swap latency without the
     // cache is measured by `cargo bench --bench plugin_languages`.
     let input = generate_input(dir.path(), EVENTS, 11);
+    let warm_up = dir.path().join("warm-up.jsonl");
+    std::fs::write(&warm_up, read_lines(&input)[..10].join("\n") + "\n").expect("warm-up input");
     for build in ["severity_filter_ts", "severity_filter_py"] {
         let status = command()
             .args(["test", "plugin"])
             .arg(wasm(build))
             .arg("--input")
-            .arg(&input)
-            .args(["--config", "{min: WARN}", "--batch-size", "1000"])
+            .arg(&warm_up)
+            .args(["--config", "{min: WARN}"])
             .stdout(std::process::Stdio::null())
             .status()
             .expect("test plugin runs");

@@ -173,26 +173,24 @@ impl PluginStep {
         }
         let events = batch.events.len();
         let result = instance.process(&mut self.buffer);
-        if let Some(worn) = instance.worn() {
-            tracing::debug!(
-                plugin = %self.name,
-                memory = worn.size,
-                cap = worn.limit,
-                "plugin instance replaced with a fresh one: its memory is running out"
-            );
-            self.metrics.recycles.inc();
-            self.instance = None;
-        }
-        let list = match result {
-            Ok(list) => list,
-            Err(error) => {
-                // A trap or an interrupted call leaves the instance unusable.
-                if !matches!(error, PluginError::Guest(_)) {
+        match &result {
+            // A trap or an interrupted call leaves the instance unusable.
+            Err(error) if !matches!(error, PluginError::Guest(_)) => self.instance = None,
+            // One that goes on serving is replaced when its memory runs low.
+            _ => {
+                if let Some(worn) = instance.worn() {
+                    tracing::debug!(
+                        plugin = %self.name,
+                        memory = worn.size,
+                        cap = worn.limit,
+                        "plugin instance replaced with a fresh one: its memory is running out"
+                    );
+                    self.metrics.recycles.inc();
                     self.instance = None;
                 }
-                return Err(error);
             }
-        };
+        }
+        let list = result?;
         if list.codes.len() == events && list.codes.iter().all(|&code| code == KEEP) {
             self.metrics.kept.inc_by(events as u64);
             return Ok(());

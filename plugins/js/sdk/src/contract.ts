@@ -46,25 +46,26 @@ export interface Verdicts {
   replacementEnds: Uint32Array;
 }
 
-/** Throws unless the offsets cut `data` into events: each within the data, in order. */
-export function checkOffsets(batch: Batch): void {
+/** The error for offsets that do not cut `data` into events (empty, out of order, or past the end). */
+export function offsetsError(batch: Batch, i: number): Error {
   const { data, offsets } = batch;
-  if (offsets.length === 0) throw new Error('batch offsets are empty (the first entry must be 0)');
-  for (let i = 0; i + 1 < offsets.length; i++) {
-    const start = offsets[i];
-    const end = offsets[i + 1];
-    if (end < start || end > data.length) {
-      throw new Error(`batch offsets ${start}..${end} of event ${i} are outside the data (${data.length} bytes)`);
-    }
-  }
+  if (offsets.length === 0) return new Error('batch offsets are empty (the first entry must be 0)');
+  return new Error(
+    `batch offsets ${offsets[i]}..${offsets[i + 1]} of event ${i} are outside the data (${data.length} bytes)`,
+  );
 }
 
 /** The batch's events, each a view into `data`. Throws when the offsets do not fit the data. */
 export function events(batch: Batch): Event[] {
-  checkOffsets(batch);
   const { data, offsets } = batch;
+  if (offsets.length === 0) throw offsetsError(batch, 0);
   const out: Event[] = new Array(offsets.length - 1);
-  for (let i = 0; i + 1 < offsets.length; i++) out[i] = new Event(data, offsets[i], offsets[i + 1]);
+  for (let i = 0; i + 1 < offsets.length; i++) {
+    const start = offsets[i];
+    const end = offsets[i + 1];
+    if (end < start || end > data.length) throw offsetsError(batch, i);
+    out[i] = new Event(data, start, end);
+  }
   return out;
 }
 

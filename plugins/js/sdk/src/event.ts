@@ -76,6 +76,8 @@ export class Event {
    */
   field(path: string): Json | undefined {
     let value: Json | undefined = this.json();
+    // A top-level key (the severity, the type: read for every event) needs no split.
+    if (path.indexOf('.') < 0) return Object.prototype.hasOwnProperty.call(value, path) ? value[path] : undefined;
     for (const key of path.split('.')) {
       if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
       if (!Object.prototype.hasOwnProperty.call(value, key)) return undefined;

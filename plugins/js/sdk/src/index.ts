@@ -12,7 +12,7 @@
 // Build it with `synaptic-plugin-build plugin.ts plugin.wasm` and drop the .wasm
 // into the service's plugins/ directory.
 
-import { checkOffsets, encode, events, Verdict, VerdictWriter, type Batch, type Verdicts } from './contract.ts';
+import { encode, events, offsetsError, Verdict, VerdictWriter, type Batch, type Verdicts } from './contract.ts';
 import { Event } from './event.ts';
 
 export { Event, Severity, parseSeverity, severityName, type Document, type Json } from './event.ts';
@@ -68,12 +68,12 @@ export function definePlugin(factory: (config: Config) => Plugin): PluginExports
         // One pass, no array of events or verdicts: the engine interprets, and
         // every object made per event shows in the cost.
         const { data, offsets } = batch;
-        if (offsets.length === 0) checkOffsets(batch);
+        if (offsets.length === 0) throw offsetsError(batch, 0);
         const writer = new VerdictWriter(offsets.length - 1);
         for (let i = 0; i + 1 < offsets.length; i++) {
           const start = offsets[i];
           const end = offsets[i + 1];
-          if (end < start || end > data.length) checkOffsets(batch);
+          if (end < start || end > data.length) throw offsetsError(batch, i);
           writer.set(i, plugin.process(new Event(data, start, end)));
         }
         return writer.finish();

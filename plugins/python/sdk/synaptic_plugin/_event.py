@@ -22,11 +22,10 @@ class Severity(enum.IntEnum):
     @classmethod
     def parse(cls, text: Any) -> Optional["Severity"]:
         """The severity named ``text`` exactly as schema v1.0 spells it, or None."""
-        if not isinstance(text, str):
-            return None
-        return cls.__members__.get(text)
+        return _SEVERITY_BY_NAME.get(text) if isinstance(text, str) else None
 
 
+_SEVERITY_BY_NAME = {severity.name: severity for severity in Severity}
 _MISSING = object()
 
 
@@ -56,6 +55,9 @@ class Event:
     def field(self, path: str, default: Any = None) -> Any:
         """The value at a dotted path (``data.agent_id``), or ``default`` when any part is missing."""
         value: Any = self.json()
+        if "." not in path:
+            # A top-level key (the severity, the type: read for every event) needs no split.
+            return value.get(path, default)
         for key in path.split("."):
             if not isinstance(value, dict):
                 return default
