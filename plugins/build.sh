@@ -8,13 +8,22 @@
 #   - Python: plugins/python/examples, with componentize-py from PyPI (installed in
 #     a virtual environment under ~/.cache/synaptic-telemetry when missing).
 #
-#   plugins/build.sh
+#   plugins/build.sh               every plugin
+#   plugins/build.sh --rust-only   the Rust ones only (what the demo runs; no Node.js
+#                                  or Python needed)
 #
 # Builds go to $CARGO_TARGET_DIR (default ~/.cache/synaptic-telemetry/target), under
 # wasm32-wasip2/plugin/. A TypeScript or Python component is built again only when
 # its sources, the SDK, the contract or the tool's version changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+rust_only=false
+case "${1:-}" in
+    "") ;;
+    --rust-only) rust_only=true ;;
+    *) echo "usage: plugins/build.sh [--rust-only]" >&2; exit 2 ;;
+esac
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/synaptic-telemetry/target}"
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
@@ -32,6 +41,9 @@ cargo build --quiet --locked --profile plugin --target wasm32-wasip2 "${packages
 for name in sample filter pii_scrub identity stamp severity_floor; do
     cp "$CARGO_TARGET_DIR/wasm32-wasip2/plugin/$name.wasm" plugins/
 done
+if $rust_only; then
+    exit 0
+fi
 
 out="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
 # The SHA-256 of every file under the given paths (caches and installs left out):

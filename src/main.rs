@@ -279,15 +279,20 @@ fn main() -> ExitCode {
     })
 }
 
-/// The embedded demo config. In a source checkout, the plugins are built first
-/// (`plugins/build.sh`) and loaded from the checkout's plugins/, or from `plugins`.
+/// The embedded demo config. In a source checkout, the Rust plugins it runs are built
+/// first (`plugins/build.sh --rust-only`: the TypeScript and Python examples would
+/// need Node.js and Python and are not part of the demo) and loaded from the
+/// checkout's plugins/, or from `plugins`.
 fn demo_config(no_build: bool, plugins: Option<&Path>) -> anyhow::Result<Config> {
     let source_tree = Path::new(env!("CARGO_MANIFEST_DIR"));
     let script = source_tree.join("plugins/build.sh");
     let base = if script.is_file() {
         if !no_build {
-            eprintln!("building the example plugins (plugins/build.sh)…");
-            let status = std::process::Command::new(&script).status().context("running plugins/build.sh")?;
+            eprintln!("building the example plugins (plugins/build.sh --rust-only)…");
+            let status = std::process::Command::new(&script)
+                .arg("--rust-only")
+                .status()
+                .context("running plugins/build.sh")?;
             anyhow::ensure!(status.success(), "plugins/build.sh failed ({status})");
         }
         source_tree
